@@ -1,0 +1,218 @@
+//! The phantom-token decision: from an `Authorization` header to either the JWT
+//! to forward or the reason to deny. Knows nothing of gRPC or Tyk's objects.
+
+use std::sync::Arc;
+
+use crate::cache::{Cached, Lookup, TokenCache, TtlPolicy, unix_now};
+use crate::config::Config;
+use crate::introspect::{ClientBuildError, IntrospectError, Introspection, IntrospectionClient};
+use crate::jwt::Claims;
+use crate::token::{SESSION_KEY_PREFIX, SessionKeys, TokenDigest, TokenError, extract_bearer};
+
+/// An active token, as cached: everything an allowed request needs, built once
+/// per token so a cache hit only copies strings.
+pub struct Grant {
+    /// `Bearer <JWT>`, the upstream `Authorization` value.
+    authorization: String,
+    pub claims: Claims,
+    /// Tyk's session key for this token (`metadata["token"]`).
+    pub session_key: String,
+}
+
+const BEARER_PREFIX: &str = "Bearer ";
+
+impl Grant {
+    fn new(jwt: &str, claims: Claims, session_key: String) -> Self {
+        Grant {
+            authorization: format!("{BEARER_PREFIX}{jwt}"),
+            claims,
+            session_key,
+        }
+    }
+
+    /// The `Authorization` header value for the upstream request.
+    pub fn authorization(&self) -> &str {
+        &self.authorization
+    }
+
+    /// The phantom JWT.
+    pub fn jwt(&self) -> &str {
+        &self.authorization[BEARER_PREFIX.len()..]
+    }
+
+    /// The short identifier used in log lines (the session key's first hex
+    /// characters; see [`SessionKeys::log_id`]).
+    pub fn log_id(&self) -> &str {
+        let hex = &self.session_key[SESSION_KEY_PREFIX.len()..];
+        &hex[..hex.len().min(12)]
+    }
+
+    /// Approximate bytes held by a cache entry for this grant.
+    fn weight(&self) -> u32 {
+        let strings = [&self.claims.sub, &self.claims.client_id, &self.claims.scope]
+            .into_iter()
+            .flatten()
+            .map(String::len)
+            .sum::<usize>();
+        let bytes = 192 + self.authorization.len() + self.session_key.len() + strings;
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
+/// A cached answer: `Some` for an active token, `None` for an inactive one.
+type Answer = Option<Arc<Grant>>;
+
+/// Why a request is denied. Turned into Tyk's answer in one place
+/// (`dispatch::rescue`).
+#[derive(Debug, Clone)]
+pub enum Denial {
+    /// No bearer credentials at all: a bare challenge.
+    NoCredentials,
+    /// The token is malformed, too long, inactive or expired.
+    InvalidToken(InvalidToken),
+    /// The AS gave no answer about the token.
+    Introspection(Arc<IntrospectError>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidToken {
+    Malformed,
+    TooLong,
+    /// 204, or `{"active":false}`.
+    Inactive,
+    /// The AS answered with a JWT whose `exp` has passed.
+    Expired,
+}
+
+impl InvalidToken {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidToken::Malformed => "malformed",
+            InvalidToken::TooLong => "too_long",
+            InvalidToken::Inactive => "inactive",
+            InvalidToken::Expired => "expired",
+        }
+    }
+}
+
+/// The outcome of [`Authorizer::authorize`], with what logging needs.
+pub struct Verdict {
+    /// Digest of the token (or of the malformed header), when there was one.
+    pub digest: Option<TokenDigest>,
+    /// Whether the answer came from the cache, when the AS was consulted.
+    pub lookup: Option<Lookup>,
+    pub result: Result<Arc<Grant>, Denial>,
+}
+
+pub struct Authorizer {
+    client: IntrospectionClient,
+    cache: TokenCache<Answer>,
+    ttl: TtlPolicy,
+    keys: SessionKeys,
+    max_token_bytes: usize,
+}
+
+impl Authorizer {
+    /// # Errors
+    ///
+    /// When the introspection client cannot be built (CA file, TLS set-up).
+    pub fn new(config: &Config) -> Result<Self, ClientBuildError> {
+        Ok(Authorizer {
+            client: IntrospectionClient::new(&config.introspection)?,
+            cache: TokenCache::new(config.cache.max_bytes, config.cache.max_entries),
+            ttl: TtlPolicy::from_config(&config.cache),
+            keys: SessionKeys::new(config.session.key_secret.expose().as_bytes()),
+            max_token_bytes: config.max_token_bytes,
+        })
+    }
+
+    pub fn session_keys(&self) -> &SessionKeys {
+        &self.keys
+    }
+
+    pub fn cache(&self) -> &TokenCache<Answer> {
+        &self.cache
+    }
+
+    /// Decides a request from its `Authorization` header (first value).
+    ///
+    /// Malformed headers never reach the AS. Valid tokens are looked up in the
+    /// cache by digest; a miss introspects once however many requests wait.
+    pub async fn authorize(&self, header: Option<&str>) -> Verdict {
+        let token = match extract_bearer(header, self.max_token_bytes) {
+            Ok(token) => token,
+            Err(TokenError::Missing) => return Verdict::denied(None, Denial::NoCredentials),
+            Err(e) => {
+                let why = if e == TokenError::TooLong {
+                    InvalidToken::TooLong
+                } else {
+                    InvalidToken::Malformed
+                };
+                let digest = header.map(|h| TokenDigest::of(h.as_bytes()));
+                return Verdict::denied(digest, Denial::InvalidToken(why));
+            }
+        };
+        let digest = token.digest();
+        let fetch = async {
+            match self.client.introspect(&token).await? {
+                Introspection::Active(active) => {
+                    let ttl = self
+                        .ttl
+                        .active(active.claims.exp, active.max_age, unix_now());
+                    let grant =
+                        Grant::new(&active.jwt, active.claims, self.keys.session_key(&digest));
+                    Ok(Cached {
+                        weight: grant.weight(),
+                        value: Some(Arc::new(grant)),
+                        ttl,
+                    })
+                }
+                Introspection::Inactive => Ok(Cached {
+                    value: None,
+                    ttl: self.ttl.inactive(),
+                    weight: 96,
+                }),
+            }
+        };
+        let (answer, lookup) = match self
+            .cache
+            .get_or_fetch::<IntrospectError, _>(digest, fetch)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => return Verdict::denied(Some(digest), Denial::Introspection(e)),
+        };
+        let result = match &answer.value {
+            None => Err(Denial::InvalidToken(InvalidToken::Inactive)),
+            Some(grant)
+                if grant
+                    .claims
+                    .exp
+                    .is_some_and(|exp| exp <= unix_now().as_secs()) =>
+            {
+                Err(Denial::InvalidToken(InvalidToken::Expired))
+            }
+            Some(grant) => Ok(grant.clone()),
+        };
+        Verdict {
+            digest: Some(digest),
+            lookup: Some(lookup),
+            result,
+        }
+    }
+
+    /// The cached grant for a token, without introspecting.
+    pub async fn cached_grant(&self, digest: &TokenDigest) -> Option<Arc<Grant>> {
+        self.cache.peek(digest).await.and_then(|c| c.value.clone())
+    }
+}
+
+impl Verdict {
+    fn denied(digest: Option<TokenDigest>, denial: Denial) -> Self {
+        Verdict {
+            digest,
+            lookup: None,
+            result: Err(denial),
+        }
+    }
+}

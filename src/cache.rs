@@ -1,0 +1,372 @@
+//! The token cache: answers from the authorization server, keyed by the SHA-256
+//! of the token, each living for the time the TTL rule gives it.
+//!
+//! Concurrent misses for one token share a single introspection (moka runs one
+//! initialiser per key and hands its result to every waiter). Introspection
+//! errors are returned to every waiter and never stored.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use moka::Expiry;
+use moka::future::Cache;
+
+use crate::config::CacheConfig;
+use crate::token::TokenDigest;
+
+/// How long answers may be kept. Pure: give it the facts, it gives a duration.
+#[derive(Debug, Clone)]
+pub struct TtlPolicy {
+    pub clock_skew: Duration,
+    pub max_ttl: Option<Duration>,
+    pub default_ttl: Duration,
+    pub negative_ttl: Duration,
+}
+
+impl TtlPolicy {
+    pub fn from_config(config: &CacheConfig) -> Self {
+        TtlPolicy {
+            clock_skew: config.clock_skew,
+            max_ttl: config.max_ttl,
+            default_ttl: config.default_ttl,
+            negative_ttl: config.negative_ttl,
+        }
+    }
+
+    /// TTL of an active answer: until `exp` minus the clock skew (applied once),
+    /// no longer than the configured cap or the AS's `max-age`. A JWT without
+    /// `exp` gets the short default, under the same caps. `now` is the time
+    /// since the unix epoch.
+    pub fn active(&self, exp: Option<u64>, max_age: Option<Duration>, now: Duration) -> Duration {
+        let base = match exp {
+            Some(exp) => Duration::from_secs(exp)
+                .saturating_sub(self.clock_skew)
+                .saturating_sub(now),
+            None => self.default_ttl,
+        };
+        [Some(base), self.max_ttl, max_age]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(base)
+    }
+
+    /// TTL of an inactive answer.
+    pub fn inactive(&self) -> Duration {
+        self.negative_ttl
+    }
+}
+
+/// The current time as a duration since the unix epoch (zero if the clock is
+/// before 1970, which only makes entries expire sooner).
+pub fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// A value stored in the cache, with the lifetime fixed when it was inserted
+/// (hits never extend it).
+#[derive(Debug)]
+pub struct Cached<T> {
+    pub value: T,
+    pub ttl: Duration,
+    /// Approximate bytes held, for the byte bound.
+    pub weight: u32,
+}
+
+struct FixedTtl;
+
+impl<T> Expiry<TokenDigest, Arc<Cached<T>>> for FixedTtl {
+    fn expire_after_create(
+        &self,
+        _: &TokenDigest,
+        value: &Arc<Cached<T>>,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// Bounded, expiring map from token digests to answers.
+pub struct TokenCache<T> {
+    inner: Cache<TokenDigest, Arc<Cached<T>>>,
+}
+
+/// Where a lookup's answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Found in the cache.
+    Hit,
+    /// This call ran the fetch (or waited for another call's fetch).
+    Fetched,
+}
+
+impl<T: Send + Sync + 'static> TokenCache<T> {
+    /// A cache holding at most `max_bytes` (by entry weight) and, when set,
+    /// `max_entries` entries.
+    ///
+    /// Both bounds are kept with moka's single weighted capacity: every entry
+    /// weighs at least `max_bytes / max_entries`, so the total weight reaching
+    /// `max_bytes` also caps the count at `max_entries`.
+    pub fn new(max_bytes: u64, max_entries: Option<u64>) -> Self {
+        let floor = max_entries.map_or(1, |n| {
+            (max_bytes / n.max(1)).clamp(1, u32::MAX as u64) as u32
+        });
+        let inner = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(move |_: &TokenDigest, v: &Arc<Cached<T>>| v.weight.max(floor))
+            .expire_after(FixedTtl)
+            .build();
+        TokenCache { inner }
+    }
+
+    /// The cached value for `key`, or the result of `fetch`, which runs at most
+    /// once at a time per key. `fetch` returns the value with its TTL and
+    /// weight; errors are shared with concurrent waiters but not stored.
+    ///
+    /// # Errors
+    ///
+    /// The error of the fetch this call ran or waited for.
+    pub async fn get_or_fetch<E, F>(
+        &self,
+        key: TokenDigest,
+        fetch: F,
+    ) -> Result<(Arc<Cached<T>>, Lookup), Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<Cached<T>, E>>,
+    {
+        if let Some(hit) = self.inner.get(&key).await {
+            return Ok((hit, Lookup::Hit));
+        }
+        let entry = self
+            .inner
+            .entry(key)
+            .or_try_insert_with(async { fetch.await.map(Arc::new) })
+            .await?;
+        let how = if entry.is_fresh() {
+            Lookup::Fetched
+        } else {
+            Lookup::Hit
+        };
+        Ok((entry.into_value(), how))
+    }
+
+    /// Removes the entry for `key`, if any.
+    pub async fn invalidate(&self, key: &TokenDigest) {
+        self.inner.invalidate(key).await;
+    }
+
+    /// The entry for `key` if present and unexpired, without fetching.
+    pub async fn peek(&self, key: &TokenDigest) -> Option<Arc<Cached<T>>> {
+        self.inner.get(key).await
+    }
+
+    /// Entries currently held (approximate until pending work is run).
+    pub fn entry_count(&self) -> u64 {
+        self.inner.entry_count()
+    }
+
+    /// Total weight currently held (approximate until pending work is run).
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.weighted_size()
+    }
+
+    /// Applies pending inserts and evictions, so the counts above are exact.
+    pub async fn run_pending_tasks(&self) {
+        self.inner.run_pending_tasks().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn policy() -> TtlPolicy {
+        TtlPolicy {
+            clock_skew: Duration::from_secs(30),
+            max_ttl: None,
+            default_ttl: Duration::from_secs(20),
+            negative_ttl: Duration::from_secs(5),
+        }
+    }
+
+    const NOW: Duration = Duration::from_secs(1_800_000_000);
+
+    #[test]
+    fn ttl_runs_to_exp_minus_skew_applied_once() {
+        let exp = NOW.as_secs() + 3600;
+        assert_eq!(
+            policy().active(Some(exp), None, NOW),
+            Duration::from_secs(3570)
+        );
+    }
+
+    #[test]
+    fn ttl_is_measured_from_fractional_now() {
+        let now = NOW + Duration::from_millis(400);
+        let exp = NOW.as_secs() + 100;
+        assert_eq!(
+            policy().active(Some(exp), None, now),
+            Duration::from_millis(69_600)
+        );
+    }
+
+    #[test]
+    fn tokens_inside_the_skew_or_expired_are_not_kept() {
+        assert_eq!(
+            policy().active(Some(NOW.as_secs() + 30), None, NOW),
+            Duration::ZERO
+        );
+        assert_eq!(
+            policy().active(Some(NOW.as_secs() + 10), None, NOW),
+            Duration::ZERO
+        );
+        assert_eq!(
+            policy().active(Some(NOW.as_secs() - 10), None, NOW),
+            Duration::ZERO
+        );
+        assert_eq!(policy().active(Some(0), None, NOW), Duration::ZERO);
+    }
+
+    #[test]
+    fn ttl_is_capped_by_the_configured_maximum_and_max_age() {
+        let exp = Some(NOW.as_secs() + 3600);
+        let capped = TtlPolicy {
+            max_ttl: Some(Duration::from_secs(300)),
+            ..policy()
+        };
+        assert_eq!(capped.active(exp, None, NOW), Duration::from_secs(300));
+        assert_eq!(
+            capped.active(exp, Some(Duration::from_secs(120)), NOW),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            policy().active(exp, Some(Duration::from_secs(7200)), NOW),
+            Duration::from_secs(3570)
+        );
+        assert_eq!(
+            policy().active(exp, Some(Duration::ZERO), NOW),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn jwt_without_exp_gets_the_short_default_under_the_same_caps() {
+        assert_eq!(policy().active(None, None, NOW), Duration::from_secs(20));
+        assert_eq!(
+            policy().active(None, Some(Duration::from_secs(5)), NOW),
+            Duration::from_secs(5)
+        );
+        let capped = TtlPolicy {
+            max_ttl: Some(Duration::from_secs(1)),
+            ..policy()
+        };
+        assert_eq!(capped.active(None, None, NOW), Duration::from_secs(1));
+    }
+
+    fn digest(n: u8) -> TokenDigest {
+        TokenDigest([n; 32])
+    }
+
+    fn value(ttl: Duration, weight: u32) -> Cached<u32> {
+        Cached {
+            value: 7,
+            ttl,
+            weight,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_run_one_fetch() {
+        let cache = Arc::new(TokenCache::<u32>::new(1 << 20, None));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (cache, fetches) = (cache.clone(), fetches.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_fetch::<(), _>(digest(1), async {
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(value(Duration::from_secs(60), 100))
+                    })
+                    .await
+                    .map(|(v, _)| v.value)
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), Ok(7));
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn errors_reach_waiters_but_are_not_stored() {
+        let cache = TokenCache::<u32>::new(1 << 20, None);
+        let failed = cache
+            .get_or_fetch(digest(2), async { Err::<Cached<u32>, _>("down") })
+            .await;
+        assert_eq!(failed.map(|_| ()), Err(Arc::new("down")));
+        let (_, how) = cache
+            .get_or_fetch::<&str, _>(digest(2), async { Ok(value(Duration::from_secs(60), 1)) })
+            .await
+            .unwrap();
+        assert_eq!(how, Lookup::Fetched);
+        let (_, how) = cache
+            .get_or_fetch::<&str, _>(digest(2), async { Err("not called") })
+            .await
+            .unwrap();
+        assert_eq!(how, Lookup::Hit);
+    }
+
+    #[tokio::test]
+    async fn entries_expire_after_their_own_ttl() {
+        let cache = TokenCache::<u32>::new(1 << 20, None);
+        cache
+            .get_or_fetch::<(), _>(digest(3), async { Ok(value(Duration::from_millis(80), 1)) })
+            .await
+            .unwrap();
+        assert!(cache.peek(&digest(3)).await.is_some());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(cache.peek(&digest(3)).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn byte_bound_is_kept() {
+        let cache = TokenCache::<u32>::new(64 * 1024, None);
+        for n in 0..=255u8 {
+            cache
+                .get_or_fetch::<(), _>(digest(n), async {
+                    Ok(value(Duration::from_secs(60), 1024))
+                })
+                .await
+                .unwrap();
+        }
+        cache.run_pending_tasks().await;
+        assert!(
+            cache.weighted_size() <= 64 * 1024,
+            "{}",
+            cache.weighted_size()
+        );
+        assert!(cache.entry_count() <= 64, "{}", cache.entry_count());
+        assert!(cache.entry_count() > 0);
+    }
+
+    #[tokio::test]
+    async fn entry_bound_is_kept_even_for_small_entries() {
+        let cache = TokenCache::<u32>::new(1 << 20, Some(10));
+        for n in 0..100u8 {
+            cache
+                .get_or_fetch::<(), _>(digest(n), async { Ok(value(Duration::from_secs(60), 10)) })
+                .await
+                .unwrap();
+        }
+        cache.run_pending_tasks().await;
+        assert!(cache.entry_count() <= 10, "{}", cache.entry_count());
+        assert!(cache.entry_count() > 0);
+    }
+}

@@ -1,0 +1,326 @@
+use super::*;
+
+/// A source backed by maps, with an in-memory "file system" for secret files.
+struct TestEnv {
+    vars: HashMap<String, String>,
+    files: HashMap<String, String>,
+}
+
+impl TestEnv {
+    fn new(pairs: &[(&str, &str)]) -> Self {
+        TestEnv {
+            vars: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            files: HashMap::new(),
+        }
+    }
+
+    fn minimal() -> Self {
+        TestEnv::new(&[
+            (
+                ENV_INTROSPECTION_URL,
+                "https://idsvr.example.com/oauth/v2/oauth-introspect",
+            ),
+            (ENV_CLIENT_ID, "introspection-client"),
+            (ENV_CLIENT_SECRET, "s3cr3t-value"),
+        ])
+    }
+
+    fn with(mut self, name: &str, value: &str) -> Self {
+        self.vars.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    fn without(mut self, name: &str) -> Self {
+        self.vars.remove(name);
+        self
+    }
+
+    fn with_file(mut self, path: &str, contents: &str) -> Self {
+        self.files.insert(path.to_owned(), contents.to_owned());
+        self
+    }
+
+    fn parse(&self) -> Result<Config, ConfigError> {
+        Config::from_source(self)
+    }
+
+    fn problems(&self) -> Vec<String> {
+        match self.parse() {
+            Ok(_) => panic!("configuration was accepted"),
+            Err(e) => e.problems,
+        }
+    }
+}
+
+impl Source for TestEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        self.vars.get(name).cloned()
+    }
+
+    fn read_file(&self, path: &str) -> std::io::Result<String> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
+    }
+}
+
+#[test]
+fn curity_env_file_is_accepted_with_defaults() {
+    let config = TestEnv::minimal().parse().expect("valid");
+    assert_eq!(config.listen, "[::]:50051".parse().unwrap());
+    assert_eq!(config.introspection.client_id, "introspection-client");
+    assert_eq!(config.introspection.client_secret.expose(), "s3cr3t-value");
+    assert_eq!(config.introspection.timeout, Duration::from_millis(2500));
+    assert_eq!(config.max_token_bytes, 4096);
+    assert_eq!(config.cache.clock_skew, Duration::from_secs(30));
+    assert_eq!(config.cache.max_entries, None);
+    assert_eq!(config.cache.max_bytes, 64 << 20);
+    assert_eq!(config.cache.max_ttl, None);
+    assert_eq!(config.challenge.realm, "api");
+    assert_eq!(config.session.rate, 0.0);
+    assert_eq!(config.session.quota_max, -1);
+    assert_eq!(config.session.key_secret.expose(), "s3cr3t-value");
+    assert!(config.grpc_max_message_bytes >= 2 * (16 << 20));
+    assert_eq!(config.log_format, LogFormat::Text);
+    assert!(config.ignored.is_empty());
+}
+
+#[test]
+fn curity_tuning_variables_keep_their_meaning() {
+    let config = TestEnv::minimal()
+        .with(ENV_PORT, "6000")
+        .with(ENV_TIMEOUT_SECONDS, "1.5")
+        .with(ENV_CACHE_MAX_ENTRIES, "10000")
+        .with(ENV_CACHE_JANITOR_SECONDS, "60")
+        .with(ENV_CLOCK_SKEW_SECONDS, "10")
+        .parse()
+        .expect("valid");
+    assert_eq!(config.listen.port(), 6000);
+    assert!(config.listen.ip().is_unspecified());
+    assert_eq!(config.introspection.timeout, Duration::from_millis(1500));
+    assert_eq!(config.cache.max_entries, Some(10000));
+    assert_eq!(config.cache.clock_skew, Duration::from_secs(10));
+    assert_eq!(config.ignored, vec![ENV_CACHE_JANITOR_SECONDS]);
+}
+
+#[test]
+fn zero_max_entries_means_no_entry_limit_as_in_curitys_plugin() {
+    let config = TestEnv::minimal()
+        .with(ENV_CACHE_MAX_ENTRIES, "0")
+        .parse()
+        .unwrap();
+    assert_eq!(config.cache.max_entries, None);
+}
+
+#[test]
+fn missing_required_values_are_reported_together() {
+    let problems = TestEnv::new(&[]).problems();
+    assert_eq!(
+        problems,
+        vec![
+            "INTROSPECTION_URL is required".to_owned(),
+            "CLIENT_ID is required".to_owned(),
+            "CLIENT_SECRET (or CLIENT_SECRET_FILE) is required".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn empty_values_count_as_missing() {
+    let problems = TestEnv::minimal().with(ENV_CLIENT_ID, "  ").problems();
+    assert_eq!(problems, vec!["CLIENT_ID is required".to_owned()]);
+}
+
+#[test]
+fn every_invalid_value_is_reported_not_defaulted() {
+    let problems = TestEnv::minimal()
+        .with(ENV_INTROSPECTION_URL, "ftp://idsvr/introspect")
+        .with(ENV_PORT, "70000")
+        .with(ENV_TIMEOUT_SECONDS, "fast")
+        .with(ENV_CACHE_MAX_ENTRIES, "-5")
+        .with(ENV_CLOCK_SKEW_SECONDS, "2.5")
+        .with(ENV_CACHE_MAX_BYTES, "lots")
+        .with(ENV_LOG_FORMAT, "xml")
+        .with(ENV_REALM, "a\"b")
+        .problems();
+    let names: Vec<&str> = problems
+        .iter()
+        .map(|p| p.split('=').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "INTROSPECTION_URL",
+            "TIMEOUT_SECONDS",
+            "PORT",
+            "CACHE_MAX_BYTES",
+            "CACHE_MAX_ENTRIES",
+            "CLOCK_SKEW_SECONDS",
+            "REALM",
+            "LOG_FORMAT",
+        ]
+    );
+    assert!(
+        problems[0].contains("http:// or https://"),
+        "{}",
+        problems[0]
+    );
+    assert!(problems[2].contains("70000"), "{}", problems[2]);
+}
+
+#[test]
+fn the_error_message_is_one_line_naming_each_problem() {
+    let err = Config::from_source(
+        &TestEnv::minimal()
+            .with(ENV_PORT, "x")
+            .with(ENV_TIMEOUT_SECONDS, "0"),
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(!text.contains('\n'));
+    assert!(text.starts_with("invalid configuration: "));
+    assert!(
+        text.contains("TIMEOUT_SECONDS=\"0\"") && text.contains("PORT=\"x\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_errors_or_debug_output() {
+    let config = TestEnv::minimal().parse().unwrap();
+    assert!(!format!("{config:?}").contains("s3cr3t-value"));
+
+    let err = TestEnv::minimal()
+        .with(ENV_CLIENT_SECRET_FILE, "/run/secrets/client")
+        .parse()
+        .unwrap_err();
+    assert!(!err.to_string().contains("s3cr3t-value"));
+    assert!(err.to_string().contains("both set"));
+}
+
+#[test]
+fn client_secret_file_is_read_and_its_trailing_newline_dropped() {
+    let config = TestEnv::minimal()
+        .without(ENV_CLIENT_SECRET)
+        .with(ENV_CLIENT_SECRET_FILE, "/run/secrets/client")
+        .with_file("/run/secrets/client", "from-file\n")
+        .parse()
+        .unwrap();
+    assert_eq!(config.introspection.client_secret.expose(), "from-file");
+}
+
+#[test]
+fn unreadable_or_empty_secret_file_is_reported() {
+    let missing = TestEnv::minimal()
+        .without(ENV_CLIENT_SECRET)
+        .with(ENV_CLIENT_SECRET_FILE, "/nope")
+        .problems();
+    assert_eq!(missing.len(), 1);
+    assert!(
+        missing[0].starts_with("CLIENT_SECRET_FILE=\"/nope\": cannot read the file"),
+        "{missing:?}"
+    );
+
+    let empty = TestEnv::minimal()
+        .without(ENV_CLIENT_SECRET)
+        .with(ENV_CLIENT_SECRET_FILE, "/empty")
+        .with_file("/empty", "\n")
+        .problems();
+    assert_eq!(
+        empty,
+        vec!["CLIENT_SECRET_FILE=\"/empty\": the file is empty".to_owned()]
+    );
+}
+
+#[test]
+fn listen_addr_or_port_but_not_both() {
+    let config = TestEnv::minimal()
+        .with(ENV_LISTEN_ADDR, "127.0.0.1:7000")
+        .parse()
+        .unwrap();
+    assert_eq!(config.listen, "127.0.0.1:7000".parse().unwrap());
+
+    let problems = TestEnv::minimal()
+        .with(ENV_LISTEN_ADDR, "127.0.0.1:7000")
+        .with(ENV_PORT, "7000")
+        .problems();
+    assert_eq!(
+        problems,
+        vec!["PORT and LISTEN_ADDR are both set; set only one".to_owned()]
+    );
+
+    let problems = TestEnv::minimal()
+        .with(ENV_LISTEN_ADDR, "localhost")
+        .problems();
+    assert!(
+        problems[0].starts_with("LISTEN_ADDR=\"localhost\""),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn session_limits_need_their_periods() {
+    let problems = TestEnv::minimal()
+        .with(ENV_SESSION_RATE, "100")
+        .with(ENV_SESSION_QUOTA_MAX, "1000")
+        .problems();
+    assert_eq!(
+        problems,
+        vec![
+            "SESSION_RATE needs SESSION_RATE_PER_SECONDS greater than 0".to_owned(),
+            "SESSION_QUOTA_MAX needs SESSION_QUOTA_RENEWAL_SECONDS".to_owned(),
+        ]
+    );
+
+    let config = TestEnv::minimal()
+        .with(ENV_SESSION_RATE, "100")
+        .with(ENV_SESSION_RATE_PER_SECONDS, "60")
+        .with(ENV_SESSION_QUOTA_MAX, "1000")
+        .with(ENV_SESSION_QUOTA_RENEWAL_SECONDS, "3600")
+        .with(ENV_SESSION_KEY_SECRET, "other-key")
+        .parse()
+        .unwrap();
+    assert_eq!((config.session.rate, config.session.per), (100.0, 60.0));
+    assert_eq!(
+        (
+            config.session.quota_max,
+            config.session.quota_renewal_seconds
+        ),
+        (1000, 3600)
+    );
+    assert_eq!(config.session.key_secret.expose(), "other-key");
+}
+
+#[test]
+fn sizes_accept_units_and_enforce_bounds() {
+    let config = TestEnv::minimal()
+        .with(ENV_CACHE_MAX_BYTES, "256MiB")
+        .with(ENV_MAX_JWT_BYTES, "16KiB")
+        .with(ENV_GRPC_MAX_MESSAGE_BYTES, "128MiB")
+        .parse()
+        .unwrap();
+    assert_eq!(config.cache.max_bytes, 256 << 20);
+    assert_eq!(config.introspection.max_jwt_bytes, 16 << 10);
+    assert_eq!(config.grpc_max_message_bytes, 128 << 20);
+
+    let problems = TestEnv::minimal()
+        .with(ENV_CACHE_MAX_BYTES, "10")
+        .with(ENV_GRPC_MAX_MESSAGE_BYTES, "1KiB")
+        .problems();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+}
+
+#[test]
+fn log_level_must_be_a_valid_filter() {
+    let config = TestEnv::minimal()
+        .with(ENV_LOG_LEVEL, "debug,h2=info")
+        .parse()
+        .unwrap();
+    assert_eq!(config.log_level, "debug,h2=info");
+    let problems = TestEnv::minimal().with(ENV_LOG_LEVEL, "loud=[").problems();
+    assert!(problems[0].starts_with("LOG_LEVEL="), "{problems:?}");
+}

@@ -1,0 +1,368 @@
+//! The introspection client: one pooled HTTP client that asks the authorization
+//! server (AS) about a token with `Accept: application/jwt` and classifies the
+//! answer.
+//!
+//! Only two answers describe the token: a 200 carrying a compact JWS (active)
+//! and a 204 or a 200 `{"active":false}` (inactive). Everything else is a fault
+//! of the AS or of our configuration and is reported as such, never as an
+//! invalid token.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use reqwest::{StatusCode, Url};
+
+use crate::config::IntrospectionConfig;
+use crate::jwt::{self, Claims, JwtError};
+use crate::token::BearerToken;
+
+/// What the AS said about a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Introspection {
+    Active(ActiveToken),
+    Inactive,
+}
+
+/// An active token: the phantom JWT and what the plugin reads from it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ActiveToken {
+    pub jwt: String,
+    pub claims: Claims,
+    /// The AS's `Cache-Control` limit, if it sent one. `Some(ZERO)` for
+    /// `no-store` / `no-cache`.
+    pub max_age: Option<Duration>,
+}
+
+impl std::fmt::Debug for ActiveToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActiveToken")
+            .field("jwt", &"[redacted]")
+            .field("exp", &self.claims.exp)
+            .field("max_age", &self.max_age)
+            .finish()
+    }
+}
+
+/// Why introspection gave no answer about the token. Messages name the
+/// condition only: never the token, the AS's URL or its response body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntrospectError {
+    /// No complete answer within the time budget.
+    #[error("introspection timed out")]
+    Timeout,
+    /// Connection refused or reset, name not resolved, TLS failure.
+    #[error("authorization server unreachable: {0}")]
+    Unreachable(String),
+    /// The AS said it is overloaded or down (503, 429).
+    #[error("authorization server unavailable (HTTP {0})")]
+    Unavailable(u16),
+    /// The AS refused our client credentials (401, 403): a configuration fault.
+    #[error("authorization server rejected the client credentials (HTTP {0})")]
+    CredentialsRejected(u16),
+    /// Any other status, e.g. 404 for a wrong URL, 500, a redirect.
+    #[error("authorization server answered HTTP {0}")]
+    UnexpectedStatus(u16),
+    /// A 200 whose body is not a JWT (for example JSON from an AS that ignores
+    /// `Accept: application/jwt`).
+    #[error("authorization server answer is not a JWT: {0}")]
+    NotJwt(JwtError),
+    #[error("authorization server answer is larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+/// Problems building the client at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBuildError {
+    #[error("cannot read INTROSPECTION_CA_FILE {path:?}: {source}")]
+    CaFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("INTROSPECTION_CA_FILE {path:?} holds no usable PEM certificate")]
+    CaPem { path: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+pub struct IntrospectionClient {
+    http: reqwest::Client,
+    url: Url,
+    /// `Basic …`, built once; marked sensitive so it is never logged.
+    basic: HeaderValue,
+    max_jwt_bytes: usize,
+}
+
+const ACCEPT_JWT: HeaderValue = HeaderValue::from_static("application/jwt");
+const FORM: HeaderValue = HeaderValue::from_static("application/x-www-form-urlencoded");
+
+impl IntrospectionClient {
+    /// Builds the pooled client: rustls with the system's roots plus the extra
+    /// CA, no redirects (they would carry the token elsewhere), and the time
+    /// budget applied to the whole exchange, body included.
+    ///
+    /// # Errors
+    ///
+    /// When the CA file cannot be read or parsed, or TLS cannot be set up.
+    pub fn new(config: &IntrospectionConfig) -> Result<Self, ClientBuildError> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("tyk-phantom-token/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true);
+        if let Some(path) = &config.ca_file {
+            let display = path.display().to_string();
+            let pem = std::fs::read(path).map_err(|source| ClientBuildError::CaFile {
+                path: display.clone(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| ClientBuildError::CaPem { path: display })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Ok(IntrospectionClient {
+            http: builder.build()?,
+            url: config.url.clone(),
+            basic: basic_credentials(&config.client_id, config.client_secret.expose()),
+            max_jwt_bytes: config.max_jwt_bytes,
+        })
+    }
+
+    /// Asks the AS about `token`.
+    ///
+    /// # Errors
+    ///
+    /// [`IntrospectError`] when the AS gave no usable answer.
+    pub async fn introspect(
+        &self,
+        token: &BearerToken<'_>,
+    ) -> Result<Introspection, IntrospectError> {
+        let response = self
+            .http
+            .post(self.url.clone())
+            .header(ACCEPT, ACCEPT_JWT)
+            .header(CONTENT_TYPE, FORM)
+            .header(AUTHORIZATION, self.basic.clone())
+            .body(form_body(token.expose()))
+            .send()
+            .await
+            .map_err(transport_error)?;
+
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NO_CONTENT => return Ok(Introspection::Inactive),
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                return Err(IntrospectError::CredentialsRejected(s.as_u16()));
+            }
+            s @ (StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) => {
+                return Err(IntrospectError::Unavailable(s.as_u16()));
+            }
+            s => return Err(IntrospectError::UnexpectedStatus(s.as_u16())),
+        }
+
+        let max_age = response
+            .headers()
+            .get_all(CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(cache_control_limit)
+            .min();
+        let body = read_capped(response, self.max_jwt_bytes).await?;
+        classify_ok_body(&body, max_age)
+    }
+}
+
+/// Reads a 200 body: a JWT (active), `{"active":false}` (inactive), or a fault.
+fn classify_ok_body(
+    body: &[u8],
+    max_age: Option<Duration>,
+) -> Result<Introspection, IntrospectError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| IntrospectError::NotJwt(JwtError::NotCompact))?
+        .trim_matches(|c: char| c.is_ascii_whitespace());
+    if text.starts_with('{') {
+        // RFC 7662: only the JSON boolean true means active. An active JSON
+        // answer is still useless here (there is no JWT to forward).
+        return match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) if v.get("active") == Some(&serde_json::Value::Bool(false)) => {
+                Ok(Introspection::Inactive)
+            }
+            _ => Err(IntrospectError::NotJwt(JwtError::NotCompact)),
+        };
+    }
+    let claims = jwt::parse(text).map_err(IntrospectError::NotJwt)?;
+    Ok(Introspection::Active(ActiveToken {
+        jwt: text.to_owned(),
+        claims,
+        max_age,
+    }))
+}
+
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Vec<u8>, IntrospectError> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(IntrospectError::TooLarge(cap));
+    }
+    let mut body = Vec::with_capacity(response.content_length().map_or(2048, |n| n as usize));
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > cap {
+            return Err(IntrospectError::TooLarge(cap));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn transport_error(error: reqwest::Error) -> IntrospectError {
+    if error.is_timeout() {
+        return IntrospectError::Timeout;
+    }
+    // The chain of causes, without the URL reqwest puts in its own message.
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    IntrospectError::Unreachable(text)
+}
+
+/// `token=<form-encoded token>`: `+`, `/` and `=` must not reach the AS raw.
+fn form_body(token: &str) -> String {
+    let mut body = String::with_capacity(6 + token.len() * 3 / 2);
+    body.push_str("token=");
+    body.extend(form_urlencoded::byte_serialize(token.as_bytes()));
+    body
+}
+
+/// RFC 6749 §2.3.1: id and secret are each form-encoded, then joined by `:`,
+/// then base64-encoded. Plain Basic helpers skip the first step.
+fn basic_credentials(client_id: &str, secret: &str) -> HeaderValue {
+    let mut pair = String::new();
+    pair.extend(form_urlencoded::byte_serialize(client_id.as_bytes()));
+    pair.push(':');
+    pair.extend(form_urlencoded::byte_serialize(secret.as_bytes()));
+    let mut value = HeaderValue::try_from(format!("Basic {}", STANDARD.encode(pair)))
+        .unwrap_or_else(|_| unreachable!("base64 is a valid header value"));
+    value.set_sensitive(true);
+    value
+}
+
+/// The caching limit in one `Cache-Control` header value: `max-age=N`, or zero
+/// for `no-store` / `no-cache`. Unknown directives are ignored.
+pub fn cache_control_limit(value: &str) -> Option<Duration> {
+    let mut limit: Option<Duration> = None;
+    for directive in value.split(',') {
+        let directive = directive.trim();
+        let (name, arg) = match directive.split_once('=') {
+            Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+            None => (directive, None),
+        };
+        let this = if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache")
+        {
+            Some(Duration::ZERO)
+        } else if name.eq_ignore_ascii_case("max-age") {
+            arg.and_then(|a| a.parse::<u64>().ok())
+                .map(Duration::from_secs)
+        } else {
+            None
+        };
+        if let Some(this) = this {
+            limit = Some(limit.map_or(this, |l| l.min(this)));
+        }
+    }
+    limit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_follow_rfc6749_vectors() {
+        assert_eq!(
+            basic_credentials("gateway", "s3cr3t"),
+            "Basic Z2F0ZXdheTpzM2NyM3Q="
+        );
+        assert_eq!(
+            basic_credentials("gateway", "a+b:c d%"),
+            "Basic Z2F0ZXdheTphJTJCYiUzQWMrZCUyNQ=="
+        );
+        assert!(basic_credentials("gateway", "s3cr3t").is_sensitive());
+        assert!(!format!("{:?}", basic_credentials("gateway", "s3cr3t")).contains("Z2F0"));
+    }
+
+    #[test]
+    fn the_token_is_form_encoded() {
+        assert_eq!(form_body("abc"), "token=abc");
+        assert_eq!(form_body("a+b/c=="), "token=a%2Bb%2Fc%3D%3D");
+    }
+
+    #[test]
+    fn cache_control_gives_the_smallest_limit() {
+        assert_eq!(
+            cache_control_limit("max-age=300"),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            cache_control_limit("public, MAX-AGE=60, must-revalidate"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            cache_control_limit("max-age=\"90\""),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(cache_control_limit("no-store"), Some(Duration::ZERO));
+        assert_eq!(
+            cache_control_limit("max-age=300, no-cache"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(cache_control_limit("private"), None);
+        assert_eq!(cache_control_limit("max-age=soon"), None);
+        assert_eq!(cache_control_limit("max-age=-1"), None);
+    }
+
+    #[test]
+    fn ok_bodies_are_classified() {
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjE5MDAwMDAwMDB9.c2ln";
+        match classify_ok_body(format!("{jwt}\r\n").as_bytes(), None) {
+            Ok(Introspection::Active(active)) => {
+                assert_eq!(active.jwt, jwt);
+                assert_eq!(active.claims.exp, Some(1_900_000_000));
+            }
+            other => panic!("expected active, got {other:?}"),
+        }
+        assert_eq!(
+            classify_ok_body(br#"{"active":false}"#, None),
+            Ok(Introspection::Inactive)
+        );
+        for fault in [
+            &br#"{"active":true,"sub":"x"}"#[..],
+            br#"{"active":"false"}"#,
+            br#"{"error":"server_error"}"#,
+            b"<html>oops</html>",
+            b"",
+            b"\xff\xfe",
+        ] {
+            assert!(
+                matches!(
+                    classify_ok_body(fault, None),
+                    Err(IntrospectError::NotJwt(_))
+                ),
+                "{:?}",
+                String::from_utf8_lossy(fault)
+            );
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The service binary: `.env` → configuration → logs → runtime → serve.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tyk_phantom_token::authz::Authorizer;
+use tyk_phantom_token::config::Config;
+use tyk_phantom_token::dispatch::DispatchService;
+use tyk_phantom_token::server::{self, ServeOptions};
+use tyk_phantom_token::{signal, telemetry};
+
+/// Exit status for an unusable configuration (sysexits `EX_CONFIG`).
+const EXIT_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    // Before any thread exists: dotenvy writes into the process environment.
+    // Variables already set in the environment win over the file.
+    match dotenvy::dotenv() {
+        Ok(_) => {}
+        Err(e) if e.not_found() => {}
+        Err(e) => {
+            eprintln!("invalid configuration: cannot read .env: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(e) = telemetry::init(config.log_format, &config.log_level) {
+        eprintln!("cannot start logging: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> ExitCode {
+    for name in &config.ignored {
+        tracing::info!(variable = name, "Accepted for compatibility; has no effect");
+    }
+    let authz = match Authorizer::new(&config) {
+        Ok(authz) => Arc::new(authz),
+        Err(e) => {
+            tracing::error!(error = %e, "Invalid configuration");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let listener = match server::bind(config.listen) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(addr = %config.listen, error = %e, "Cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
+    tracing::info!(
+        addr = %local,
+        introspection.host = config.introspection.url.host_str().unwrap_or_default(),
+        "Listening for Tyk"
+    );
+    let service = DispatchService::new(authz, &config);
+    let options = ServeOptions {
+        max_message_bytes: config.grpc_max_message_bytes,
+        shutdown_grace: config.shutdown_grace,
+    };
+    match server::serve(listener, service, options, signal::shutdown()).await {
+        Ok(()) => {
+            tracing::info!("Stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
