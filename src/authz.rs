@@ -72,6 +72,8 @@ pub enum Denial {
     InvalidToken(InvalidToken),
     /// The AS gave no answer about the token.
     Introspection(Arc<IntrospectError>),
+    /// The service is stopping and the grace period for this call is over.
+    ShuttingDown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +210,11 @@ impl Authorizer {
 }
 
 impl Verdict {
+    /// A denial that concerns no particular token.
+    pub fn without_token(denial: Denial) -> Self {
+        Verdict::denied(None, denial)
+    }
+
     fn denied(digest: Option<TokenDigest>, denial: Denial) -> Self {
         Verdict {
             digest,

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -24,6 +25,9 @@ use crate::tyk::{self, Allow, Deny, INJECT_JWT_HOOK, META_CLIENT_ID, META_SCOPE,
 pub struct DispatchService {
     authz: Arc<Authorizer>,
     replies: Arc<Replies>,
+    /// Cancelled when the shutdown grace period is over: calls still running
+    /// are answered with a 503 at once instead of being cut off.
+    stop: CancellationToken,
 }
 
 /// Settings that shape replies, with header values built once.
@@ -54,7 +58,13 @@ impl DispatchService {
                 default_ttl_seconds: config.cache.default_ttl.as_secs(),
                 max_token_bytes: config.max_token_bytes,
             }),
+            stop: CancellationToken::new(),
         }
+    }
+
+    /// Ends every call still in progress with a 503 (see [`Denial::ShuttingDown`]).
+    pub fn stop_in_flight(&self) {
+        self.stop.cancel();
     }
 
     /// Runs one `Dispatch` call on `object` (also used by tests and tools that
@@ -68,14 +78,31 @@ impl DispatchService {
             api.id = object.spec.get("APIID").map_or("", String::as_str),
         );
         async {
-            match hook {
+            let decided = match hook {
                 // Whatever the hook's name: Tyk's default manifest calls it
                 // PhantomAuthCheck, and an empty name is also sent (§2.6).
-                HookType::CustomKeyCheck => self.auth_check(&mut object).await,
-                HookType::PostKeyAuth if object.hook_name == INJECT_JWT_HOOK => {
-                    self.inject_jwt(&mut object).await;
+                HookType::CustomKeyCheck => {
+                    self.stop
+                        .run_until_cancelled(self.auth_check(&mut object))
+                        .await
                 }
-                _ => debug!("Hook not handled; object returned unchanged"),
+                HookType::PostKeyAuth if object.hook_name == INJECT_JWT_HOOK => {
+                    self.stop
+                        .run_until_cancelled(self.inject_jwt(&mut object))
+                        .await
+                }
+                _ => {
+                    debug!("Hook not handled; object returned unchanged");
+                    Some(())
+                }
+            };
+            if decided.is_none() {
+                let denial = Denial::ShuttingDown;
+                self.write_deny(
+                    &mut object,
+                    &Verdict::without_token(denial.clone()),
+                    &denial,
+                );
             }
         }
         .instrument(span)
@@ -188,6 +215,7 @@ impl DispatchService {
                 reason = "no_credentials",
                 "Request denied"
             ),
+            Denial::ShuttingDown => warn!(status = deny.status, "Call cut short by shutdown"),
             Denial::InvalidToken(why) => {
                 info!(status = deny.status, reason = why.as_str(), token.id = %token_id, "Request denied");
             }
@@ -227,6 +255,7 @@ fn saturating_i64(n: u64) -> i64 {
 /// | AS error status, bad answer, credentials refused | 502 | JSON | — |
 /// | AS unreachable or 503/429 | 503 | JSON | `Retry-After` |
 /// | AS timed out | 504 | JSON | — |
+/// | shutdown grace period over | 503 | JSON | `Retry-After` |
 ///
 /// 401s go through Tyk's template with `override_error` off so Tyk fires its
 /// AuthFailure event. AS faults are not the client's authentication failure:
@@ -244,6 +273,12 @@ fn rescue(denial: &Denial, replies: &Replies) -> Deny {
             message: "Invalid access token",
             headers: vec![("WWW-Authenticate", replies.invalid_token_challenge.clone())],
             raw_body: false,
+        },
+        Denial::ShuttingDown => Deny {
+            status: 503,
+            message: "Temporarily unavailable",
+            headers: vec![("Retry-After", replies.retry_after.clone())],
+            raw_body: true,
         },
         Denial::Introspection(error) => match error.as_ref() {
             IntrospectError::Timeout => Deny {

@@ -76,7 +76,7 @@ pub async fn serve(
         .set_service_status(DISPATCHER_SERVICE, ServingStatus::Serving)
         .await;
 
-    let dispatcher = DispatcherServer::new(service)
+    let dispatcher = DispatcherServer::new(service.clone())
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -104,11 +104,13 @@ pub async fn serve(
             .await;
     }
     let _ = stop.send(());
-    match tokio::time::timeout(options.shutdown_grace, server).await {
-        Ok(result) => result,
-        Err(_) => {
-            warn!("Grace period over; closing remaining calls");
-            Ok(())
-        }
+    if let Ok(result) = tokio::time::timeout(options.shutdown_grace, &mut server).await {
+        return result;
     }
+    warn!("Grace period over; answering remaining calls with 503");
+    service.stop_in_flight();
+    // Those answers take moments to flush; do not wait on a stuck peer.
+    tokio::time::timeout(Duration::from_secs(1), server)
+        .await
+        .unwrap_or(Ok(()))
 }

@@ -1,0 +1,11 @@
+//! End-to-end tests: the plugin in-process, called by a fake Tyk gateway,
+//! introspecting at a fake Curity server. Loopback only.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod as_faults;
+mod auth_check;
+mod cache;
+mod hooks;
+mod transport;

@@ -1,0 +1,146 @@
+//! The gRPC transport: health, message sizes, graceful drain.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::support::fake_tyk::Gateway;
+use crate::support::*;
+
+#[tokio::test]
+async fn the_health_service_reports_serving() {
+    let app = spawn_app().await;
+    let mut health = HealthClient::new(app.channel().await);
+    for service in ["", "coprocess.Dispatcher"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_sixteen_mib_body_echoed_twice_fits_the_default_limits() {
+    let app = spawn_app().await;
+    app.fake_as
+        .script("bulk-token", Behaviour::Jwt(Claims::valid_for("vic", 600)));
+    // Tyk's grpc_recv_max_size raised as the README says for large bodies.
+    let gateway = Gateway::connect_with_limit(app.addr, Api::default(), 64 << 20).await;
+    // Valid UTF-8, so Tyk sends it as both `body` and `raw_body`.
+    let body: Vec<u8> = (0..(16usize << 20))
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect();
+    let outcome = gateway
+        .request(
+            ClientRequest::get("/bulk")
+                .method("PUT")
+                .bearer("bulk-token")
+                .body(body.clone()),
+        )
+        .await;
+    assert_eq!(
+        outcome.status(),
+        200,
+        "{:?}",
+        outcome.client.map(|c| c.text())
+    );
+    assert!(outcome.upstream.unwrap().body == body);
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_fails_as_tyk_shows_it() {
+    let app = spawn_app_with(|s| {
+        s.env("GRPC_MAX_MESSAGE_BYTES", "4MiB");
+    })
+    .await;
+    let gateway = Gateway::connect_with_limit(app.addr, Api::default(), 64 << 20).await;
+    let body = vec![b'x'; 3 << 20];
+    let outcome = gateway
+        .request(
+            ClientRequest::get("/bulk")
+                .method("PUT")
+                .bearer("t")
+                .body(body),
+        )
+        .await;
+    assert_eq!(outcome.status(), 403);
+    assert_eq!(
+        outcome.response().text(),
+        "{\n    \"error\": \"Key not authorised\"\n}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_calls_finish() {
+    let mut app = spawn_app().await;
+    app.fake_as.script(
+        "in-flight",
+        Behaviour::Slow(
+            Duration::from_millis(400),
+            Box::new(Behaviour::Jwt(Claims::valid_for("wes", 600))),
+        ),
+    );
+    let gateway = Arc::new(Gateway::connect(app.addr, Api::default()).await);
+    let request = {
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            gateway
+                .request(ClientRequest::get("/x").bearer("in-flight"))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.shutdown().await.expect("clean shutdown");
+    assert_eq!(request.await.unwrap().status(), 200);
+    // After shutdown, nothing is listening: Tyk answers 403.
+    let after = Gateway::connect(app.addr, Api::default()).await;
+    assert_eq!(
+        after
+            .request(ClientRequest::get("/x").bearer("in-flight"))
+            .await
+            .status(),
+        403
+    );
+}
+
+#[tokio::test]
+async fn the_grace_period_bounds_the_drain() {
+    let mut app = spawn_app_with(|s| {
+        s.env("SHUTDOWN_GRACE_SECONDS", "1")
+            .env("TIMEOUT_SECONDS", "30");
+    })
+    .await;
+    app.fake_as.script(
+        "stuck",
+        Behaviour::Slow(Duration::from_secs(20), Box::new(Behaviour::NoContent)),
+    );
+    let gateway = Arc::new(Gateway::connect(app.addr, Api::default()).await);
+    let request = {
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            gateway
+                .request(ClientRequest::get("/x").bearer("stuck"))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    app.shutdown().await.expect("shutdown returns");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // The cut call is answered, not dropped: a 503 the client can retry.
+    let cut = request.await.unwrap();
+    assert_eq!(cut.status(), 503);
+    assert!(cut.response().header("Retry-After").is_some());
+}

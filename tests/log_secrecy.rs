@@ -1,0 +1,152 @@
+//! Log secrecy: with every target at TRACE, the logs of a run that exercises
+//! each outcome contain no token, no JWT and no client secret.
+//!
+//! Its own test binary, because it installs the global subscriber.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use tyk_phantom_token::pb::dispatcher_client::DispatcherClient;
+use tyk_phantom_token::pb::{Event, HookType, MiniRequestObject, Object, ReturnOverrides};
+
+use support::*;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_jwt_or_secret_reaches_the_logs_at_trace_level() {
+    let captured = Captured::default();
+    tracing_subscriber::fmt()
+        .with_env_filter("trace")
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .init();
+
+    let app = spawn_app_with(|s| {
+        s.env("TIMEOUT_SECONDS", "0.3");
+        s.api.post_key_auth = vec!["InjectJwtPostKeyAuth".to_owned()];
+    })
+    .await;
+    let tokens = [
+        (
+            "TOKEN-allowed-4f1c2a",
+            Behaviour::Jwt(Claims::valid_for("alice", 600)),
+        ),
+        ("TOKEN-inactive-8b3d5e", Behaviour::NoContent),
+        ("TOKEN-json-inactive-1a2b", Behaviour::InactiveJson),
+        ("TOKEN-as500-9c8d7e", Behaviour::Status(500)),
+        ("TOKEN-as401-6e5f4a", Behaviour::Status(401)),
+        (
+            "TOKEN-garbage-3b2c1d",
+            Behaviour::Garbage("<html>TOKEN-echoed-in-body</html>"),
+        ),
+        ("TOKEN-reset-7a6b5c", Behaviour::Reset),
+        (
+            "TOKEN-slow-2d3e4f",
+            Behaviour::Slow(Duration::from_secs(2), Box::new(Behaviour::NoContent)),
+        ),
+    ];
+    for (token, behaviour) in tokens.iter().cloned() {
+        app.fake_as.script(token, behaviour);
+        app.get_with_token(token).await;
+        app.get_with_token(token).await;
+    }
+    let malformed = "TOKEN malformed with spaces";
+    app.send(ClientRequest::get("/x").header("Authorization", &format!("Bearer {malformed}")))
+        .await;
+    let long = format!("TOKEN-long-{}", "x".repeat(5000));
+    app.send(ClientRequest::get("/x").bearer(&long)).await;
+    app.send(ClientRequest::get("/x").header("Authorization", "Basic VE9LRU4tYmFzaWM6cHc="))
+        .await;
+
+    let mut client = DispatcherClient::new(app.channel().await);
+    let event = r#"{"message":{"Type":"AuthFailure","Meta":{"Key":"TOKEN-in-event-5e6f","OriginatingRequest":"R0VUIC8gSFRUUC8xLjENCkF1dGhvcml6YXRpb246IEJlYXJlciBUT0tFTi1pbi1ldmVudC01ZTZm"}}}"#;
+    client
+        .dispatch_event(Event {
+            payload: event.to_owned(),
+        })
+        .await
+        .unwrap();
+    let post = Object {
+        hook_type: HookType::PostKeyAuth as i32,
+        hook_name: "InjectJwtPostKeyAuth".into(),
+        request: Some(MiniRequestObject {
+            headers: [(
+                "Authorization".to_owned(),
+                "Bearer TOKEN-allowed-4f1c2a".to_owned(),
+            )]
+            .into(),
+            url: "/x".into(),
+            return_overrides: Some(ReturnOverrides {
+                response_code: -1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    client.dispatch(post).await.unwrap();
+
+    let jwt = app
+        .fake_as
+        .jwt_for("TOKEN-allowed-4f1c2a")
+        .expect("a JWT was issued");
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+
+    // The run produced the lines we rely on, so the absence checks mean something.
+    for expected in [
+        "Request denied",
+        "Introspection failed",
+        "token.id=",
+        "Request allowed",
+        "status=504",
+    ] {
+        assert!(logs.contains(expected), "logs lack {expected:?}");
+    }
+
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
+    let mut forbidden: Vec<String> = tokens.iter().map(|(t, _)| (*t).to_owned()).collect();
+    forbidden.extend([
+        "TOKEN-in-event-5e6f".to_owned(),
+        "TOKEN malformed".to_owned(),
+        "TOKEN-long-".to_owned(),
+        "VE9LRU4tYmFzaWM6cHc=".to_owned(),
+        "R0VUIC8gSFRUUC8x".to_owned(),
+        "TOKEN-echoed-in-body".to_owned(),
+        "internal detail from the fake AS".to_owned(),
+        CLIENT_SECRET.to_owned(),
+        basic,
+        jwt.clone(),
+    ]);
+    let segments: Vec<&str> = jwt.split('.').collect();
+    forbidden.push(segments[1].to_owned());
+    forbidden.push(segments[2].to_owned());
+    for secret in &forbidden {
+        let shown: String = secret.chars().take(40).collect();
+        assert!(!logs.contains(secret.as_str()), "logs contain {shown:?}");
+    }
+}

@@ -1,0 +1,312 @@
+//! A fake Curity introspection endpoint on loopback with scripted answers.
+//!
+//! It speaks just enough HTTP/1.1 (keep-alive, Content-Length bodies) to serve
+//! reqwest, counts every call, records what each request carried, and can do
+//! what a real server cannot be made to do on demand: answer slowly, reset the
+//! connection, or send garbage.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the fake answers for a token.
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// 200 with a JWT (`Content-Type: application/jwt`) carrying these claims.
+    Jwt(Claims),
+    /// 204 No Content: Curity's "not active" in JWT mode.
+    NoContent,
+    /// 200 `{"active":false}`.
+    InactiveJson,
+    /// This status with a small JSON error body.
+    Status(u16),
+    /// Wait, then behave.
+    Slow(Duration, Box<Behaviour>),
+    /// Read the request, then reset the connection.
+    Reset,
+    /// 200 with this body and `Content-Type: text/html`.
+    Garbage(&'static str),
+}
+
+/// Claims of a scripted JWT.
+#[derive(Debug, Clone)]
+pub struct Claims {
+    pub exp: Option<u64>,
+    pub sub: String,
+    pub extra: serde_json::Value,
+    /// `Cache-Control: max-age` on the answer.
+    pub max_age: Option<u64>,
+}
+
+impl Claims {
+    /// A token for `sub` valid for `seconds` from now.
+    pub fn valid_for(sub: &str, seconds: u64) -> Self {
+        Claims {
+            exp: Some(now() + seconds),
+            sub: sub.to_owned(),
+            extra: serde_json::json!({ "client_id": "web-app", "scope": "read write" }),
+            max_age: None,
+        }
+    }
+}
+
+/// A JWT-shaped answer for `claims` (signature bytes are random-looking but
+/// not checked by the plugin).
+pub fn make_jwt(claims: &Claims, serial: usize) -> String {
+    let header = r#"{"alg":"RS256","typ":"JWT","kid":"fake-as-key"}"#;
+    let mut payload = serde_json::json!({
+        "sub": claims.sub,
+        "iss": "https://idsvr.test/oauth/v2/oauth-anonymous",
+        "jti": format!("jti-{serial}"),
+    });
+    if let Some(exp) = claims.exp {
+        payload["exp"] = exp.into();
+    }
+    if let (Some(obj), Some(extra)) = (payload.as_object_mut(), claims.extra.as_object()) {
+        for (k, v) in extra {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload.to_string()),
+        URL_SAFE_NO_PAD.encode(format!(
+            "signature-{serial}-of-the-fake-authorization-server"
+        ))
+    )
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// The `token` form field, decoded.
+    pub token: String,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    script: Mutex<HashMap<String, Behaviour>>,
+    default: Mutex<Option<Behaviour>>,
+    issued: Mutex<HashMap<String, String>>,
+    requests: Mutex<Vec<Recorded>>,
+    calls: AtomicUsize,
+}
+
+/// Handle to a running fake; the server stops when the handle is dropped.
+pub struct FakeAs {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeAs {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeAs {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State::default());
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(serve_connection(stream, shared.clone()));
+            }
+        });
+        FakeAs { addr, state, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/oauth/v2/oauth-introspect", self.addr)
+    }
+
+    /// Scripts the answer for one token.
+    pub fn script(&self, token: &str, behaviour: Behaviour) {
+        self.state
+            .script
+            .lock()
+            .unwrap()
+            .insert(token.to_owned(), behaviour);
+    }
+
+    /// Scripts the answer for tokens without their own script (without one,
+    /// unknown tokens get 204).
+    pub fn script_default(&self, behaviour: Behaviour) {
+        *self.state.default.lock().unwrap() = Some(behaviour);
+    }
+
+    /// Total introspection calls.
+    pub fn calls(&self) -> usize {
+        self.state.calls.load(Ordering::SeqCst)
+    }
+
+    /// Calls for one token.
+    pub fn calls_for(&self, token: &str) -> usize {
+        self.requests().iter().filter(|r| r.token == token).count()
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The last JWT issued for `token`.
+    pub fn jwt_for(&self, token: &str) -> Option<String> {
+        self.state.issued.lock().unwrap().get(token).cloned()
+    }
+}
+
+async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
+    let mut buf = Vec::with_capacity(8192);
+    loop {
+        let Some(request) = read_request(&mut stream, &mut buf).await else {
+            return;
+        };
+        let serial = state.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let behaviour = {
+            let script = state.script.lock().unwrap();
+            script
+                .get(&request.token)
+                .cloned()
+                .or_else(|| state.default.lock().unwrap().clone())
+                .unwrap_or(Behaviour::NoContent)
+        };
+        let token = request.token.clone();
+        state.requests.lock().unwrap().push(request);
+        let mut behaviour = behaviour;
+        while let Behaviour::Slow(delay, then) = behaviour {
+            tokio::time::sleep(delay).await;
+            behaviour = *then;
+        }
+        let response = match behaviour {
+            Behaviour::Jwt(claims) => {
+                let jwt = make_jwt(&claims, serial);
+                state.issued.lock().unwrap().insert(token, jwt.clone());
+                let cache = claims
+                    .max_age
+                    .map(|m| format!("Cache-Control: max-age={m}\r\n"))
+                    .unwrap_or_default();
+                response(200, "application/jwt", &cache, &jwt)
+            }
+            Behaviour::NoContent => "HTTP/1.1 204 No Content\r\n\r\n".to_owned(),
+            Behaviour::InactiveJson => response(200, "application/json", "", r#"{"active":false}"#),
+            Behaviour::Status(code) => response(
+                code,
+                "application/json",
+                "",
+                r#"{"error":"server_error","error_description":"internal detail from the fake AS"}"#,
+            ),
+            Behaviour::Garbage(body) => response(200, "text/html", "", body),
+            Behaviour::Reset => {
+                let _ = stream.set_zero_linger();
+                return;
+            }
+            Behaviour::Slow(..) => unreachable!(),
+        };
+        if stream.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn response(status: u16, content_type: &str, extra: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status} Scripted\r\nContent-Type: {content_type}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Recorded> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        if let httparse::Status::Complete(head_len) = req.parse(buf).ok()? {
+            let headers: Vec<(String, String)> = req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let method = req.method?.to_owned();
+            let path = req.path?.to_owned();
+            let length: usize = headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            while buf.len() < head_len + length {
+                read_more(stream, buf).await?;
+            }
+            let body = String::from_utf8_lossy(&buf[head_len..head_len + length]).into_owned();
+            buf.drain(..head_len + length);
+            let token = form_urlencoded::parse(body.as_bytes())
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            return Some(Recorded {
+                method,
+                path,
+                headers,
+                body,
+                token,
+            });
+        }
+        read_more(stream, buf).await?;
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+    let mut chunk = [0u8; 8192];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Some(())
+        }
+    }
+}
+
+/// An address on loopback where nothing listens.
+pub async fn closed_port_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}/oauth/v2/oauth-introspect")
+}

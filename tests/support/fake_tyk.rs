@@ -1,0 +1,731 @@
+//! A fake Tyk Gateway that calls the plugin over gRPC exactly as Tyk does and
+//! treats the reply as Tyk does (our spec's simulator checklist, §10.1).
+//!
+//! It builds the `Object` like `CoProcessor.BuildObject`, post-processes the
+//! reply like `ObjectPostProcess` (including its failure modes), applies
+//! `return_overrides`, the session/token rule, session storage with its
+//! lifetime, `post_key_auth` hooks, the expiry / access / rate / quota checks,
+//! `$tyk_meta` header injection, and the id_extractor cache. It reports what the
+//! client received and what the upstream would have received.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use md5::{Digest, Md5};
+use tonic::transport::{Channel, Endpoint};
+use tyk_phantom_token::pb::dispatcher_client::DispatcherClient;
+use tyk_phantom_token::pb::{
+    Event, HookType, MiniRequestObject, Object, ReturnOverrides, SessionState,
+};
+
+/// The API definition the gateway serves (the parts that matter to us).
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub api_id: String,
+    pub org_id: String,
+    /// `custom_middleware_bundle`; its MD5 is `spec["bundle_hash"]`.
+    pub bundle: String,
+    /// `auth_check.name` (may be empty: Tyk still calls the plugin).
+    pub auth_check: String,
+    pub post_key_auth: Vec<String>,
+    pub raw_body_only: bool,
+    pub config_data: Option<serde_json::Value>,
+    /// `id_extractor` with `extract_from: header`, `extract_with: value`.
+    pub id_extractor_header: Option<String>,
+    /// Global request headers to inject (values may use `$tyk_meta.KEY`).
+    pub inject_headers: Vec<(String, String)>,
+    /// `cp_dynamic_handler` name for AuthFailure events.
+    pub event_handler: Option<String>,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            api_id: "orders-api".into(),
+            org_id: "default".into(),
+            bundle: "phantom-bundle.zip".into(),
+            auth_check: "PhantomAuthCheck".into(),
+            post_key_auth: Vec::new(),
+            raw_body_only: false,
+            config_data: None,
+            id_extractor_header: None,
+            inject_headers: Vec::new(),
+            event_handler: None,
+        }
+    }
+}
+
+/// A request as a client sends it to the gateway.
+#[derive(Debug, Clone)]
+pub struct ClientRequest {
+    pub method: String,
+    /// Path and query, e.g. `/orders/1?x=1`.
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ClientRequest {
+    pub fn get(target: &str) -> Self {
+        ClientRequest {
+            method: "GET".into(),
+            target: target.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("Authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn method(mut self, method: &str) -> Self {
+        self.method = method.into();
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
+/// What the client received.
+#[derive(Debug, Clone)]
+pub struct ClientResponse {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl ClientResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&canonical(name)).map(String::as_str)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// What the upstream API received.
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    pub method: String,
+    pub url: String,
+    /// Canonical name → all values.
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub body: Vec<u8>,
+}
+
+impl UpstreamRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&canonical(name))
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+}
+
+/// The result of one request through the gateway.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// `None` when the gateway aborted the connection without answering (a
+    /// reply missing `request` or `return_overrides`).
+    pub client: Option<ClientResponse>,
+    pub upstream: Option<UpstreamRequest>,
+    /// Whether this request called the auth hook.
+    pub plugin_called: bool,
+    /// The session stored for this request, if any.
+    pub session_key: Option<String>,
+    pub events: Vec<String>,
+}
+
+impl Outcome {
+    pub fn status(&self) -> u16 {
+        self.client.as_ref().map_or(0, |c| c.status)
+    }
+
+    pub fn response(&self) -> &ClientResponse {
+        self.client
+            .as_ref()
+            .expect("the gateway aborted the connection")
+    }
+}
+
+struct Stored {
+    session: SessionState,
+    expires_at: Option<Instant>,
+    /// Requests counted in the current rate window: (window start, count).
+    rate_window: (Instant, u64),
+}
+
+/// The fake gateway. Cheap to share between tasks (`&self` everywhere).
+pub struct Gateway {
+    pub api: Api,
+    client: DispatcherClient<Channel>,
+    /// Redis: `apikey-<session id>` → session, with TTL.
+    store: Mutex<HashMap<String, Stored>>,
+    auth_calls: AtomicUsize,
+    events: Mutex<Vec<String>>,
+}
+
+/// `{"error": "<message>"}` exactly as Tyk's default template writes it.
+pub fn template_body(message: &str) -> Vec<u8> {
+    format!(
+        "{{\n    \"error\": {}\n}}",
+        serde_json::to_string(message).unwrap()
+    )
+    .into_bytes()
+}
+
+/// Go's `textproto.CanonicalMIMEHeaderKey`.
+pub fn canonical(name: &str) -> String {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !valid {
+        return name.to_owned();
+    }
+    let mut upper = true;
+    name.chars()
+        .map(|c| {
+            let out = if upper {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            };
+            upper = c == '-';
+            out
+        })
+        .collect()
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    hex::encode(Md5::digest(data))
+}
+
+/// `config_data` as Tyk sends it: compact JSON, keys sorted, `<>&` escaped.
+fn encode_config_data(value: &serde_json::Value) -> String {
+    // serde_json's Map is a BTreeMap without the preserve_order feature.
+    serde_json::to_string(value)
+        .unwrap()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+fn split_target(target: &str) -> (&str, Option<&str>) {
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    }
+}
+
+fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// The upstream request being built as the chain runs.
+#[derive(Debug, Clone)]
+struct Live {
+    method: String,
+    url: String,
+    request_uri: String,
+    headers: BTreeMap<String, Vec<String>>,
+    body: Vec<u8>,
+    original_query: Vec<(String, String)>,
+}
+
+enum Flow {
+    Continue,
+    Respond(ClientResponse),
+    Abort,
+}
+
+impl Gateway {
+    /// A gateway whose gRPC client dials the plugin like Tyk: one HTTP/2
+    /// connection, no deadline, grpc-go's 4 MiB receive limit unless raised.
+    pub async fn connect(plugin: SocketAddr, api: Api) -> Self {
+        Self::connect_with_limit(plugin, api, 4 << 20).await
+    }
+
+    pub async fn connect_with_limit(plugin: SocketAddr, api: Api, recv_max: usize) -> Self {
+        let channel = Endpoint::from_shared(format!("http://{plugin}"))
+            .unwrap()
+            .connect_lazy();
+        let client = DispatcherClient::new(channel)
+            .max_decoding_message_size(recv_max)
+            .max_encoding_message_size(usize::MAX);
+        Gateway {
+            api,
+            client,
+            store: Mutex::new(HashMap::new()),
+            auth_calls: AtomicUsize::new(0),
+            events: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// How many times the auth hook was called.
+    pub fn auth_calls(&self) -> usize {
+        self.auth_calls.load(Ordering::SeqCst)
+    }
+
+    /// Keys of the sessions in the store ("Redis").
+    pub fn stored_keys(&self) -> Vec<String> {
+        self.store.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// The stored session under `key`, if present and unexpired.
+    pub fn stored(&self, key: &str) -> Option<SessionState> {
+        let store = self.store.lock().unwrap();
+        store
+            .get(key)
+            .filter(|s| s.expires_at.is_none_or(|at| at > Instant::now()))
+            .map(|s| s.session.clone())
+    }
+
+    /// The stored session's TTL as set when it was written.
+    pub fn stored_ttl(&self, key: &str) -> Option<Duration> {
+        let store = self.store.lock().unwrap();
+        store
+            .get(key)
+            .and_then(|s| s.expires_at)
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    pub async fn request(&self, request: ClientRequest) -> Outcome {
+        let mut events = Vec::new();
+        let mut outcome = self.run(request, &mut events).await;
+        for event in &events {
+            self.fire_event(event).await;
+        }
+        self.events.lock().unwrap().extend(events.iter().cloned());
+        outcome.events = events;
+        outcome
+    }
+
+    async fn run(&self, request: ClientRequest, events: &mut Vec<String>) -> Outcome {
+        let (path, query) = split_target(&request.target);
+        let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, value) in &request.headers {
+            headers
+                .entry(canonical(name))
+                .or_default()
+                .push(value.clone());
+        }
+        let mut live = Live {
+            method: request.method.clone(),
+            url: match query {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_owned(),
+            },
+            request_uri: request.target.clone(),
+            headers,
+            body: request.body.clone(),
+            original_query: parse_query(query),
+        };
+        let mut outcome = Outcome {
+            client: None,
+            upstream: None,
+            plugin_called: false,
+            session_key: None,
+            events: Vec::new(),
+        };
+
+        // §5.2: the id_extractor runs before the plugin.
+        let mut session_id: Option<String> = None;
+        let mut cached: Option<SessionState> = None;
+        if let Some(header) = &self.api.id_extractor_header {
+            let value = live
+                .headers
+                .get(&canonical(header))
+                .and_then(|v| v.first())
+                .cloned();
+            let Some(value) = value.filter(|v| !v.is_empty()) else {
+                outcome.client = Some(self.error(400, "Authorization field missing"));
+                return outcome;
+            };
+            let id = format!("{}{}", self.api.org_id, md5_hex(value.as_bytes()));
+            let now = unix_now();
+            if let Some(session) = self.stored(&id) {
+                if session.id_extractor_deadline > now {
+                    cached = Some(session);
+                }
+            }
+            session_id = Some(id);
+        }
+
+        let (session, key) = match cached {
+            Some(session) => {
+                let key = session_id.clone().unwrap();
+                (session, key)
+            }
+            None => {
+                outcome.plugin_called = true;
+                self.auth_calls.fetch_add(1, Ordering::SeqCst);
+                let object =
+                    self.build_object(HookType::CustomKeyCheck, &self.api.auth_check, &live, None);
+                let reply = match self.client.clone().dispatch(object).await {
+                    Ok(reply) => reply.into_inner(),
+                    Err(_) => {
+                        outcome.client = Some(self.error(403, "Key not authorised"));
+                        return outcome;
+                    }
+                };
+                match self.post_process(&reply, &mut live, events) {
+                    Flow::Continue => {}
+                    Flow::Respond(response) => {
+                        outcome.client = Some(response);
+                        return outcome;
+                    }
+                    Flow::Abort => return outcome,
+                }
+                // §4.6: a session and a non-empty token, or 403.
+                let Some(mut session) = reply.session.clone() else {
+                    events.push("AuthFailure".into());
+                    outcome.client = Some(self.error(403, "Forbidden"));
+                    return outcome;
+                };
+                for (k, v) in &reply.metadata {
+                    session.metadata.insert(k.clone(), v.clone());
+                }
+                let token = session.metadata.get("token").cloned().unwrap_or_default();
+                if token.is_empty() {
+                    events.push("AuthFailure".into());
+                    outcome.client = Some(self.error(403, "Forbidden"));
+                    return outcome;
+                }
+                session.org_id = self.api.org_id.clone();
+                let key = session_id.clone().unwrap_or(token);
+                session.key_id = key.clone();
+                (session, key)
+            }
+        };
+        let session = self.store_session(&key, session);
+        outcome.session_key = Some(key.clone());
+
+        // §2.5 phase 5: post_key_auth hooks, with session and metadata.
+        for name in &self.api.post_key_auth {
+            let object = self.build_object(HookType::PostKeyAuth, name, &live, Some(&session));
+            let reply = match self.client.clone().dispatch(object).await {
+                Ok(reply) => reply.into_inner(),
+                Err(_) => {
+                    outcome.client = Some(self.error(500, "Middleware error"));
+                    return outcome;
+                }
+            };
+            match self.post_process(&reply, &mut live, events) {
+                Flow::Continue => {}
+                Flow::Respond(response) => {
+                    outcome.client = Some(response);
+                    return outcome;
+                }
+                Flow::Abort => return outcome,
+            }
+        }
+
+        // §4.7: the checks that follow authentication.
+        if session.expires > 0 && session.expires < unix_now() {
+            events.push("KeyExpired".into());
+            outcome.client = Some(self.error(401, "Key has expired, please renew"));
+            return outcome;
+        }
+        if !session.access_rights.is_empty()
+            && !session.access_rights.contains_key(&self.api.api_id)
+        {
+            outcome.client = Some(self.error(403, "Access to this API has been disallowed"));
+            return outcome;
+        }
+        if let Some(response) = self.rate_and_quota(&key) {
+            outcome.client = Some(response);
+            return outcome;
+        }
+
+        // Header injection with $tyk_meta.
+        for (name, value) in &self.api.inject_headers {
+            let value = replace_meta(value, &session.metadata);
+            live.headers.insert(canonical(name), vec![value]);
+        }
+
+        outcome.upstream = Some(UpstreamRequest {
+            method: live.method.clone(),
+            url: live.url.clone(),
+            headers: live.headers.clone(),
+            body: live.body.clone(),
+        });
+        outcome.client = Some(ClientResponse {
+            status: 200,
+            headers: BTreeMap::from([("Content-Type".into(), "text/plain".into())]),
+            body: b"upstream ok".to_vec(),
+        });
+        outcome
+    }
+
+    /// §3: the object Tyk sends.
+    fn build_object(
+        &self,
+        hook: HookType,
+        name: &str,
+        live: &Live,
+        session: Option<&SessionState>,
+    ) -> Object {
+        let mut headers: HashMap<String, String> = live
+            .headers
+            .iter()
+            .filter_map(|(k, v)| v.first().map(|first| (k.clone(), first.clone())))
+            .collect();
+        headers.insert("Host".into(), "gateway.test".into());
+        let mut params = HashMap::new();
+        let (_, query) = split_target(&live.url);
+        for (k, v) in parse_query(query) {
+            params.entry(k).or_insert(v);
+        }
+        let body = if !self.api.raw_body_only {
+            String::from_utf8(live.body.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let mut spec = HashMap::from([
+            ("OrgID".to_owned(), self.api.org_id.clone()),
+            ("APIID".to_owned(), self.api.api_id.clone()),
+            (
+                "bundle_hash".to_owned(),
+                md5_hex(self.api.bundle.as_bytes()),
+            ),
+        ]);
+        if let Some(config) = &self.api.config_data {
+            spec.insert("config_data".into(), encode_config_data(config));
+        }
+        Object {
+            hook_type: hook as i32,
+            hook_name: name.to_owned(),
+            request: Some(MiniRequestObject {
+                headers,
+                body,
+                url: live.url.clone(),
+                params,
+                return_overrides: Some(ReturnOverrides {
+                    response_code: -1,
+                    ..Default::default()
+                }),
+                method: live.method.clone(),
+                request_uri: live.request_uri.clone(),
+                scheme: "http".into(),
+                raw_body: Bytes::from(live.body.clone()),
+                ..Default::default()
+            }),
+            session: session.cloned(),
+            metadata: session.map(|s| s.metadata.clone()).unwrap_or_default(),
+            spec,
+            response: None,
+        }
+    }
+
+    /// §4.3 and §4.4: apply the reply's request changes, then its overrides.
+    fn post_process(&self, reply: &Object, live: &mut Live, events: &mut Vec<String>) -> Flow {
+        // §4.2: Tyk dereferences both without checking; the request panics and
+        // the connection is dropped without a response.
+        let Some(request) = &reply.request else {
+            return Flow::Abort;
+        };
+        let Some(overrides) = &request.return_overrides else {
+            return Flow::Abort;
+        };
+
+        live.body = request.raw_body.to_vec();
+        for name in &request.delete_headers {
+            live.headers.remove(&canonical(name));
+        }
+        for (name, value) in &request.set_headers {
+            live.headers.insert(canonical(name), vec![value.clone()]);
+        }
+        let mut query: Vec<(String, String)> = live
+            .original_query
+            .iter()
+            .filter(|(k, _)| !request.delete_params.contains(k))
+            .cloned()
+            .collect();
+        for (k, v) in &request.add_params {
+            query.retain(|(qk, _)| qk != k);
+            query.push((k.clone(), v.clone()));
+        }
+        if request.url.is_empty() || !(request.url.starts_with('/') || request.url.contains("://"))
+        {
+            return Flow::Respond(self.error(500, "Middleware error"));
+        }
+        let (path, reply_query) = split_target(&request.url);
+        let mut wanted = query.clone();
+        wanted.sort();
+        let mut got = parse_query(reply_query);
+        got.sort();
+        live.url = if got == wanted {
+            request.url.clone()
+        } else if wanted.is_empty() {
+            path.to_owned()
+        } else {
+            let encoded: String = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(wanted.iter())
+                .finish();
+            format!("{path}?{encoded}")
+        };
+        live.method = if request.method.is_empty() {
+            "GET".into()
+        } else {
+            request.method.clone()
+        };
+
+        let mut body = overrides.response_body.clone();
+        if !overrides.response_error.is_empty() {
+            body = overrides.response_error.clone();
+        }
+        let code = overrides.response_code;
+        if code >= 400 && !overrides.override_error {
+            events.push("AuthFailure".into());
+            let message = if body.is_empty() {
+                "Key not authorised".to_owned()
+            } else {
+                body
+            };
+            let mut response = self.error(code as u16, &message);
+            for (k, v) in &overrides.headers {
+                response.headers.insert(canonical(k), v.clone());
+            }
+            return Flow::Respond(response);
+        }
+        if code > 0 {
+            let mut headers = BTreeMap::new();
+            for (k, v) in &overrides.headers {
+                headers.insert(canonical(k), v.clone());
+            }
+            return Flow::Respond(ClientResponse {
+                status: code as u16,
+                headers,
+                body: body.into_bytes(),
+            });
+        }
+        Flow::Continue
+    }
+
+    /// §4.1 step 13 and §4.8: keep a stored session's quota counters; store
+    /// with the lifetime as TTL (0: no TTL).
+    fn store_session(&self, key: &str, mut session: SessionState) -> SessionState {
+        let mut store = self.store.lock().unwrap();
+        let now = Instant::now();
+        let previous = store
+            .get(key)
+            .filter(|s| s.expires_at.is_none_or(|at| at > now));
+        let rate_window = previous.map_or((now, 0), |p| p.rate_window);
+        if let Some(previous) = previous {
+            session.quota_remaining = previous.session.quota_remaining;
+            session.quota_renews = previous.session.quota_renews;
+        }
+        let expires_at = (session.session_lifetime > 0)
+            .then(|| now + Duration::from_secs(session.session_lifetime as u64));
+        store.insert(
+            key.to_owned(),
+            Stored {
+                session: session.clone(),
+                expires_at,
+                rate_window,
+            },
+        );
+        session
+    }
+
+    fn rate_and_quota(&self, key: &str) -> Option<ClientResponse> {
+        let mut store = self.store.lock().unwrap();
+        let stored = store.get_mut(key)?;
+        let session = &mut stored.session;
+        if session.rate > 0.0 && session.per > 0.0 {
+            let window = Duration::from_secs_f64(session.per);
+            let (start, count) = &mut stored.rate_window;
+            if start.elapsed() >= window {
+                *start = Instant::now();
+                *count = 0;
+            }
+            *count += 1;
+            if *count as f64 > session.rate {
+                return Some(self.error(429, "Rate Limit Exceeded"));
+            }
+        }
+        if session.quota_max > 0 {
+            let now = unix_now();
+            if session.quota_renews <= now {
+                session.quota_remaining = session.quota_max;
+                session.quota_renews = now + session.quota_renewal_rate;
+            }
+            if session.quota_remaining <= 0 {
+                return Some(self.error(403, "Quota exceeded"));
+            }
+            session.quota_remaining -= 1;
+        }
+        None
+    }
+
+    /// §4.5: Tyk's JSON error template.
+    fn error(&self, status: u16, message: &str) -> ClientResponse {
+        ClientResponse {
+            status,
+            headers: BTreeMap::from([
+                ("Content-Type".into(), "application/json".into()),
+                ("X-Generator".into(), "tyk.io".into()),
+            ]),
+            body: template_body(message),
+        }
+    }
+
+    /// §8: events go to the plugin only when the API registers a handler.
+    async fn fire_event(&self, event: &str) {
+        let Some(handler) = &self.api.event_handler else {
+            return;
+        };
+        let payload = serde_json::json!({
+            "message": { "Type": event, "Meta": { "Message": "Auth Failure", "Key": "", "Path": "/" }, "TimeStamp": "" },
+            "handler_name": handler,
+            "spec": { "APIID": self.api.api_id, "OrgID": self.api.org_id },
+        });
+        let _ = self
+            .client
+            .clone()
+            .dispatch_event(Event {
+                payload: payload.to_string(),
+            })
+            .await;
+    }
+}
+
+fn replace_meta(template: &str, metadata: &HashMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(at) = rest.find("$tyk_meta.") {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + "$tyk_meta.".len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "_.-".contains(c)))
+            .unwrap_or(rest.len());
+        out.push_str(metadata.get(&rest[..end]).map_or("", String::as_str));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}

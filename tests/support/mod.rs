@@ -1,0 +1,136 @@
+//! Test support: the plugin in-process on an ephemeral loopback port, a fake
+//! Curity introspection endpoint, and a fake Tyk gateway calling the plugin.
+#![allow(dead_code)]
+
+pub mod fake_as;
+pub mod fake_tyk;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tyk_phantom_token::authz::Authorizer;
+use tyk_phantom_token::config::Config;
+use tyk_phantom_token::dispatch::DispatchService;
+use tyk_phantom_token::server::{self, ServeOptions};
+
+pub use fake_as::{Behaviour, Claims, FakeAs};
+pub use fake_tyk::{Api, ClientRequest, Gateway, Outcome};
+
+pub const CLIENT_ID: &str = "gateway-client";
+pub const CLIENT_SECRET: &str = "gw-secret-7f3a9c41";
+
+/// A running plugin with its fakes.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub fake_as: FakeAs,
+    pub gateway: Gateway,
+    pub config: Config,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+}
+
+/// What a test may change before the plugin starts.
+pub struct Setup {
+    pub env: HashMap<String, String>,
+    pub api: Api,
+}
+
+impl Setup {
+    pub fn env(&mut self, name: &str, value: &str) -> &mut Self {
+        self.env.insert(name.to_owned(), value.to_owned());
+        self
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(change: impl FnOnce(&mut Setup)) -> TestApp {
+    let fake_as = FakeAs::start().await;
+    let mut setup = Setup {
+        env: HashMap::from([
+            ("INTROSPECTION_URL".to_owned(), fake_as.url()),
+            ("CLIENT_ID".to_owned(), CLIENT_ID.to_owned()),
+            ("CLIENT_SECRET".to_owned(), CLIENT_SECRET.to_owned()),
+            ("LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+            ("TIMEOUT_SECONDS".to_owned(), "1".to_owned()),
+            ("SHUTDOWN_GRACE_SECONDS".to_owned(), "2".to_owned()),
+        ]),
+        api: Api::default(),
+    };
+    change(&mut setup);
+    let config = Config::from_source(&setup.env).expect("test configuration is valid");
+    let authz = Arc::new(Authorizer::new(&config).expect("introspection client builds"));
+    let listener = server::bind(config.listen).expect("bind loopback");
+    let addr = listener.local_addr().unwrap();
+    let service = DispatchService::new(authz, &config);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let options = ServeOptions {
+        max_message_bytes: config.grpc_max_message_bytes,
+        shutdown_grace: config.shutdown_grace,
+    };
+    let task = tokio::spawn(server::serve(listener, service, options, async {
+        let _ = stopped.await;
+    }));
+    let gateway = Gateway::connect(addr, setup.api).await;
+    TestApp {
+        addr,
+        fake_as,
+        gateway,
+        config,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    /// Sends one request through the fake gateway.
+    pub async fn send(&self, request: ClientRequest) -> Outcome {
+        self.gateway.request(request).await
+    }
+
+    /// A GET with a bearer token.
+    pub async fn get_with_token(&self, token: &str) -> Outcome {
+        self.send(ClientRequest::get("/orders/api/items?page=2").bearer(token))
+            .await
+    }
+
+    /// Starts the plugin's graceful shutdown and waits for it to finish.
+    pub async fn shutdown(&mut self) -> Result<(), tonic::transport::Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("shutdown finished within 10 s")
+                .expect("server task did not panic"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+impl TestApp {
+    /// A direct gRPC client to the plugin (for hooks the fake gateway does not
+    /// model, and for the health service).
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("plugin accepts connections")
+    }
+}
