@@ -252,7 +252,7 @@ fn saturating_i64(n: u64) -> i64 {
 /// |---|---|---|---|
 /// | no bearer credentials | 401 | Tyk template | `WWW-Authenticate: Bearer realm=".."` |
 /// | malformed, inactive, expired | 401 | Tyk template | `.., error="invalid_token"` |
-/// | AS error status, bad answer, credentials refused | 502 | JSON | — |
+/// | AS error status, bad answer, credentials refused, TLS failure | 502 | JSON | — |
 /// | AS unreachable or 503/429 | 503 | JSON | `Retry-After` |
 /// | AS timed out | 504 | JSON | — |
 /// | shutdown grace period over | 503 | JSON | `Retry-After` |
@@ -293,7 +293,8 @@ fn rescue(denial: &Denial, replies: &Replies) -> Deny {
                 headers: vec![("Retry-After", replies.retry_after.clone())],
                 raw_body: true,
             },
-            IntrospectError::CredentialsRejected(_)
+            IntrospectError::Tls(_)
+            | IntrospectError::CredentialsRejected(_)
             | IntrospectError::UnexpectedStatus(_)
             | IntrospectError::NotJwt(_)
             | IntrospectError::TooLarge(_) => Deny {

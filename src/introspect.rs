@@ -52,9 +52,13 @@ pub enum IntrospectError {
     /// No complete answer within the time budget.
     #[error("introspection timed out")]
     Timeout,
-    /// Connection refused or reset, name not resolved, TLS failure.
+    /// Connection refused or reset, name not resolved.
     #[error("authorization server unreachable: {0}")]
     Unreachable(String),
+    /// The TLS handshake failed (untrusted or wrong certificate, protocol
+    /// mismatch): a configuration fault, not an outage.
+    #[error("TLS to the authorization server failed: {0}")]
+    Tls(String),
     /// The AS said it is overloaded or down (503, 429).
     #[error("authorization server unavailable (HTTP {0})")]
     Unavailable(u16),
@@ -229,13 +233,41 @@ fn transport_error(error: reqwest::Error) -> IntrospectError {
     // The chain of causes, without the URL reqwest puts in its own message.
     let error = error.without_url();
     let mut text = error.to_string();
+    let mut tls = false;
     let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        tls |= is_tls_error(cause);
+        let cause_text = cause.to_string();
+        // Wrappers often repeat their cause's message; say each thing once.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
-    IntrospectError::Unreachable(text)
+    if tls {
+        IntrospectError::Tls(text)
+    } else {
+        IntrospectError::Unreachable(text)
+    }
+}
+
+/// Whether `error` is rustls's, directly or inside (possibly nested)
+/// `io::Error`s, whose `source()` skips the error they wrap.
+fn is_tls_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = error;
+    loop {
+        if current.is::<rustls::Error>() {
+            return true;
+        }
+        match current
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => current = inner,
+            None => return false,
+        }
+    }
 }
 
 /// `token=<form-encoded token>`: `+`, `/` and `=` must not reach the AS raw.

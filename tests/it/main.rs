@@ -8,4 +8,5 @@ mod as_faults;
 mod auth_check;
 mod cache;
 mod hooks;
+mod tls;
 mod transport;

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the fake answers for a token.
@@ -125,6 +125,7 @@ pub struct FakeAs {
     addr: SocketAddr,
     state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
+    tls_ca_pem: Option<String>,
 }
 
 impl Drop for FakeAs {
@@ -147,11 +148,79 @@ impl FakeAs {
                 tokio::spawn(serve_connection(stream, shared.clone()));
             }
         });
-        FakeAs { addr, state, task }
+        FakeAs {
+            addr,
+            state,
+            task,
+            tls_ca_pem: None,
+        }
     }
 
+    /// The same fake over TLS, with a certificate for `localhost` issued by a
+    /// fresh CA whose PEM is [`FakeAs::ca_pem`].
+    pub async fn start_tls() -> Self {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "fake-as test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let server_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+
+        let config = tokio_rustls::rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![server_cert.der().clone()],
+                tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(
+                    server_key.serialize_der().into(),
+                ),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State::default());
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, shared) = (acceptor.clone(), shared.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        serve_connection(tls, shared).await;
+                    }
+                });
+            }
+        });
+        FakeAs {
+            addr,
+            state,
+            task,
+            tls_ca_pem: Some(ca_cert.pem()),
+        }
+    }
+
+    /// The introspection URL (`https://localhost:…` for a TLS fake).
     pub fn url(&self) -> String {
-        format!("http://{}/oauth/v2/oauth-introspect", self.addr)
+        match self.tls_ca_pem {
+            Some(_) => format!(
+                "https://localhost:{}/oauth/v2/oauth-introspect",
+                self.addr.port()
+            ),
+            None => format!("http://{}/oauth/v2/oauth-introspect", self.addr),
+        }
+    }
+
+    /// PEM of the CA that issued a TLS fake's certificate.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls_ca_pem.as_deref()
     }
 
     /// Scripts the answer for one token.
@@ -189,7 +258,24 @@ impl FakeAs {
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
+/// A connection the fake can reset (TCP) or at least close (TLS).
+trait Connection: AsyncRead + AsyncWrite + Unpin + Send {
+    fn reset(&self);
+}
+
+impl Connection for TcpStream {
+    fn reset(&self) {
+        let _ = self.set_zero_linger();
+    }
+}
+
+impl Connection for tokio_rustls::server::TlsStream<TcpStream> {
+    fn reset(&self) {
+        let _ = self.get_ref().0.set_zero_linger();
+    }
+}
+
+async fn serve_connection(mut stream: impl Connection, state: Arc<State>) {
     let mut buf = Vec::with_capacity(8192);
     loop {
         let Some(request) = read_request(&mut stream, &mut buf).await else {
@@ -231,7 +317,7 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
             ),
             Behaviour::Garbage(body) => response(200, "text/html", "", body),
             Behaviour::Reset => {
-                let _ = stream.set_zero_linger();
+                stream.reset();
                 return;
             }
             Behaviour::Slow(..) => unreachable!(),
@@ -249,7 +335,10 @@ fn response(status: u16, content_type: &str, extra: &str, body: &str) -> String 
     )
 }
 
-async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Recorded> {
+async fn read_request(
+    stream: &mut (impl AsyncRead + Unpin),
+    buf: &mut Vec<u8>,
+) -> Option<Recorded> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
@@ -292,7 +381,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Recor
     }
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+async fn read_more(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> Option<()> {
     let mut chunk = [0u8; 8192];
     match stream.read(&mut chunk).await {
         Ok(0) | Err(_) => None,

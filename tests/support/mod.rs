@@ -51,7 +51,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(change: impl FnOnce(&mut Setup)) -> TestApp {
-    let fake_as = FakeAs::start().await;
+    spawn_app_against(FakeAs::start().await, change).await
+}
+
+/// The plugin pointed at a given fake authorization server.
+pub async fn spawn_app_against(fake_as: FakeAs, change: impl FnOnce(&mut Setup)) -> TestApp {
     let mut setup = Setup {
         env: HashMap::from([
             ("INTROSPECTION_URL".to_owned(), fake_as.url()),

@@ -1,0 +1,76 @@
+//! TLS to the authorization server: system roots plus an extra CA file.
+
+use std::io::Write;
+
+use crate::support::*;
+
+fn ca_file(pem: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(pem.as_bytes()).unwrap();
+    file
+}
+
+#[tokio::test]
+async fn an_as_signed_by_the_extra_ca_is_trusted() {
+    let fake_as = FakeAs::start_tls().await;
+    let ca = ca_file(fake_as.ca_pem().unwrap());
+    let app = spawn_app_against(fake_as, |s| {
+        s.env("INTROSPECTION_CA_FILE", ca.path().to_str().unwrap());
+    })
+    .await;
+    app.fake_as
+        .script("tls-token", Behaviour::Jwt(Claims::valid_for("xena", 600)));
+    let outcome = app.get_with_token("tls-token").await;
+    assert_eq!(
+        outcome.status(),
+        200,
+        "{:?}",
+        outcome.client.map(|c| c.text())
+    );
+    assert_eq!(app.fake_as.calls(), 1);
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_a_configuration_fault_not_an_invalid_token() {
+    let fake_as = FakeAs::start_tls().await;
+    let app = spawn_app_against(fake_as, |_| {}).await;
+    app.fake_as
+        .script("tls-token", Behaviour::Jwt(Claims::valid_for("yuri", 600)));
+    let outcome = app.get_with_token("tls-token").await;
+    assert_eq!(
+        outcome.status(),
+        502,
+        "{:?}",
+        outcome.client.map(|c| c.text())
+    );
+    assert_eq!(
+        app.fake_as.calls(),
+        0,
+        "no request was sent over the untrusted connection"
+    );
+}
+
+#[test]
+fn an_unreadable_or_empty_ca_file_stops_start_up() {
+    use tyk_phantom_token::authz::Authorizer;
+    use tyk_phantom_token::config::Config;
+    let base = [
+        ("INTROSPECTION_URL", "https://idsvr.test/introspect"),
+        ("CLIENT_ID", "c"),
+        ("CLIENT_SECRET", "s"),
+    ];
+    let not_pem = ca_file("this is not a certificate");
+    for (path, expected) in [
+        ("/nonexistent/ca.pem", "cannot read INTROSPECTION_CA_FILE"),
+        (
+            not_pem.path().to_str().unwrap(),
+            "holds no usable PEM certificate",
+        ),
+    ] {
+        let mut env: std::collections::HashMap<&str, &str> = base.into_iter().collect();
+        env.insert("INTROSPECTION_CA_FILE", path);
+        let config = Config::from_source(&env).unwrap();
+        let error = Authorizer::new(&config).err().expect("start-up refused");
+        assert!(error.to_string().contains(expected), "{error}");
+    }
+}
