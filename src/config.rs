@@ -43,6 +43,40 @@ pub const ENV_SHUTDOWN_GRACE_SECONDS: &str = "SHUTDOWN_GRACE_SECONDS";
 pub const ENV_LOG_FORMAT: &str = "LOG_FORMAT";
 pub const ENV_LOG_LEVEL: &str = "LOG_LEVEL";
 
+/// Every variable the service reads (documented in `.env.example` and the
+/// README; a test keeps them in step).
+pub const ALL_VARIABLES: &[&str] = &[
+    ENV_INTROSPECTION_URL,
+    ENV_CLIENT_ID,
+    ENV_CLIENT_SECRET,
+    ENV_CLIENT_SECRET_FILE,
+    ENV_INTROSPECTION_CA_FILE,
+    ENV_PORT,
+    ENV_LISTEN_ADDR,
+    ENV_TIMEOUT_SECONDS,
+    ENV_MAX_TOKEN_BYTES,
+    ENV_MAX_JWT_BYTES,
+    ENV_CACHE_MAX_BYTES,
+    ENV_CACHE_MAX_ENTRIES,
+    ENV_CACHE_JANITOR_SECONDS,
+    ENV_CACHE_MAX_TTL_SECONDS,
+    ENV_CACHE_DEFAULT_TTL_SECONDS,
+    ENV_NEGATIVE_CACHE_SECONDS,
+    ENV_CLOCK_SKEW_SECONDS,
+    ENV_REALM,
+    ENV_RETRY_AFTER_SECONDS,
+    ENV_SESSION_RATE,
+    ENV_SESSION_RATE_PER_SECONDS,
+    ENV_SESSION_QUOTA_MAX,
+    ENV_SESSION_QUOTA_RENEWAL_SECONDS,
+    ENV_SESSION_LIFETIME_GRACE_SECONDS,
+    ENV_SESSION_KEY_SECRET,
+    ENV_GRPC_MAX_MESSAGE_BYTES,
+    ENV_SHUTDOWN_GRACE_SECONDS,
+    ENV_LOG_FORMAT,
+    ENV_LOG_LEVEL,
+];
+
 /// Curity's plugin listens on this port; Tyk's examples dial it.
 pub const DEFAULT_PORT: u16 = 50051;
 /// Curity's default; Tyk sets no deadline on our call, so this bounds the wait.

@@ -324,3 +324,33 @@ fn log_level_must_be_a_valid_filter() {
     let problems = TestEnv::minimal().with(ENV_LOG_LEVEL, "loud=[").problems();
     assert!(problems[0].starts_with("LOG_LEVEL="), "{problems:?}");
 }
+
+#[test]
+fn every_variable_is_documented_in_env_example_and_readme() {
+    let example = include_str!("../../.env.example");
+    let readme = include_str!("../../README.md");
+    for name in ALL_VARIABLES {
+        assert!(
+            example.contains(&format!("{name}=")),
+            "{name} missing from .env.example"
+        );
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "{name} missing from the README table"
+        );
+    }
+}
+
+#[test]
+fn every_variable_the_code_reads_is_listed() {
+    let source = include_str!("../config.rs");
+    let read = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub const ENV_"))
+        .count();
+    assert_eq!(
+        read,
+        ALL_VARIABLES.len(),
+        "ALL_VARIABLES is missing a variable"
+    );
+}
