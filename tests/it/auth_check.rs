@@ -277,3 +277,18 @@ async fn the_introspection_request_is_what_curity_expects() {
     assert_eq!(r.body, "token=a%2Bb%2Fc%3D");
     assert_eq!(r.token, "a+b/c=");
 }
+
+#[tokio::test]
+async fn introspections_reuse_a_kept_alive_connection() {
+    let app = spawn_app().await;
+    app.fake_as
+        .script_default(Behaviour::Jwt(Claims::valid_for("zoe", 600)));
+    for n in 0..10 {
+        assert_eq!(
+            app.get_with_token(&format!("distinct-{n}")).await.status(),
+            200
+        );
+    }
+    assert_eq!(app.fake_as.calls(), 10);
+    assert_eq!(app.fake_as.connections(), 1);
+}

@@ -118,6 +118,7 @@ struct State {
     issued: Mutex<HashMap<String, String>>,
     requests: Mutex<Vec<Recorded>>,
     calls: AtomicUsize,
+    connections: AtomicUsize,
 }
 
 /// Handle to a running fake; the server stops when the handle is dropped.
@@ -243,6 +244,11 @@ impl FakeAs {
         self.state.calls.load(Ordering::SeqCst)
     }
 
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
     /// Calls for one token.
     pub fn calls_for(&self, token: &str) -> usize {
         self.requests().iter().filter(|r| r.token == token).count()
@@ -276,6 +282,7 @@ impl Connection for tokio_rustls::server::TlsStream<TcpStream> {
 }
 
 async fn serve_connection(mut stream: impl Connection, state: Arc<State>) {
+    state.connections.fetch_add(1, Ordering::SeqCst);
     let mut buf = Vec::with_capacity(8192);
     loop {
         let Some(request) = read_request(&mut stream, &mut buf).await else {
