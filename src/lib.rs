@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authz;
+pub mod bundle;
 pub mod cache;
 pub mod config;
 pub mod dispatch;

@@ -1,0 +1,1 @@
+//! Tyk plugin bundles: building and verifying them as the gateway does.
