@@ -15,18 +15,23 @@ pub struct Grant {
     /// `Bearer <JWT>`, the upstream `Authorization` value.
     authorization: String,
     pub claims: Claims,
-    /// Tyk's session key for this token (`metadata["token"]`).
+    /// Tyk's per-token session key (`metadata["token"]` unless the API keys
+    /// sessions by a claim).
     pub session_key: String,
+    /// When the cache entry for this token ends, unix seconds (rounded down):
+    /// Tyk's id_extractor may skip the plugin until then.
+    pub cached_until: u64,
 }
 
 const BEARER_PREFIX: &str = "Bearer ";
 
 impl Grant {
-    fn new(jwt: &str, claims: Claims, session_key: String) -> Self {
+    fn new(jwt: &str, claims: Claims, session_key: String, cached_until: u64) -> Self {
         Grant {
             authorization: format!("{BEARER_PREFIX}{jwt}"),
             claims,
             session_key,
+            cached_until,
         }
     }
 
@@ -49,12 +54,8 @@ impl Grant {
 
     /// Approximate bytes held by a cache entry for this grant.
     fn weight(&self) -> u32 {
-        let strings = [&self.claims.sub, &self.claims.client_id, &self.claims.scope]
-            .into_iter()
-            .flatten()
-            .map(String::len)
-            .sum::<usize>();
-        let bytes = 192 + self.authorization.len() + self.session_key.len() + strings;
+        let bytes =
+            192 + self.authorization.len() + self.session_key.len() + self.claims.byte_len();
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }
@@ -68,8 +69,13 @@ type Answer = Option<Arc<Grant>>;
 pub enum Denial {
     /// No bearer credentials at all: a bare challenge.
     NoCredentials,
-    /// The token is malformed, too long, inactive or expired.
+    /// The token is malformed, too long, inactive, expired, or not meant
+    /// for this API.
     InvalidToken(InvalidToken),
+    /// The token lacks scopes the API requires (space-separated here).
+    InsufficientScope(String),
+    /// The API's `config_data` is invalid: no request to it can be decided.
+    InvalidApiConfig,
     /// The AS gave no answer about the token.
     Introspection(Arc<IntrospectError>),
     /// The service is stopping and the grace period for this call is over.
@@ -84,6 +90,8 @@ pub enum InvalidToken {
     Inactive,
     /// The AS answered with a JWT whose `exp` has passed.
     Expired,
+    /// Its `aud` does not name this API.
+    WrongAudience,
 }
 
 impl InvalidToken {
@@ -93,6 +101,7 @@ impl InvalidToken {
             InvalidToken::TooLong => "too_long",
             InvalidToken::Inactive => "inactive",
             InvalidToken::Expired => "expired",
+            InvalidToken::WrongAudience => "audience",
         }
     }
 }
@@ -158,11 +167,14 @@ impl Authorizer {
         let fetch = async {
             match self.client.introspect(&token).await? {
                 Introspection::Active(active) => {
-                    let ttl = self
-                        .ttl
-                        .active(active.claims.exp, active.max_age, unix_now());
-                    let grant =
-                        Grant::new(&active.jwt, active.claims, self.keys.session_key(&digest));
+                    let now = unix_now();
+                    let ttl = self.ttl.active(active.claims.exp, active.max_age, now);
+                    let grant = Grant::new(
+                        &active.jwt,
+                        active.claims,
+                        self.keys.session_key(&digest),
+                        (now + ttl).as_secs(),
+                    );
                     Ok(Cached {
                         weight: grant.weight(),
                         value: Some(Arc::new(grant)),

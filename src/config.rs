@@ -13,6 +13,8 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::policy::{self, IdentityRules};
+
 pub const ENV_INTROSPECTION_URL: &str = "INTROSPECTION_URL";
 pub const ENV_CLIENT_ID: &str = "CLIENT_ID";
 pub const ENV_CLIENT_SECRET: &str = "CLIENT_SECRET";
@@ -40,6 +42,12 @@ pub const ENV_SESSION_LIFETIME_GRACE_SECONDS: &str = "SESSION_LIFETIME_GRACE_SEC
 pub const ENV_SESSION_KEY_SECRET: &str = "SESSION_KEY_SECRET";
 pub const ENV_GRPC_MAX_MESSAGE_BYTES: &str = "GRPC_MAX_MESSAGE_BYTES";
 pub const ENV_SHUTDOWN_GRACE_SECONDS: &str = "SHUTDOWN_GRACE_SECONDS";
+pub const ENV_SESSION_KEY_CLAIM: &str = "SESSION_KEY_CLAIM";
+pub const ENV_POLICY_CLAIM: &str = "POLICY_CLAIM";
+pub const ENV_POLICY_MAP: &str = "POLICY_MAP";
+pub const ENV_APPLY_POLICIES: &str = "APPLY_POLICIES";
+pub const ENV_METADATA_CLAIMS: &str = "METADATA_CLAIMS";
+pub const ENV_JWT_IN_METADATA: &str = "JWT_IN_METADATA";
 pub const ENV_LOG_FORMAT: &str = "LOG_FORMAT";
 pub const ENV_LOG_LEVEL: &str = "LOG_LEVEL";
 
@@ -71,6 +79,12 @@ pub const ALL_VARIABLES: &[&str] = &[
     ENV_SESSION_QUOTA_RENEWAL_SECONDS,
     ENV_SESSION_LIFETIME_GRACE_SECONDS,
     ENV_SESSION_KEY_SECRET,
+    ENV_SESSION_KEY_CLAIM,
+    ENV_POLICY_CLAIM,
+    ENV_POLICY_MAP,
+    ENV_APPLY_POLICIES,
+    ENV_METADATA_CLAIMS,
+    ENV_JWT_IN_METADATA,
     ENV_GRPC_MAX_MESSAGE_BYTES,
     ENV_SHUTDOWN_GRACE_SECONDS,
     ENV_LOG_FORMAT,
@@ -174,6 +188,8 @@ pub struct Config {
     pub max_token_bytes: usize,
     pub challenge: ChallengeConfig,
     pub session: SessionConfig,
+    /// Global identity rules; an API's `config_data` may override them.
+    pub identity: IdentityRules,
     pub grpc_max_message_bytes: usize,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
@@ -296,6 +312,7 @@ impl Config {
             .unwrap_or(DEFAULT_RETRY_AFTER_SECONDS);
 
         let session = r.session(client_secret.clone());
+        let identity = r.identity();
 
         let grpc_max_message_bytes =
             r.optional(ENV_GRPC_MAX_MESSAGE_BYTES, |v| {
@@ -370,6 +387,7 @@ impl Config {
                 retry_after_seconds,
             },
             session,
+            identity,
             grpc_max_message_bytes,
             shutdown_grace: Duration::from_secs(shutdown_grace),
             log_format,
@@ -526,6 +544,32 @@ impl Reader<'_> {
             lifetime_grace_seconds: grace,
             key_secret: key_secret?,
         })
+    }
+}
+
+impl Reader<'_> {
+    /// The global identity rules (see [`IdentityRules`]).
+    fn identity(&mut self) -> IdentityRules {
+        let claim = |v: &str| policy::optional_claim(v);
+        let rules = IdentityRules {
+            session_key_claim: self.optional(ENV_SESSION_KEY_CLAIM, claim).flatten(),
+            policy_claim: self.optional(ENV_POLICY_CLAIM, claim).flatten(),
+            policy_map: self.optional(ENV_POLICY_MAP, policy::env::policy_map),
+            apply_policies: self
+                .optional(ENV_APPLY_POLICIES, policy::env::policy_ids)
+                .unwrap_or_default(),
+            metadata_claims: self
+                .optional(ENV_METADATA_CLAIMS, policy::env::metadata_claims)
+                .unwrap_or_default(),
+            jwt_in_metadata: self
+                .optional(ENV_JWT_IN_METADATA, parse::boolean)
+                .unwrap_or(false),
+        };
+        if rules.policy_map.is_some() && rules.policy_claim.is_none() {
+            self.problems
+                .push(format!("{ENV_POLICY_MAP} needs {ENV_POLICY_CLAIM}"));
+        }
+        rules
     }
 }
 

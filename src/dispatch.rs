@@ -9,21 +9,25 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::authz::{Authorizer, Denial, Grant, Verdict};
+use crate::authz::{Authorizer, Denial, Grant, InvalidToken, Verdict};
 use crate::cache::{Lookup, unix_now};
 use crate::config::{ChallengeConfig, Config, SessionConfig};
 use crate::introspect::IntrospectError;
+use crate::policy::{ApiPolicies, ApiPolicy, META_JWT, PolicyDenial, is_safe_meta_value};
 use crate::token::extract_bearer;
 use crate::tyk::pb::dispatcher_server::Dispatcher;
 use crate::tyk::pb::{Event, EventReply, HookType, Object, SessionState};
-use crate::tyk::{self, Allow, Deny, INJECT_JWT_HOOK, META_CLIENT_ID, META_SCOPE, META_SUB};
+use crate::tyk::{
+    self, Allow, Deny, INJECT_JWT_HOOK, META_CLIENT_ID, META_SCOPE, META_SUB, META_TOKEN,
+};
 
 /// The gRPC service.
 #[derive(Clone)]
 pub struct DispatchService {
     authz: Arc<Authorizer>,
+    policies: Arc<ApiPolicies>,
     replies: Arc<Replies>,
     /// Cancelled when the shutdown grace period is over: calls still running
     /// are answered with a 503 at once instead of being cut off.
@@ -32,6 +36,7 @@ pub struct DispatchService {
 
 /// Settings that shape replies, with header values built once.
 struct Replies {
+    realm: String,
     bare_challenge: String,
     invalid_token_challenge: String,
     retry_after: String,
@@ -48,7 +53,9 @@ impl DispatchService {
         } = &config.challenge;
         DispatchService {
             authz,
+            policies: Arc::new(ApiPolicies::new(config.identity.clone())),
             replies: Arc::new(Replies {
+                realm: realm.clone(),
                 bare_challenge: format!("Bearer realm=\"{realm}\""),
                 invalid_token_challenge: format!(
                     "Bearer realm=\"{realm}\", error=\"invalid_token\""
@@ -110,8 +117,38 @@ impl DispatchService {
         object
     }
 
+    /// The API's settings from `spec["config_data"]`, parsed once per text.
+    fn api_policy(&self, object: &Object) -> Result<Arc<ApiPolicy>, Denial> {
+        let config_data = object.spec.get("config_data").map(String::as_str);
+        self.policies
+            .resolve(config_data, |why| {
+                error!(
+                    problem = why,
+                    "Invalid config_data; requests to this API are denied"
+                );
+            })
+            .map_err(|_| Denial::InvalidApiConfig)
+    }
+
     async fn auth_check(&self, object: &mut Object) {
-        let verdict = self.authz.authorize(authorization(object)).await;
+        let policy = match self.api_policy(object) {
+            Ok(policy) => policy,
+            Err(denial) => {
+                return self.write_deny(object, &Verdict::without_token(denial.clone()), &denial);
+            }
+        };
+        let mut verdict = self.authz.authorize(authorization(object)).await;
+        // The API's own checks run on every request, cached answer or not.
+        if let Ok(grant) = &verdict.result {
+            if let Err(refused) = policy.check(&grant.claims) {
+                verdict.result = Err(match refused {
+                    PolicyDenial::WrongAudience => {
+                        Denial::InvalidToken(InvalidToken::WrongAudience)
+                    }
+                    PolicyDenial::InsufficientScope(scopes) => Denial::InsufficientScope(scopes),
+                });
+            }
+        }
         match &verdict.result {
             Ok(grant) => {
                 debug!(
@@ -123,7 +160,7 @@ impl DispatchService {
                     },
                     "Request allowed"
                 );
-                self.write_allow(object, grant);
+                self.write_allow(object, grant, &policy);
             }
             Err(denial) => self.write_deny(object, &verdict, denial),
         }
@@ -135,45 +172,72 @@ impl DispatchService {
     /// After our auth hook, Tyk has already applied its `set_headers`, so the
     /// request carries the JWT and nothing changes. When Tyk's id_extractor
     /// answered from its own cache, the auth hook did not run and the request
-    /// still carries the opaque token: the JWT comes from our cache. Only if
-    /// our cache no longer has it (e.g. after a restart) is the token decided
-    /// in full.
+    /// still carries the opaque token: the JWT comes from our cache, or from
+    /// the session's `phantom_jwt` metadata when that is kept. Only if neither
+    /// has it (e.g. after a restart) is the token decided in full.
     async fn inject_jwt(&self, object: &mut Object) {
         let header = authorization(object);
         let Ok(token) = extract_bearer(header, self.replies.max_token_bytes) else {
             return;
         };
         if let Some(grant) = self.authz.cached_grant(&token.digest()).await {
-            set_authorization(object, &grant);
-            return;
+            return set_authorization(object, grant.authorization().to_owned());
         }
         if crate::jwt::parse(token.expose()).is_ok() {
             debug!("Upstream already carries the JWT");
             return;
         }
+        let kept = object
+            .metadata
+            .get(META_JWT)
+            .filter(|jwt| crate::jwt::parse(jwt).is_ok())
+            .map(|jwt| format!("Bearer {jwt}"));
+        if let Some(authorization) = kept {
+            return set_authorization(object, authorization);
+        }
         let verdict = self.authz.authorize(header).await;
         match &verdict.result {
-            Ok(grant) => set_authorization(object, grant),
+            Ok(grant) => set_authorization(object, grant.authorization().to_owned()),
             Err(denial) => self.write_deny(object, &verdict, denial),
         }
     }
 
-    fn write_allow(&self, object: &mut Object, grant: &Grant) {
+    fn write_allow(&self, object: &mut Object, grant: &Grant, policy: &ApiPolicy) {
         let now = unix_now().as_secs();
         let session = &self.replies.session;
-        let remaining = grant
-            .claims
-            .exp
-            .map_or(self.replies.default_ttl_seconds, |exp| {
-                exp.saturating_sub(now)
-            });
+        let claims = &grant.claims;
+        let rules = &policy.identity;
+        let remaining = claims.exp.map_or(self.replies.default_ttl_seconds, |exp| {
+            exp.saturating_sub(now)
+        });
+
+        let session_key = rules
+            .session_key_claim
+            .as_deref()
+            .and_then(|claim| identity_value(claims, claim).map(|value| (claim, value)))
+            .map_or_else(
+                || grant.session_key.clone(),
+                |(claim, value)| self.authz.session_keys().identity_key(claim, &value),
+            );
+        let mut metadata = Vec::with_capacity(4 + rules.metadata_claims.len());
+        metadata.push((META_TOKEN, session_key));
+        for key in [META_SUB, META_CLIENT_ID, META_SCOPE] {
+            if let Some(value) = claims.string(key).filter(|v| is_safe_meta_value(v)) {
+                metadata.push((key, value.to_owned()));
+            }
+        }
+        metadata.extend(rules.metadata(claims));
+        if rules.jwt_in_metadata {
+            metadata.push((META_JWT, grant.jwt().to_owned()));
+        }
+
         let state = SessionState {
             rate: session.rate,
             per: session.per,
             quota_max: session.quota_max,
             quota_remaining: session.quota_max,
             quota_renewal_rate: session.quota_renewal_seconds,
-            expires: grant.claims.exp.map_or(0, saturating_i64),
+            expires: claims.exp.map_or(0, saturating_i64),
             // Tyk keeps the stored session this long after each request, so
             // it disappears soon after the token expires instead of never.
             session_lifetime: saturating_i64(
@@ -181,20 +245,19 @@ impl DispatchService {
                     .max(1)
                     .saturating_add(session.lifetime_grace_seconds),
             ),
+            // With an id_extractor, Tyk answers from its own cache until then
+            // without calling the plugin; never past our cache entry, which
+            // itself ends before the token's expiry.
+            id_extractor_deadline: saturating_i64(grant.cached_until),
+            apply_policies: rules.policies(claims),
             last_updated: now.to_string(),
             ..Default::default()
         };
-        let claims = &grant.claims;
         tyk::allow(
             object,
             Allow {
                 authorization: grant.authorization(),
-                session_key: &grant.session_key,
-                claims: [
-                    (META_SUB, claims.sub.as_deref()),
-                    (META_CLIENT_ID, claims.client_id.as_deref()),
-                    (META_SCOPE, claims.scope.as_deref()),
-                ],
+                metadata,
                 session: state,
             },
         );
@@ -216,11 +279,28 @@ impl DispatchService {
                 "Request denied"
             ),
             Denial::ShuttingDown => warn!(status = deny.status, "Call cut short by shutdown"),
+            Denial::InvalidApiConfig => debug!(
+                status = deny.status,
+                reason = "invalid_config_data",
+                "Request denied"
+            ),
+            Denial::InsufficientScope(_) => {
+                info!(status = deny.status, reason = "insufficient_scope", token.id = %token_id, "Request denied");
+            }
             Denial::InvalidToken(why) => {
                 info!(status = deny.status, reason = why.as_str(), token.id = %token_id, "Request denied");
             }
         }
         tyk::deny(object, &deny);
+    }
+}
+
+/// The value identifying the caller: a string claim, or a number's digits.
+fn identity_value(claims: &crate::jwt::Claims, claim: &str) -> Option<String> {
+    match claims.get(claim)? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -234,12 +314,12 @@ fn authorization(object: &Object) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn set_authorization(object: &mut Object, grant: &Grant) {
+fn set_authorization(object: &mut Object, value: String) {
     object
         .request
         .get_or_insert_with(Default::default)
         .set_headers
-        .insert("Authorization".to_owned(), grant.authorization().to_owned());
+        .insert("Authorization".to_owned(), value);
 }
 
 fn saturating_i64(n: u64) -> i64 {
@@ -251,16 +331,31 @@ fn saturating_i64(n: u64) -> i64 {
 /// | denial | status | body | headers |
 /// |---|---|---|---|
 /// | no bearer credentials | 401 | Tyk template | `WWW-Authenticate: Bearer realm=".."` |
-/// | malformed, inactive, expired | 401 | Tyk template | `.., error="invalid_token"` |
+/// | malformed, inactive, expired, wrong audience | 401 | Tyk template | `.., error="invalid_token"` |
+/// | scopes missing | 403 | Tyk template | `.., error="insufficient_scope", scope=".."` |
+/// | invalid `config_data` | 500 | JSON | — |
 /// | AS error status, bad answer, credentials refused, TLS failure | 502 | JSON | — |
 /// | AS unreachable or 503/429 | 503 | JSON | `Retry-After` |
 /// | AS timed out | 504 | JSON | — |
 /// | shutdown grace period over | 503 | JSON | `Retry-After` |
 ///
-/// 401s go through Tyk's template with `override_error` off so Tyk fires its
-/// AuthFailure event. AS faults are not the client's authentication failure:
-/// they are sent as raw JSON in the template's layout and fire no event.
+/// 401 and 403 go through Tyk's template with `override_error` off so Tyk
+/// fires its AuthFailure event. The 5xx are not the client's authentication
+/// failure: they are sent as raw JSON in the template's layout and fire no
+/// event.
 fn rescue(denial: &Denial, replies: &Replies) -> Deny {
+    let server_fault = |status, message| Deny {
+        status,
+        message,
+        headers: Vec::new(),
+        raw_body: true,
+    };
+    let unavailable = |message| Deny {
+        status: 503,
+        message,
+        headers: vec![("Retry-After", replies.retry_after.clone())],
+        raw_body: true,
+    };
     match denial {
         Denial::NoCredentials => Deny {
             status: 401,
@@ -274,35 +369,30 @@ fn rescue(denial: &Denial, replies: &Replies) -> Deny {
             headers: vec![("WWW-Authenticate", replies.invalid_token_challenge.clone())],
             raw_body: false,
         },
-        Denial::ShuttingDown => Deny {
-            status: 503,
-            message: "Temporarily unavailable",
-            headers: vec![("Retry-After", replies.retry_after.clone())],
-            raw_body: true,
+        Denial::InsufficientScope(scopes) => Deny {
+            status: 403,
+            message: "Insufficient scope",
+            headers: vec![(
+                "WWW-Authenticate",
+                format!(
+                    "Bearer realm=\"{}\", error=\"insufficient_scope\", scope=\"{scopes}\"",
+                    replies.realm
+                ),
+            )],
+            raw_body: false,
         },
+        Denial::InvalidApiConfig => server_fault(500, "Invalid API configuration"),
+        Denial::ShuttingDown => unavailable("Temporarily unavailable"),
         Denial::Introspection(error) => match error.as_ref() {
-            IntrospectError::Timeout => Deny {
-                status: 504,
-                message: "Authorization server timed out",
-                headers: Vec::new(),
-                raw_body: true,
-            },
-            IntrospectError::Unreachable(_) | IntrospectError::Unavailable(_) => Deny {
-                status: 503,
-                message: "Authorization server unavailable",
-                headers: vec![("Retry-After", replies.retry_after.clone())],
-                raw_body: true,
-            },
+            IntrospectError::Timeout => server_fault(504, "Authorization server timed out"),
+            IntrospectError::Unreachable(_) | IntrospectError::Unavailable(_) => {
+                unavailable("Authorization server unavailable")
+            }
             IntrospectError::Tls(_)
             | IntrospectError::CredentialsRejected(_)
             | IntrospectError::UnexpectedStatus(_)
             | IntrospectError::NotJwt(_)
-            | IntrospectError::TooLarge(_) => Deny {
-                status: 502,
-                message: "Authorization server error",
-                headers: Vec::new(),
-                raw_body: true,
-            },
+            | IntrospectError::TooLarge(_) => server_fault(502, "Authorization server error"),
         },
     }
 }

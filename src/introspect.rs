@@ -19,14 +19,14 @@ use crate::jwt::{self, Claims, JwtError};
 use crate::token::BearerToken;
 
 /// What the AS said about a token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Introspection {
     Active(ActiveToken),
     Inactive,
 }
 
 /// An active token: the phantom JWT and what the plugin reads from it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub struct ActiveToken {
     pub jwt: String,
     pub claims: Claims,

@@ -25,16 +25,17 @@ pub enum JwtError {
     BadClaim(&'static str),
 }
 
-/// The claims the plugin reads. Absent claims are `None`; string claims of
-/// another JSON type are ignored rather than failing the request, except `exp`,
-/// which decides how long the JWT is used and so must be a number if present.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The JWT's claims. `exp` is checked when parsed (it decides how long the JWT
+/// is used, so it must be a number if present); other claims are read on
+/// demand, and a claim of an unexpected type reads as absent rather than
+/// failing the request.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Claims {
     /// Expiry, unix seconds.
     pub exp: Option<u64>,
-    pub sub: Option<String>,
-    pub client_id: Option<String>,
-    pub scope: Option<String>,
+    all: serde_json::Map<String, serde_json::Value>,
+    /// Size of the decoded payload, for cache accounting.
+    payload_len: usize,
 }
 
 #[derive(Deserialize)]
@@ -42,16 +43,68 @@ struct Header {
     alg: String,
 }
 
-#[derive(Deserialize)]
-struct RawClaims {
-    #[serde(default)]
-    exp: Option<serde_json::Value>,
-    #[serde(default)]
-    sub: Option<serde_json::Value>,
-    #[serde(default)]
-    client_id: Option<serde_json::Value>,
-    #[serde(default)]
-    scope: Option<serde_json::Value>,
+impl Claims {
+    /// Claims from a JSON object (for tests and tools).
+    pub fn from_map(all: serde_json::Map<String, serde_json::Value>) -> Result<Self, JwtError> {
+        let exp = match all.get("exp") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(value) => Some(numeric_date(value).ok_or(JwtError::BadClaim("exp"))?),
+        };
+        Ok(Claims {
+            exp,
+            payload_len: serde_json::to_string(&all).map_or(0, |s| s.len()),
+            all,
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&serde_json::Value> {
+        self.all.get(name)
+    }
+
+    /// A claim that is a JSON string.
+    pub fn string(&self, name: &str) -> Option<&str> {
+        self.all.get(name).and_then(serde_json::Value::as_str)
+    }
+
+    /// The values of a list-like claim: a string split at spaces and commas,
+    /// or the strings of an array.
+    pub fn values(&self, name: &str) -> Vec<&str> {
+        match self.all.get(name) {
+            Some(serde_json::Value::String(s)) => {
+                s.split([' ', ',']).filter(|v| !v.is_empty()).collect()
+            }
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().filter_map(serde_json::Value::as_str).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Granted scopes: `scope` (RFC 9068: space-separated string), or `scp`
+    /// (an array, as some servers send).
+    pub fn scopes(&self) -> Vec<&str> {
+        if self.all.contains_key("scope") {
+            self.values("scope")
+        } else {
+            self.values("scp")
+        }
+    }
+
+    /// Audiences: `aud` as a string or an array of strings.
+    pub fn audiences(&self) -> Vec<&str> {
+        match self.all.get("aud") {
+            Some(serde_json::Value::String(s)) => vec![s.as_str()],
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().filter_map(serde_json::Value::as_str).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Approximate bytes held.
+    pub fn byte_len(&self) -> usize {
+        2 * self.payload_len
+    }
 }
 
 /// Checks that `jwt` is a compact JWS (`header.payload.signature`, each part
@@ -80,16 +133,11 @@ pub fn parse(jwt: &str) -> Result<Claims, JwtError> {
         return Err(JwtError::Unsigned);
     }
 
-    let raw: RawClaims = decode_json(payload).ok_or(JwtError::BadPayload)?;
-    Ok(Claims {
-        exp: match raw.exp {
-            None | Some(serde_json::Value::Null) => None,
-            Some(value) => Some(numeric_date(&value).ok_or(JwtError::BadClaim("exp"))?),
-        },
-        sub: string_claim(raw.sub),
-        client_id: string_claim(raw.client_id),
-        scope: string_claim(raw.scope),
-    })
+    let all: serde_json::Map<String, serde_json::Value> =
+        decode_json(payload).ok_or(JwtError::BadPayload)?;
+    let mut claims = Claims::from_map(all)?;
+    claims.payload_len = payload.len() * 3 / 4;
+    Ok(claims)
 }
 
 fn is_base64url(part: &str) -> bool {
@@ -117,13 +165,6 @@ fn numeric_date(value: &serde_json::Value) -> Option<u64> {
     (f.is_finite() && f >= 0.0 && f < u64::MAX as f64).then_some(f as u64)
 }
 
-fn string_claim(value: Option<serde_json::Value>) -> Option<String> {
-    match value {
-        Some(serde_json::Value::String(s)) => Some(s),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,15 +186,11 @@ mod tests {
             r#"{"exp":1900000000,"sub":"alice","client_id":"web","scope":"read write","aud":["a","b"]}"#,
         ))
         .unwrap();
-        assert_eq!(
-            claims,
-            Claims {
-                exp: Some(1_900_000_000),
-                sub: Some("alice".into()),
-                client_id: Some("web".into()),
-                scope: Some("read write".into()),
-            }
-        );
+        assert_eq!(claims.exp, Some(1_900_000_000));
+        assert_eq!(claims.string("sub"), Some("alice"));
+        assert_eq!(claims.string("client_id"), Some("web"));
+        assert_eq!(claims.scopes(), vec!["read", "write"]);
+        assert_eq!(claims.audiences(), vec!["a", "b"]);
     }
 
     #[test]
@@ -183,13 +220,28 @@ mod tests {
     }
 
     #[test]
-    fn string_claims_of_other_types_are_left_out() {
+    fn string_claims_of_other_types_read_as_absent() {
+        let claims = parse(&jwt(RS256, r#"{"sub":42,"client_id":null,"aud":7}"#)).unwrap();
+        assert_eq!(claims.string("sub"), None);
+        assert_eq!(claims.string("client_id"), None);
+        assert!(claims.audiences().is_empty());
+        assert!(claims.scopes().is_empty());
+    }
+
+    #[test]
+    fn list_claims_read_strings_and_arrays() {
         let claims = parse(&jwt(
             RS256,
-            r#"{"sub":42,"scope":["a","b"],"client_id":null}"#,
+            r#"{"scp":["a","b",3],"aud":"api","roles":"admin, ops  dev","groups":["x","y"]}"#,
         ))
         .unwrap();
-        assert_eq!(claims, Claims::default());
+        assert_eq!(claims.scopes(), vec!["a", "b"]);
+        assert_eq!(claims.audiences(), vec!["api"]);
+        assert_eq!(claims.values("roles"), vec!["admin", "ops", "dev"]);
+        assert_eq!(claims.values("groups"), vec!["x", "y"]);
+        assert!(claims.values("missing").is_empty());
+        let both = parse(&jwt(RS256, r#"{"scope":"s1","scp":["other"]}"#)).unwrap();
+        assert_eq!(both.scopes(), vec!["s1"], "scope wins over scp");
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod config;
 pub mod dispatch;
 pub mod introspect;
 pub mod jwt;
+pub mod policy;
 pub mod server;
 pub mod signal;
 pub mod telemetry;

@@ -124,6 +124,9 @@ pub struct SessionKeys {
 /// generated and are easy to recognise in Redis and analytics.
 pub const SESSION_KEY_PREFIX: &str = "phantom-token:";
 
+/// Prefix of session keys derived from an identity claim.
+pub const IDENTITY_KEY_PREFIX: &str = "phantom-token:id:";
+
 /// Hex characters of the keyed digest in a session key (128 bits).
 const SESSION_KEY_HEX: usize = 32;
 /// Hex characters shown in logs: enough to correlate, too few to be a key.
@@ -149,6 +152,22 @@ impl SessionKeys {
         let keyed = self.keyed(digest);
         let mut key = String::with_capacity(SESSION_KEY_PREFIX.len() + SESSION_KEY_HEX);
         key.push_str(SESSION_KEY_PREFIX);
+        key.push_str(&hex::encode(&keyed[..SESSION_KEY_HEX / 2]));
+        key
+    }
+
+    /// The session key for an identity (a claim's value), so every token of
+    /// that identity shares Tyk's rate limits, quotas and analytics. The claim
+    /// name is part of the input, so `sub=x` and `email=x` differ.
+    pub fn identity_key(&self, claim: &str, value: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(b"identity\0");
+        mac.update(claim.as_bytes());
+        mac.update(b"\0");
+        mac.update(value.as_bytes());
+        let keyed: [u8; 32] = mac.finalize().into_bytes().into();
+        let mut key = String::with_capacity(IDENTITY_KEY_PREFIX.len() + SESSION_KEY_HEX);
+        key.push_str(IDENTITY_KEY_PREFIX);
         key.push_str(&hex::encode(&keyed[..SESSION_KEY_HEX / 2]));
         key
     }
@@ -276,6 +295,12 @@ mod tests {
         assert_ne!(key, SessionKeys::new(b"key two").session_key(&digest));
         // Not the plain digest a client could compute from its own token.
         assert!(!hex::encode(digest.0).contains(&key[SESSION_KEY_PREFIX.len()..]));
+        // Identity keys are namespaced apart from token keys.
+        let id = keys.identity_key("sub", "alice");
+        assert!(id.starts_with(IDENTITY_KEY_PREFIX) && id.len() == IDENTITY_KEY_PREFIX.len() + 32);
+        assert_eq!(id, keys.identity_key("sub", "alice"));
+        assert_ne!(id, keys.identity_key("email", "alice"));
+        assert_ne!(id, keys.identity_key("sub", "bob"));
         // The log id is the start of the session key's digest.
         assert_eq!(key[SESSION_KEY_PREFIX.len()..][..12], keys.log_id(&digest));
     }

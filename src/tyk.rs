@@ -17,49 +17,33 @@ use pb::{Object, ReturnOverrides, SessionState};
 /// Hook name of Curity's `post_key_auth` hook, kept for drop-in manifests.
 pub const INJECT_JWT_HOOK: &str = "InjectJwtPostKeyAuth";
 
-/// Metadata keys set on an allowed request (usable as `$tyk_meta.<key>`).
+/// Metadata keys set on every allowed request (usable as `$tyk_meta.<key>`).
 pub const META_TOKEN: &str = "token";
 pub const META_SUB: &str = "sub";
 pub const META_CLIENT_ID: &str = "client_id";
 pub const META_SCOPE: &str = "scope";
 
-/// Longest claim value copied into metadata; Tyk writes metadata to Redis on
-/// every request, and headers built from it should stay small.
-const MAX_META_VALUE: usize = 1024;
-
 /// What an allowed request gets.
 pub struct Allow<'a> {
     /// `Bearer <JWT>` for the upstream.
     pub authorization: &'a str,
-    /// `metadata["token"]`: the session key.
-    pub session_key: &'a str,
-    /// Non-secret claims for metadata, in order: sub, client_id, scope.
-    pub claims: [(&'static str, Option<&'a str>); 3],
+    /// Metadata for the session; must include [`META_TOKEN`]. Tyk merges it
+    /// into the session's metadata and stores it.
+    pub metadata: Vec<(&'a str, String)>,
     pub session: SessionState,
 }
 
 /// Writes an allow into `object`: the JWT header for the upstream, a session,
-/// and metadata with the session key and a few claims.
+/// and its metadata.
 pub fn allow(object: &mut Object, allow: Allow<'_>) {
     let request = object.request.get_or_insert_with(Default::default);
     request
         .set_headers
         .insert("Authorization".to_owned(), allow.authorization.to_owned());
-    object
-        .metadata
-        .insert(META_TOKEN.to_owned(), allow.session_key.to_owned());
-    for (key, value) in allow.claims {
-        if let Some(value) = value.filter(|v| is_safe_meta_value(v)) {
-            object.metadata.insert(key.to_owned(), value.to_owned());
-        }
+    for (key, value) in allow.metadata {
+        object.metadata.insert(key.to_owned(), value);
     }
     object.session = Some(allow.session);
-}
-
-/// Claim values reach Redis and, through `$tyk_meta`, upstream headers: keep
-/// them bounded and free of control characters.
-fn is_safe_meta_value(value: &str) -> bool {
-    !value.is_empty() && value.len() <= MAX_META_VALUE && !value.chars().any(char::is_control)
 }
 
 /// How a denied request is answered.
@@ -138,11 +122,9 @@ mod tests {
             &mut obj,
             Allow {
                 authorization: "Bearer a.b.c",
-                session_key: "phantom-token:abc",
-                claims: [
-                    (META_SUB, Some("alice")),
-                    (META_CLIENT_ID, None),
-                    (META_SCOPE, Some("bad\nvalue")),
+                metadata: vec![
+                    (META_TOKEN, "phantom-token:abc".to_owned()),
+                    (META_SUB, "alice".to_owned()),
                 ],
                 session: SessionState {
                     expires: 42,

@@ -63,6 +63,15 @@ pub fn byte_size(raw: &str) -> Result<u64, String> {
         .ok_or_else(|| HINT.to_owned())
 }
 
+/// `true`/`false` and the usual spellings of each.
+pub fn boolean(raw: &str) -> Result<bool, String> {
+    match raw.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".to_owned()),
+    }
+}
+
 /// A TCP port, 1 to 65535.
 pub fn port(raw: &str) -> Result<u16, String> {
     integer::<u16>(raw, 1, u16::MAX)
@@ -163,6 +172,15 @@ mod tests {
         assert_eq!(seconds("30"), Ok(30));
         assert!(seconds("2.5").is_err());
         assert!(seconds("-1").is_err());
+    }
+
+    #[test]
+    fn boolean_reads_common_spellings() {
+        assert_eq!(boolean("TRUE"), Ok(true));
+        assert_eq!(boolean("on"), Ok(true));
+        assert_eq!(boolean("off"), Ok(false));
+        assert_eq!(boolean("0"), Ok(false));
+        assert!(boolean("maybe").is_err());
     }
 
     #[test]

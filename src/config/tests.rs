@@ -354,3 +354,41 @@ fn every_variable_the_code_reads_is_listed() {
         "ALL_VARIABLES is missing a variable"
     );
 }
+
+#[test]
+fn global_identity_rules_are_read_and_checked() {
+    let config = TestEnv::minimal()
+        .with(ENV_SESSION_KEY_CLAIM, "sub")
+        .with(ENV_POLICY_CLAIM, "scope")
+        .with(ENV_POLICY_MAP, r#"{"orders:read":"pol-read"}"#)
+        .with(ENV_APPLY_POLICIES, "base, audit")
+        .with(ENV_METADATA_CLAIMS, "email:user_email,tenant")
+        .with(ENV_JWT_IN_METADATA, "true")
+        .parse()
+        .unwrap();
+    let rules = &config.identity;
+    assert_eq!(rules.session_key_claim.as_deref(), Some("sub"));
+    assert_eq!(rules.policy_claim.as_deref(), Some("scope"));
+    assert_eq!(
+        rules.policy_map.as_ref().unwrap()["orders:read"],
+        vec!["pol-read".to_owned()]
+    );
+    assert_eq!(
+        rules.apply_policies,
+        vec!["base".to_owned(), "audit".to_owned()]
+    );
+    assert_eq!(rules.metadata_claims.len(), 2);
+    assert!(rules.jwt_in_metadata);
+
+    let problems = TestEnv::minimal()
+        .with(ENV_POLICY_MAP, r#"{"a":"p"}"#)
+        .with(ENV_JWT_IN_METADATA, "perhaps")
+        .with(ENV_METADATA_CLAIMS, "email:no spaces allowed!")
+        .problems();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p == "POLICY_MAP needs POLICY_CLAIM")
+    );
+}

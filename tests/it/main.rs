@@ -4,9 +4,11 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod api_config;
 mod as_faults;
 mod auth_check;
 mod cache;
 mod hooks;
+mod id_extractor;
 mod tls;
 mod transport;

@@ -1,0 +1,214 @@
+use super::*;
+
+fn claims(json: &str) -> Claims {
+    Claims::from_map(serde_json::from_str(json).unwrap()).unwrap()
+}
+
+fn parse(text: &str) -> Result<ApiPolicy, String> {
+    parse_config_data(text, &IdentityRules::default())
+}
+
+#[test]
+fn empty_config_data_changes_nothing() {
+    assert_eq!(parse("{}"), Ok(ApiPolicy::default()));
+}
+
+#[test]
+fn required_scopes_are_all_required() {
+    let policy = parse(r#"{"required_scopes":["orders:read","orders:write"]}"#).unwrap();
+    assert_eq!(
+        policy.check(&claims(r#"{"scope":"orders:write openid orders:read"}"#)),
+        Ok(())
+    );
+    assert_eq!(
+        policy.check(&claims(r#"{"scope":"orders:read"}"#)),
+        Err(PolicyDenial::InsufficientScope(
+            "orders:read orders:write".into()
+        ))
+    );
+    assert_eq!(
+        policy.check(&claims(r#"{}"#)),
+        Err(PolicyDenial::InsufficientScope(
+            "orders:read orders:write".into()
+        ))
+    );
+    // A space-separated string works too.
+    let same = parse(r#"{"required_scopes":"orders:read orders:write"}"#).unwrap();
+    assert_eq!(same.required_scopes, policy.required_scopes);
+}
+
+#[test]
+fn no_required_scopes_means_no_scope_check() {
+    let policy = parse(r#"{"required_scopes":[]}"#).unwrap();
+    assert_eq!(policy.check(&claims(r#"{}"#)), Ok(()));
+}
+
+#[test]
+fn required_audience_accepts_string_or_array_aud() {
+    let policy = parse(r#"{"required_audience":"orders-api"}"#).unwrap();
+    assert_eq!(policy.check(&claims(r#"{"aud":"orders-api"}"#)), Ok(()));
+    assert_eq!(
+        policy.check(&claims(r#"{"aud":["web","orders-api"]}"#)),
+        Ok(())
+    );
+    assert_eq!(
+        policy.check(&claims(r#"{"aud":"web"}"#)),
+        Err(PolicyDenial::WrongAudience)
+    );
+    assert_eq!(
+        policy.check(&claims(r#"{}"#)),
+        Err(PolicyDenial::WrongAudience)
+    );
+}
+
+#[test]
+fn invalid_config_data_is_refused_with_the_key_named() {
+    for (text, expected) in [
+        ("not json", "config_data"),
+        (
+            r#"{"required_scope":["a"]}"#,
+            "unknown field `required_scope`",
+        ),
+        (r#"{"required_scopes":["has\"quote"]}"#, "required_scopes"),
+        (r#"{"required_scopes":[""]}"#, "required_scopes"),
+        (r#"{"required_scopes":42}"#, "config_data"),
+        (r#"{"required_audience":""}"#, "required_audience"),
+        (
+            r#"{"metadata_claims":["email"],"jwt_in_metadata":"yes"}"#,
+            "config_data",
+        ),
+        (
+            r#"{"metadata_claims":{"email":"bad key"}}"#,
+            "metadata_claims",
+        ),
+        (r#"{"metadata_claims":["token"]}"#, "set by the plugin"),
+        (
+            r#"{"policy_map":{"a":"p"}}"#,
+            "policy_map needs policy_claim",
+        ),
+        (
+            r#"{"policy_claim":"roles","policy_map":{"a":["has space"]}}"#,
+            "policy_map",
+        ),
+        (r#"{"session_key_claim":"two words"}"#, "session_key_claim"),
+    ] {
+        let err = parse(text).unwrap_err();
+        assert!(err.contains(expected), "{text}: {err}");
+    }
+    let huge = format!(
+        r#"{{"required_audience":"{}"}}"#,
+        "a".repeat(MAX_CONFIG_DATA_BYTES)
+    );
+    assert!(parse(&huge).unwrap_err().contains("larger than"));
+}
+
+#[test]
+fn config_data_overrides_global_identity_rules_key_by_key() {
+    let global = IdentityRules {
+        session_key_claim: Some("sub".into()),
+        apply_policies: vec!["base".into()],
+        jwt_in_metadata: false,
+        ..IdentityRules::default()
+    };
+    let policy = parse_config_data(
+        r#"{"jwt_in_metadata":true,"apply_policies":"p1,p2"}"#,
+        &global,
+    )
+    .unwrap();
+    assert_eq!(policy.identity.session_key_claim.as_deref(), Some("sub"));
+    assert_eq!(policy.identity.apply_policies, vec!["p1", "p2"]);
+    assert!(policy.identity.jwt_in_metadata);
+    let off = parse_config_data(r#"{"session_key_claim":""}"#, &global).unwrap();
+    assert_eq!(off.identity.session_key_claim, None);
+}
+
+#[test]
+fn policies_come_from_static_ids_and_the_policy_claim() {
+    let direct = parse(r#"{"apply_policies":["base"],"policy_claim":"policies"}"#).unwrap();
+    assert_eq!(
+        direct
+            .identity
+            .policies(&claims(r#"{"policies":["gold","base","silver"]}"#)),
+        vec!["base", "gold", "silver"]
+    );
+    let mapped = parse(
+        r#"{"policy_claim":"scope","policy_map":{"orders:read":"pol-read","orders:write":["pol-write","pol-audit"]}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        mapped
+            .identity
+            .policies(&claims(r#"{"scope":"openid orders:write orders:read"}"#)),
+        vec!["pol-write", "pol-audit", "pol-read"]
+    );
+    assert!(
+        mapped
+            .identity
+            .policies(&claims(r#"{"scope":"openid"}"#))
+            .is_empty()
+    );
+    assert!(mapped.identity.policies(&claims(r#"{}"#)).is_empty());
+}
+
+#[test]
+fn metadata_claims_copy_strings_numbers_and_string_lists_only() {
+    let policy = parse(r#"{"metadata_claims":{"email":"user_email","tier":"tier","groups":"groups","obj":"obj","bad":"bad"}}"#)
+        .unwrap();
+    let c = claims(
+        r#"{"email":"a@example.com","tier":3,"groups":["x","y"],"obj":{"k":1},"bad":"line\nbreak"}"#,
+    );
+    let mut got: Vec<(&str, String)> = policy.identity.metadata(&c).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("groups", "x y".to_owned()),
+            ("tier", "3".to_owned()),
+            ("user_email", "a@example.com".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn env_parsers_read_lists_and_maps() {
+    assert_eq!(
+        env::policy_ids("a, b c"),
+        Ok(vec!["a".into(), "b".into(), "c".into()])
+    );
+    assert_eq!(
+        env::metadata_claims("email:user_email,tenant"),
+        Ok(vec![
+            ("email".into(), "user_email".into()),
+            ("tenant".into(), "tenant".into())
+        ])
+    );
+    assert!(env::metadata_claims("email:bad key!").is_err());
+    assert_eq!(
+        env::policy_map(r#"{"admin":["p1","p2"],"user":"p3"}"#).unwrap()["admin"],
+        vec!["p1".to_owned(), "p2".to_owned()]
+    );
+    assert!(env::policy_map("[1,2]").is_err());
+}
+
+#[test]
+fn each_distinct_config_is_parsed_once_and_invalid_ones_logged_once() {
+    let policies = ApiPolicies::new(IdentityRules::default());
+    let mut logged = 0;
+    for _ in 0..3 {
+        let result = policies.resolve(Some(r#"{"required_scope":"x"}"#), |_| logged += 1);
+        assert!(result.is_err());
+    }
+    assert_eq!(logged, 1);
+    let a = policies
+        .resolve(Some(r#"{"required_scopes":"x"}"#), |_| panic!("valid"))
+        .unwrap();
+    let b = policies
+        .resolve(Some(r#"{"required_scopes":"x"}"#), |_| panic!("valid"))
+        .unwrap();
+    assert!(
+        Arc::ptr_eq(&a, &b),
+        "the second lookup reuses the parsed settings"
+    );
+    let default = policies.resolve(None, |_| panic!("no config")).unwrap();
+    assert!(default.required_scopes.is_empty());
+}
