@@ -24,6 +24,7 @@
 pub mod authz;
 pub mod bundle;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod introspect;

@@ -1,27 +1,31 @@
-//! The service binary: `.env` → configuration → logs → runtime → serve.
+//! The binary: parse the command line, then serve or run an operator's tool.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::Parser;
 use tyk_phantom_token::authz::Authorizer;
+use tyk_phantom_token::cli::{self, Cli, Command, EXIT_CONFIG};
 use tyk_phantom_token::config::Config;
 use tyk_phantom_token::dispatch::DispatchService;
 use tyk_phantom_token::server::{self, ServeOptions};
 use tyk_phantom_token::{signal, telemetry};
 
-/// Exit status for an unusable configuration (sysexits `EX_CONFIG`).
-const EXIT_CONFIG: u8 = 78;
-
 fn main() -> ExitCode {
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(),
+        Command::Health(args) => cli::health(&args),
+        Command::Check(args) => cli::check(&args),
+        Command::Bundle(command) => cli::bundle(&command),
+    }
+}
+
+fn serve() -> ExitCode {
     // Before any thread exists: dotenvy writes into the process environment.
     // Variables already set in the environment win over the file.
-    match dotenvy::dotenv() {
-        Ok(_) => {}
-        Err(e) if e.not_found() => {}
-        Err(e) => {
-            eprintln!("invalid configuration: cannot read .env: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    if let Err(e) = cli::load_dotenv() {
+        eprintln!("{e}");
+        return ExitCode::from(EXIT_CONFIG);
     }
     let config = match Config::from_env() {
         Ok(config) => config,

@@ -1,6 +1,10 @@
 //! The service binary as an operator runs it: `.env` loading, start-up
 //! validation and exit codes, serving, and stopping on SIGTERM.
 
+#[path = "support/mod.rs"]
+mod support;
+
+use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -106,6 +110,16 @@ fn serves_from_a_dot_env_file_and_stops_cleanly_on_sigterm() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
+    let health = plugin(dir.path())
+        .args(["health", "--addr", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(health.status.success(), "{health:?}");
+    assert_eq!(String::from_utf8_lossy(&health.stdout).trim(), "SERVING");
+    // Without --addr it reads LISTEN_ADDR from the same .env.
+    let health = plugin(dir.path()).arg("health").output().unwrap();
+    assert!(health.status.success(), "{health:?}");
+
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -119,4 +133,125 @@ fn serves_from_a_dot_env_file_and_stops_cleanly_on_sigterm() {
     assert!(stderr.contains("CACHE_JANITOR_SECONDS"), "{stderr}");
     assert!(stderr.contains("Stopped"), "{stderr}");
     assert!(!stderr.contains("dot-env-secret"));
+}
+
+#[test]
+fn health_fails_when_nothing_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let output = plugin(dir.path())
+        .args([
+            "health",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--timeout",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("health check"));
+}
+
+/// Runs `check` against a fake AS, with the token on standard input.
+fn run_check(url: &str, token: &str, extra: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = plugin(dir.path())
+        .env("INTROSPECTION_URL", url)
+        .env("CLIENT_ID", support::CLIENT_ID)
+        .env("CLIENT_SECRET", support::CLIENT_SECRET)
+        .args(["check", "--token", "-"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(token.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn check_introspects_one_token_and_prints_what_the_plugin_would_do() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake_as = runtime.block_on(support::FakeAs::start());
+    fake_as.script(
+        "check-active",
+        support::Behaviour::Jwt(support::Claims::valid_for("alice", 600)),
+    );
+    fake_as.script("check-inactive", support::Behaviour::NoContent);
+    fake_as.script("check-fault", support::Behaviour::Status(500));
+
+    let active = run_check(&fake_as.url(), "check-active\n", &[]);
+    assert!(active.status.success(), "{active:?}");
+    let stdout = String::from_utf8(active.stdout).unwrap();
+    for expected in [
+        "configuration: ok",
+        "token: active",
+        "sub: alice",
+        "scope: read write",
+        "cached for: 5",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing from {stdout}"
+        );
+    }
+    let jwt = fake_as.jwt_for("check-active").unwrap();
+    assert!(!stdout.contains(&jwt), "the JWT is shown only on request");
+    assert!(!stdout.contains(support::CLIENT_SECRET));
+
+    let shown = run_check(&fake_as.url(), "check-active", &["--show-jwt"]);
+    let latest = fake_as.jwt_for("check-active").unwrap();
+    assert!(String::from_utf8(shown.stdout).unwrap().contains(&latest));
+
+    let inactive = run_check(&fake_as.url(), "check-inactive", &[]);
+    assert_eq!(inactive.status.code(), Some(1));
+    assert!(
+        String::from_utf8(inactive.stdout)
+            .unwrap()
+            .contains("token: inactive")
+    );
+
+    let fault = run_check(&fake_as.url(), "check-fault", &[]);
+    assert_eq!(fault.status.code(), Some(69));
+    assert!(
+        String::from_utf8(fault.stdout)
+            .unwrap()
+            .contains("HTTP 500")
+    );
+
+    let malformed = run_check(&fake_as.url(), "two words", &[]);
+    assert_eq!(malformed.status.code(), Some(1));
+    assert_eq!(fake_as.calls_for("two words"), 0);
+}
+
+#[test]
+fn check_without_a_token_validates_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = plugin(dir.path())
+        .env("INTROSPECTION_URL", "https://idsvr.test/introspect")
+        .env("CLIENT_ID", "c")
+        .env("CLIENT_SECRET", "hidden-secret")
+        .arg("check")
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let stdout = String::from_utf8(ok.stdout).unwrap();
+    assert!(
+        stdout.contains("configuration: ok") && !stdout.contains("hidden-secret"),
+        "{stdout}"
+    );
+    let bad = plugin(dir.path())
+        .env("CLIENT_ID", "c")
+        .arg("check")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(78));
 }

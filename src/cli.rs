@@ -1,0 +1,379 @@
+//! The command line: `serve` (the default), and the operator's tools `health`,
+//! `check` and `bundle`.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::cache::{TtlPolicy, unix_now};
+use crate::config::{self, Config};
+use crate::introspect::{Introspection, IntrospectionClient};
+use crate::token::extract_bearer;
+
+/// Exit status for an unusable configuration (sysexits `EX_CONFIG`).
+pub const EXIT_CONFIG: u8 = 78;
+/// Exit status when the authorization server gave no answer (`EX_UNAVAILABLE`).
+pub const EXIT_UNAVAILABLE: u8 = 69;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tyk-phantom-token",
+    version,
+    about = "Phantom-token authentication for Tyk Gateway (gRPC rich plugin)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve coprocess.Dispatcher for Tyk (the default).
+    Serve,
+    /// Ask a running plugin's gRPC health service; exit 0 when SERVING.
+    Health(HealthArgs),
+    /// Validate the configuration and, with --token, introspect one token.
+    Check(CheckArgs),
+    /// Build or verify a Tyk plugin bundle.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Plugin address; default: 127.0.0.1 on LISTEN_ADDR's or PORT's port.
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// An access token to introspect; `-` reads it from standard input (keeps
+    /// it out of the process list and shell history).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Also print the JWT the authorization server returned.
+    #[arg(long)]
+    pub show_jwt: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Write a bundle zip from a manifest, optionally signed.
+    Build {
+        #[arg(long, default_value = "manifest/manifest.json")]
+        manifest: PathBuf,
+        #[arg(long, default_value = "bundles/phantom-bundle-v1.zip")]
+        output: PathBuf,
+        /// RSA private key (PEM, PKCS#1 or PKCS#8) to sign with.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Check a bundle as the gateway does: checksum, and signature with --key.
+    Verify {
+        /// The bundle zip.
+        bundle: PathBuf,
+        /// RSA public key (PEM, PKIX or PKCS#1) the gateway is configured with.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+}
+
+/// Loads `.env` from the working directory, if there is one.
+///
+/// # Errors
+///
+/// When the file exists but cannot be read or parsed.
+pub fn load_dotenv() -> Result<(), String> {
+    match dotenvy::dotenv() {
+        Ok(_) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(e) => Err(format!("invalid configuration: cannot read .env: {e}")),
+    }
+}
+
+fn current_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// `health`: exit 0 when the plugin's health service says SERVING.
+pub fn health(args: &HealthArgs) -> ExitCode {
+    let _ = load_dotenv();
+    let addr = match &args.addr {
+        Some(addr) => addr.clone(),
+        None => default_health_addr(&config::Environment),
+    };
+    let timeout = Duration::from_secs_f64(args.timeout.clamp(0.1, 60.0));
+    let result = current_thread_runtime()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(async {
+                tokio::time::timeout(timeout, health_status(&addr))
+                    .await
+                    .unwrap_or_else(|_| Err("timed out".to_owned()))
+            })
+        });
+    match result {
+        Ok(status) if status == "SERVING" => {
+            println!("{status}");
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            println!("{status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("health check of {addr} failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where the plugin of this environment listens, seen from the same host.
+fn default_health_addr(source: &dyn config::Source) -> String {
+    let from_listen = source
+        .get(config::ENV_LISTEN_ADDR)
+        .and_then(|v| v.trim().parse::<SocketAddr>().ok())
+        .map(|a| {
+            if a.ip().is_unspecified() {
+                format!("127.0.0.1:{}", a.port())
+            } else {
+                a.to_string()
+            }
+        });
+    let from_port = || {
+        source
+            .get(config::ENV_PORT)
+            .and_then(|v| v.trim().parse::<u16>().ok())
+            .map(|p| format!("127.0.0.1:{p}"))
+    };
+    from_listen
+        .or_else(from_port)
+        .unwrap_or_else(|| format!("127.0.0.1:{}", config::DEFAULT_PORT))
+}
+
+async fn health_status(addr: &str) -> Result<String, String> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let reply = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map_err(|e| format!("health service: {}", e.message()))?;
+    let status =
+        ServingStatus::try_from(reply.into_inner().status).unwrap_or(ServingStatus::Unknown);
+    Ok(status.as_str_name().to_owned())
+}
+
+/// `check`: the configuration, then optionally one token, as the plugin sees it.
+pub fn check(args: &CheckArgs) -> ExitCode {
+    if let Err(e) = load_dotenv() {
+        eprintln!("{e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let client = match IntrospectionClient::new(&config.introspection) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "configuration: ok");
+    let _ = writeln!(out, "  listen: {}", config.listen);
+    let _ = writeln!(
+        out,
+        "  introspection: {} as client {:?} (timeout {:?})",
+        config.introspection.url, config.introspection.client_id, config.introspection.timeout
+    );
+    for name in &config.ignored {
+        let _ = writeln!(
+            out,
+            "  note: {name} is accepted for compatibility and has no effect"
+        );
+    }
+
+    let Some(token) = &args.token else {
+        return ExitCode::SUCCESS;
+    };
+    let token = if token == "-" {
+        let mut text = String::new();
+        if std::io::stdin().read_to_string(&mut text).is_err() {
+            eprintln!("cannot read the token from standard input");
+            return ExitCode::FAILURE;
+        }
+        text.trim().to_owned()
+    } else {
+        token.clone()
+    };
+    let header = format!("Bearer {token}");
+    let bearer = match extract_bearer(Some(&header), config.max_token_bytes) {
+        Ok(bearer) => bearer,
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "token: refused without introspection ({e}); Tyk would answer 401"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let answer = match current_thread_runtime() {
+        Ok(rt) => rt.block_on(client.introspect(&bearer)),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match answer {
+        Ok(Introspection::Active(active)) => {
+            let now = unix_now();
+            let ttl = TtlPolicy::from_config(&config.cache).active(
+                active.claims.exp,
+                active.max_age,
+                now,
+            );
+            let _ = writeln!(out, "token: active");
+            match active.claims.exp {
+                Some(exp) => {
+                    let left = i128::from(exp) - i128::from(now.as_secs());
+                    let _ = writeln!(out, "  exp: {exp} ({left} s from now)");
+                }
+                None => {
+                    let _ = writeln!(out, "  exp: none");
+                }
+            }
+            let _ = writeln!(out, "  cached for: {} s", ttl.as_secs());
+            if let Some(max_age) = active.max_age {
+                let _ = writeln!(out, "  AS max-age: {} s", max_age.as_secs());
+            }
+            for claim in ["sub", "client_id", "iss"] {
+                if let Some(value) = active.claims.string(claim) {
+                    let _ = writeln!(out, "  {claim}: {value}");
+                }
+            }
+            let _ = writeln!(out, "  scope: {}", active.claims.scopes().join(" "));
+            let _ = writeln!(out, "  aud: {}", active.claims.audiences().join(" "));
+            if args.show_jwt {
+                let _ = writeln!(out, "  jwt: {}", active.jwt);
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  jwt: {} bytes (--show-jwt prints it)",
+                    active.jwt.len()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Introspection::Inactive) => {
+            let _ = writeln!(out, "token: inactive; Tyk would answer 401 invalid_token");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            let _ = writeln!(out, "token: no answer: {e}");
+            ExitCode::from(EXIT_UNAVAILABLE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn no_subcommand_means_serve() {
+        assert!(
+            Cli::try_parse_from(["tyk-phantom-token"])
+                .unwrap()
+                .command
+                .is_none()
+        );
+        assert!(matches!(
+            Cli::try_parse_from(["tyk-phantom-token", "serve"])
+                .unwrap()
+                .command,
+            Some(Command::Serve)
+        ));
+    }
+
+    #[test]
+    fn bundle_build_has_usable_defaults() {
+        let cli = Cli::try_parse_from(["tyk-phantom-token", "bundle", "build"]).unwrap();
+        let Some(Command::Bundle(BundleCommand::Build {
+            manifest,
+            output,
+            key,
+        })) = cli.command
+        else {
+            panic!("not bundle build");
+        };
+        assert_eq!(manifest, PathBuf::from("manifest/manifest.json"));
+        assert_eq!(output, PathBuf::from("bundles/phantom-bundle-v1.zip"));
+        assert_eq!(key, None);
+    }
+
+    #[test]
+    fn unknown_subcommands_are_refused() {
+        assert!(Cli::try_parse_from(["tyk-phantom-token", "serv"]).is_err());
+    }
+
+    #[test]
+    fn health_defaults_to_loopback_on_the_configured_port() {
+        let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert_eq!(default_health_addr(&env(&[])), "127.0.0.1:50051");
+        assert_eq!(
+            default_health_addr(&env(&[("PORT", "6000")])),
+            "127.0.0.1:6000"
+        );
+        assert_eq!(
+            default_health_addr(&env(&[("LISTEN_ADDR", "0.0.0.0:7000")])),
+            "127.0.0.1:7000"
+        );
+        assert_eq!(
+            default_health_addr(&env(&[("LISTEN_ADDR", "[::]:7001")])),
+            "127.0.0.1:7001"
+        );
+        assert_eq!(
+            default_health_addr(&env(&[("LISTEN_ADDR", "10.1.2.3:7002")])),
+            "10.1.2.3:7002"
+        );
+    }
+}
+
+/// `bundle build` / `bundle verify`.
+pub fn bundle(command: &BundleCommand) -> ExitCode {
+    let _ = command;
+    eprintln!("bundle tooling is not available in this build");
+    ExitCode::FAILURE
+}
