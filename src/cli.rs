@@ -300,6 +300,13 @@ pub fn check(args: &CheckArgs) -> ExitCode {
     }
 }
 
+/// `bundle build` / `bundle verify`.
+pub fn bundle(command: &BundleCommand) -> ExitCode {
+    let _ = command;
+    eprintln!("bundle tooling is not available in this build");
+    ExitCode::FAILURE
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -369,11 +376,4 @@ mod tests {
             "10.1.2.3:7002"
         );
     }
-}
-
-/// `bundle build` / `bundle verify`.
-pub fn bundle(command: &BundleCommand) -> ExitCode {
-    let _ = command;
-    eprintln!("bundle tooling is not available in this build");
-    ExitCode::FAILURE
 }
