@@ -255,3 +255,33 @@ fn check_without_a_token_validates_the_configuration() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(78));
 }
+
+#[test]
+fn bundle_subcommands_build_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = dir.path().join("out/phantom-bundle-test.zip");
+    let built = plugin(dir.path())
+        .args(["bundle", "build", "--manifest"])
+        .arg(root.join("manifest/manifest.json"))
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    assert!(String::from_utf8_lossy(&built.stdout).contains("d41d8cd98f00b204e9800998ecf8427e"));
+    let verified = plugin(dir.path())
+        .args(["bundle", "verify"])
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{verified:?}");
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("auth_check: PhantomAuthCheck"));
+
+    let unreadable = plugin(dir.path())
+        .args(["bundle", "verify", "missing.zip"])
+        .output()
+        .unwrap();
+    assert_eq!(unreadable.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unreadable.stderr).contains("bundle verify failed"));
+}

@@ -527,3 +527,29 @@ fn failed_builds_name_the_fault_and_write_nothing() {
     ));
     assert!(!output.exists());
 }
+
+/// The bundles shipped in `bundles/` are exactly what `bundle build` makes from
+/// the manifests in `manifest/`, so the compose stack serves current ones.
+#[test]
+fn committed_bundles_match_their_manifests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for (manifest, bundle) in [
+        ("manifest/manifest.json", "bundles/phantom-bundle-v1.zip"),
+        (
+            "manifest/manifest-id-extractor.json",
+            "bundles/phantom-bundle-idx-v1.zip",
+        ),
+    ] {
+        let fresh = dir.path().join("fresh.zip");
+        tyk_phantom_token::bundle::build(&root.join(manifest), &fresh, None).unwrap();
+        let committed = std::fs::read(root.join(bundle)).unwrap();
+        assert!(
+            std::fs::read(&fresh).unwrap() == committed,
+            "{bundle} is stale: rebuild it with `tyk-phantom-token bundle build --manifest {manifest} --output {bundle}`"
+        );
+        let report = tyk_phantom_token::bundle::verify(&root.join(bundle), None).unwrap();
+        assert_eq!(report.driver, "grpc");
+        assert_eq!(report.auth_check.as_deref(), Some("PhantomAuthCheck"));
+    }
+}
