@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::policy::{self, IdentityRules};
+use crate::server::ListenAddr;
 
 pub const ENV_INTROSPECTION_URL: &str = "INTROSPECTION_URL";
 pub const ENV_CLIENT_ID: &str = "CLIENT_ID";
@@ -182,7 +183,7 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
+    pub listen: ListenAddr,
     pub introspection: IntrospectionConfig,
     pub cache: CacheConfig,
     pub max_token_bytes: usize,
@@ -487,9 +488,9 @@ impl Reader<'_> {
     }
 
     /// `LISTEN_ADDR`, or all interfaces on `PORT` (Curity's variable).
-    fn listen(&mut self) -> Option<SocketAddr> {
+    fn listen(&mut self) -> Option<ListenAddr> {
         let port = self.optional(ENV_PORT, parse::port);
-        let addr = self.optional(ENV_LISTEN_ADDR, parse::socket_addr);
+        let addr = self.optional(ENV_LISTEN_ADDR, parse::listen_addr);
         match (
             self.raw(ENV_PORT).is_some(),
             self.raw(ENV_LISTEN_ADDR).is_some(),
@@ -501,8 +502,8 @@ impl Reader<'_> {
                 None
             }
             (false, true) => addr,
-            (true, false) => port.map(all_interfaces),
-            (false, false) => Some(all_interfaces(DEFAULT_PORT)),
+            (true, false) => port.map(all_interfaces).map(ListenAddr::Tcp),
+            (false, false) => Some(ListenAddr::Tcp(all_interfaces(DEFAULT_PORT))),
         }
     }
 

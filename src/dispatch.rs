@@ -69,11 +69,6 @@ impl DispatchService {
         }
     }
 
-    /// Ends every call still in progress with a 503 (see [`Denial::ShuttingDown`]).
-    pub fn stop_in_flight(&self) {
-        self.stop.cancel();
-    }
-
     /// Runs one `Dispatch` call on `object` (also used by tests and tools that
     /// skip the transport).
     pub async fn handle(&self, mut object: Object) -> Object {
@@ -394,6 +389,12 @@ fn rescue(denial: &Denial, replies: &Replies) -> Deny {
             | IntrospectError::NotJwt(_)
             | IntrospectError::TooLarge(_) => server_fault(502, "Authorization server error"),
         },
+    }
+}
+
+impl crate::server::Drain for DispatchService {
+    fn stop_in_flight(&self) {
+        self.stop.cancel();
     }
 }
 

@@ -62,7 +62,7 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let listener = match server::bind(config.listen) {
+    let listener = match server::bind(&config.listen) {
         Ok(listener) => listener,
         Err(e) => {
             tracing::error!(addr = %config.listen, error = %e, "Cannot listen");
@@ -81,6 +81,7 @@ async fn run(config: Config) -> ExitCode {
     let options = ServeOptions {
         max_message_bytes: config.grpc_max_message_bytes,
         shutdown_grace: config.shutdown_grace,
+        serving: server::Serving::default(),
     };
     match server::serve(listener, service, options, signal::shutdown()).await {
         Ok(()) => {

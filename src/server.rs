@@ -1,42 +1,91 @@
 //! Binding the listener and serving `coprocess.Dispatcher` and the gRPC health
 //! service over plaintext HTTP/2, as Tyk dials it, until shutdown.
+//!
+//! Tyk reaches the plugin over TCP (`tcp://host:port`) or a Unix socket
+//! (`unix:///path`); the socket keeps the plugin off the network entirely.
 
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
-use crate::dispatch::DispatchService;
-use crate::tyk::pb::dispatcher_server::DispatcherServer;
+use crate::tyk::pb::dispatcher_server::{Dispatcher, DispatcherServer};
 
 /// Name under which the health service reports the dispatcher.
 pub const DISPATCHER_SERVICE: &str = "coprocess.Dispatcher";
 
-/// Binds `addr`. An unspecified IPv6 address (`[::]`, the default) also accepts
-/// IPv4 where the host allows it, like Go's `:port`; on hosts without IPv6 it
-/// falls back to `0.0.0.0`.
+/// Where the plugin listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    /// A Unix socket path (Tyk: `coprocess_grpc_server: unix:///path`).
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix://{}", path.display()),
+        }
+    }
+}
+
+/// A bound listener.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// The address actually bound (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> io::Result<ListenAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().map(ListenAddr::Tcp),
+            Listener::Unix(_, path) => Ok(ListenAddr::Unix(path.clone())),
+        }
+    }
+}
+
+/// Binds `addr`.
+///
+/// An unspecified IPv6 address (`[::]`, the default) also accepts IPv4 where
+/// the host allows it, like Go's `:port`; on hosts without IPv6 it falls back
+/// to `0.0.0.0`. A Unix socket left behind by a process that is gone is
+/// replaced; one that still answers is not.
 ///
 /// # Errors
 ///
 /// When the address cannot be bound.
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    if addr.ip().is_unspecified() && addr.is_ipv6() {
-        match bind_socket(addr, true) {
-            Ok(listener) => return Ok(listener),
-            Err(e) => warn!(error = %e, "IPv6 unavailable; listening on IPv4 only"),
+pub fn bind(addr: &ListenAddr) -> io::Result<Listener> {
+    match addr {
+        ListenAddr::Tcp(addr) if addr.ip().is_unspecified() && addr.is_ipv6() => {
+            match bind_tcp(*addr, true) {
+                Ok(listener) => Ok(Listener::Tcp(listener)),
+                Err(e) => {
+                    warn!(error = %e, "IPv6 unavailable; listening on IPv4 only");
+                    bind_tcp(SocketAddr::from(([0, 0, 0, 0], addr.port())), false)
+                        .map(Listener::Tcp)
+                }
+            }
         }
-        return bind_socket(SocketAddr::from(([0, 0, 0, 0], addr.port())), false);
+        ListenAddr::Tcp(addr) => bind_tcp(*addr, false).map(Listener::Tcp),
+        ListenAddr::Unix(path) => bind_unix(path).map(|l| Listener::Unix(l, path.clone())),
     }
-    bind_socket(addr, false)
 }
 
-fn bind_socket(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
+fn bind_tcp(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
     let domain = socket2::Domain::for_address(addr);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     if dual_stack {
@@ -49,6 +98,37 @@ fn bind_socket(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+fn bind_unix(path: &Path) -> io::Result<UnixListener> {
+    match UnixListener::bind(path) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} is in use by a running process", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+            UnixListener::bind(path)
+        }
+        other => other,
+    }
+}
+
+/// Whether the plugin is serving: true once the server runs, false as soon as
+/// shutdown begins. Read by the admin endpoint's `/readyz`.
+#[derive(Debug, Clone, Default)]
+pub struct Serving(Arc<AtomicBool>);
+
+impl Serving {
+    pub fn is_serving(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self, serving: bool) {
+        self.0.store(serving, Ordering::Release);
+    }
+}
+
 /// Transport settings.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -56,6 +136,13 @@ pub struct ServeOptions {
     pub max_message_bytes: usize,
     /// How long in-flight calls may finish after shutdown begins.
     pub shutdown_grace: Duration,
+    pub serving: Serving,
+}
+
+/// A dispatcher that can answer its calls still running when the grace period
+/// is over (instead of having them cut off).
+pub trait Drain: Dispatcher + Clone {
+    fn stop_in_flight(&self);
 }
 
 /// Serves until `shutdown` completes, then drains: health turns NOT_SERVING,
@@ -65,12 +152,49 @@ pub struct ServeOptions {
 /// # Errors
 ///
 /// When the transport fails.
-pub async fn serve(
-    listener: TcpListener,
-    service: DispatchService,
+pub async fn serve<D: Drain>(
+    listener: Listener,
+    service: D,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    let socket = match &listener {
+        Listener::Unix(_, path) => Some(path.clone()),
+        Listener::Tcp(_) => None,
+    };
+    let result = match listener {
+        Listener::Tcp(l) => {
+            let incoming = TcpIncoming::from(l).with_nodelay(Some(true));
+            serve_incoming(incoming, service, options, shutdown).await
+        }
+        Listener::Unix(l, _) => {
+            serve_incoming(UnixListenerStream::new(l), service, options, shutdown).await
+        }
+    };
+    if let Some(path) = socket {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+async fn serve_incoming<D, I, IO, IE>(
+    incoming: I,
+    service: D,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error>
+where
+    D: Drain,
+    I: tokio_stream::Stream<Item = Result<IO, IE>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status(DISPATCHER_SERVICE, ServingStatus::Serving)
@@ -79,7 +203,6 @@ pub async fn serve(
     let dispatcher = DispatcherServer::new(service.clone())
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = Server::builder()
@@ -89,11 +212,16 @@ pub async fn serve(
             let _ = stopped.await;
         });
     tokio::pin!(server);
+    options.serving.set(true);
 
     tokio::select! {
-        result = &mut server => return result,
+        result = &mut server => {
+            options.serving.set(false);
+            return result;
+        }
         () = shutdown => {}
     }
+    options.serving.set(false);
     info!(
         grace_seconds = options.shutdown_grace.as_secs_f64(),
         "Shutting down"

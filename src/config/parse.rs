@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::server::ListenAddr;
+
 /// A non-negative whole number of seconds.
 pub fn seconds(raw: &str) -> Result<u64, String> {
     raw.parse::<u64>()
@@ -77,10 +79,20 @@ pub fn port(raw: &str) -> Result<u16, String> {
     integer::<u16>(raw, 1, u16::MAX)
 }
 
-/// A socket address such as `0.0.0.0:50051` or `[::1]:50051`.
-pub fn socket_addr(raw: &str) -> Result<SocketAddr, String> {
-    raw.parse()
-        .map_err(|_| "expected an address such as 0.0.0.0:50051 or [::1]:50051".to_owned())
+/// A listen address: `0.0.0.0:50051`, `[::1]:50051`, or a Unix socket as
+/// `unix:///absolute/path` (Tyk's spelling) or `unix:/absolute/path`.
+pub fn listen_addr(raw: &str) -> Result<ListenAddr, String> {
+    if let Some(rest) = raw.strip_prefix("unix:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if !path.starts_with('/') || path.len() < 2 {
+            return Err("expected unix:///absolute/path/to/plugin.sock".to_owned());
+        }
+        return Ok(ListenAddr::Unix(path.into()));
+    }
+    raw.parse::<SocketAddr>().map(ListenAddr::Tcp).map_err(|_| {
+        "expected an address such as 0.0.0.0:50051 or [::1]:50051, or unix:///path/plugin.sock"
+            .to_owned()
+    })
 }
 
 /// An absolute `http` or `https` URL without credentials or a fragment.
@@ -189,6 +201,35 @@ mod tests {
         assert!(port("0").is_err());
         assert!(port("65536").is_err());
         assert!(port("http").is_err());
+    }
+
+    #[test]
+    fn listen_addr_reads_tcp_and_unix_forms() {
+        assert_eq!(
+            listen_addr("127.0.0.1:7000"),
+            Ok(ListenAddr::Tcp("127.0.0.1:7000".parse().unwrap()))
+        );
+        assert_eq!(
+            listen_addr("[::]:7000"),
+            Ok(ListenAddr::Tcp("[::]:7000".parse().unwrap()))
+        );
+        assert_eq!(
+            listen_addr("unix:///run/tyk/plugin.sock"),
+            Ok(ListenAddr::Unix("/run/tyk/plugin.sock".into()))
+        );
+        assert_eq!(
+            listen_addr("unix:/run/plugin.sock"),
+            Ok(ListenAddr::Unix("/run/plugin.sock".into()))
+        );
+        for bad in [
+            "localhost:7000",
+            "unix://relative.sock",
+            "unix:",
+            "unix:///",
+            "7000",
+        ] {
+            assert!(listen_addr(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -71,7 +71,10 @@ impl Source for TestEnv {
 #[test]
 fn curity_env_file_is_accepted_with_defaults() {
     let config = TestEnv::minimal().parse().expect("valid");
-    assert_eq!(config.listen, "[::]:50051".parse().unwrap());
+    assert_eq!(
+        config.listen,
+        ListenAddr::Tcp("[::]:50051".parse().unwrap())
+    );
     assert_eq!(config.introspection.client_id, "introspection-client");
     assert_eq!(config.introspection.client_secret.expose(), "s3cr3t-value");
     assert_eq!(config.introspection.timeout, Duration::from_millis(2500));
@@ -99,8 +102,7 @@ fn curity_tuning_variables_keep_their_meaning() {
         .with(ENV_CLOCK_SKEW_SECONDS, "10")
         .parse()
         .expect("valid");
-    assert_eq!(config.listen.port(), 6000);
-    assert!(config.listen.ip().is_unspecified());
+    assert_eq!(config.listen, ListenAddr::Tcp("[::]:6000".parse().unwrap()));
     assert_eq!(config.introspection.timeout, Duration::from_millis(1500));
     assert_eq!(config.cache.max_entries, Some(10000));
     assert_eq!(config.cache.clock_skew, Duration::from_secs(10));
@@ -242,7 +244,18 @@ fn listen_addr_or_port_but_not_both() {
         .with(ENV_LISTEN_ADDR, "127.0.0.1:7000")
         .parse()
         .unwrap();
-    assert_eq!(config.listen, "127.0.0.1:7000".parse().unwrap());
+    assert_eq!(
+        config.listen,
+        ListenAddr::Tcp("127.0.0.1:7000".parse().unwrap())
+    );
+    let config = TestEnv::minimal()
+        .with(ENV_LISTEN_ADDR, "unix:///run/tyk/phantom.sock")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        config.listen,
+        ListenAddr::Unix("/run/tyk/phantom.sock".into())
+    );
 
     let problems = TestEnv::minimal()
         .with(ENV_LISTEN_ADDR, "127.0.0.1:7000")

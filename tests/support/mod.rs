@@ -70,13 +70,16 @@ pub async fn spawn_app_against(fake_as: FakeAs, change: impl FnOnce(&mut Setup))
     change(&mut setup);
     let config = Config::from_source(&setup.env).expect("test configuration is valid");
     let authz = Arc::new(Authorizer::new(&config).expect("introspection client builds"));
-    let listener = server::bind(config.listen).expect("bind loopback");
-    let addr = listener.local_addr().unwrap();
+    let listener = server::bind(&config.listen).expect("bind loopback");
+    let server::ListenAddr::Tcp(addr) = listener.local_addr().unwrap() else {
+        panic!("tests listen on TCP");
+    };
     let service = DispatchService::new(authz, &config);
     let (stop, stopped) = oneshot::channel::<()>();
     let options = ServeOptions {
         max_message_bytes: config.grpc_max_message_bytes,
         shutdown_grace: config.shutdown_grace,
+        serving: server::Serving::default(),
     };
     let task = tokio::spawn(server::serve(listener, service, options, async {
         let _ = stopped.await;
