@@ -1,13 +1,26 @@
 //! The phantom-token decision: from an `Authorization` header to either the JWT
 //! to forward or the reason to deny. Knows nothing of gRPC or Tyk's objects.
+//!
+//! With `REVALIDATE_AFTER_SECONDS`, a cached token older than that is
+//! introspected again in the background while the request is served from the
+//! cache: an inactive answer drops it (revocation takes effect within that
+//! bound); a failure keeps it, never past its own expiry.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use tracing::debug;
 
 use crate::cache::{Cached, Lookup, TokenCache, TtlPolicy, unix_now};
 use crate::config::Config;
 use crate::introspect::{ClientBuildError, IntrospectError, Introspection, IntrospectionClient};
 use crate::jwt::Claims;
-use crate::token::{SESSION_KEY_PREFIX, SessionKeys, TokenDigest, TokenError, extract_bearer};
+use crate::metrics::{CacheLookup, Metrics};
+use crate::token::{
+    BearerToken, SESSION_KEY_PREFIX, SessionKeys, TokenDigest, TokenError, extract_bearer,
+};
+use crate::trace::TraceContext;
 
 /// An active token, as cached: everything an allowed request needs, built once
 /// per token so a cache hit only copies strings.
@@ -21,18 +34,53 @@ pub struct Grant {
     /// When the cache entry for this token ends, unix seconds (rounded down):
     /// Tyk's id_extractor may skip the plugin until then.
     pub cached_until: u64,
+    /// When it was fetched, in [`millis_since_start`].
+    fetched_at: u64,
+    /// When the next background revalidation may start, in
+    /// [`millis_since_start`]; claimed by compare-and-swap so only one runs.
+    next_revalidation: AtomicU64,
+}
+
+/// Milliseconds since the first call: a cheap monotonic clock that fits in an
+/// atomic.
+fn millis_since_start() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 const BEARER_PREFIX: &str = "Bearer ";
 
 impl Grant {
     fn new(jwt: &str, claims: Claims, session_key: String, cached_until: u64) -> Self {
+        let now = millis_since_start();
         Grant {
             authorization: format!("{BEARER_PREFIX}{jwt}"),
             claims,
             session_key,
             cached_until,
+            fetched_at: now,
+            next_revalidation: AtomicU64::new(0),
         }
+    }
+
+    /// Whether this answer is older than `after`.
+    fn is_stale(&self, after: Duration, now: u64) -> bool {
+        now.saturating_sub(self.fetched_at) >= millis(after)
+    }
+
+    /// Claims the next revalidation if one is due: true for exactly one caller
+    /// until [`Grant::reschedule`].
+    fn claim_revalidation(&self, now: u64) -> bool {
+        let next = self.next_revalidation.load(Ordering::Acquire);
+        now >= next
+            && self
+                .next_revalidation
+                .compare_exchange(next, u64::MAX, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    fn reschedule(&self, at: u64) {
+        self.next_revalidation.store(at, Ordering::Release);
     }
 
     /// The `Authorization` header value for the upstream request.
@@ -115,26 +163,45 @@ pub struct Verdict {
     pub result: Result<Arc<Grant>, Denial>,
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 pub struct Authorizer {
     client: IntrospectionClient,
     cache: TokenCache<Answer>,
     ttl: TtlPolicy,
     keys: SessionKeys,
     max_token_bytes: usize,
+    revalidate_after: Option<Duration>,
+    metrics: Arc<Metrics>,
 }
 
 impl Authorizer {
     /// # Errors
     ///
     /// When the introspection client cannot be built (CA file, TLS set-up).
-    pub fn new(config: &Config) -> Result<Self, ClientBuildError> {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, ClientBuildError> {
+        let evictions = metrics.clone();
         Ok(Authorizer {
-            client: IntrospectionClient::new(&config.introspection)?,
-            cache: TokenCache::new(config.cache.max_bytes, config.cache.max_entries),
+            client: IntrospectionClient::new(&config.introspection, metrics.clone())?,
+            cache: TokenCache::new(
+                config.cache.max_bytes,
+                config.cache.max_entries,
+                move |cause| {
+                    evictions.eviction(cause);
+                },
+            ),
             ttl: TtlPolicy::from_config(&config.cache),
             keys: SessionKeys::new(config.session.key_secret.expose().as_bytes()),
             max_token_bytes: config.max_token_bytes,
+            revalidate_after: config.cache.revalidate_after,
+            metrics,
         })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn session_keys(&self) -> &SessionKeys {
@@ -148,8 +215,13 @@ impl Authorizer {
     /// Decides a request from its `Authorization` header (first value).
     ///
     /// Malformed headers never reach the AS. Valid tokens are looked up in the
-    /// cache by digest; a miss introspects once however many requests wait.
-    pub async fn authorize(&self, header: Option<&str>) -> Verdict {
+    /// cache by digest; a miss introspects once however many requests wait,
+    /// continuing `trace` on the AS request.
+    pub async fn authorize(
+        self: &Arc<Self>,
+        header: Option<&str>,
+        trace: Option<&TraceContext>,
+    ) -> Verdict {
         let token = match extract_bearer(header, self.max_token_bytes) {
             Ok(token) => token,
             Err(TokenError::Missing) => return Verdict::denied(None, Denial::NoCredentials),
@@ -165,28 +237,8 @@ impl Authorizer {
         };
         let digest = token.digest();
         let fetch = async {
-            match self.client.introspect(&token).await? {
-                Introspection::Active(active) => {
-                    let now = unix_now();
-                    let ttl = self.ttl.active(active.claims.exp, active.max_age, now);
-                    let grant = Grant::new(
-                        &active.jwt,
-                        active.claims,
-                        self.keys.session_key(&digest),
-                        (now + ttl).as_secs(),
-                    );
-                    Ok(Cached {
-                        weight: grant.weight(),
-                        value: Some(Arc::new(grant)),
-                        ttl,
-                    })
-                }
-                Introspection::Inactive => Ok(Cached {
-                    value: None,
-                    ttl: self.ttl.inactive(),
-                    weight: 96,
-                }),
-            }
+            let answer = self.client.introspect(&token, trace).await?;
+            Ok(self.to_cached(&digest, answer))
         };
         let (answer, lookup) = match self
             .cache
@@ -196,6 +248,12 @@ impl Authorizer {
             Ok(found) => found,
             Err(e) => return Verdict::denied(Some(digest), Denial::Introspection(e)),
         };
+        self.metrics.cache_lookup(match (lookup, &answer.value) {
+            (Lookup::Hit, Some(_)) => CacheLookup::Hit,
+            (Lookup::Hit, None) => CacheLookup::NegativeHit,
+            (Lookup::Fetched, _) => CacheLookup::Miss,
+            (Lookup::Coalesced, _) => CacheLookup::Coalesced,
+        });
         let result = match &answer.value {
             None => Err(Denial::InvalidToken(InvalidToken::Inactive)),
             Some(grant)
@@ -206,13 +264,100 @@ impl Authorizer {
             {
                 Err(Denial::InvalidToken(InvalidToken::Expired))
             }
-            Some(grant) => Ok(grant.clone()),
+            Some(grant) => {
+                if lookup == Lookup::Hit {
+                    self.maybe_revalidate(grant, &token, digest);
+                }
+                Ok(grant.clone())
+            }
         };
         Verdict {
             digest: Some(digest),
             lookup: Some(lookup),
             result,
         }
+    }
+
+    /// The cache entry for an answer of the AS, with its TTL.
+    fn to_cached(&self, digest: &TokenDigest, answer: Introspection) -> Cached<Answer> {
+        match answer {
+            Introspection::Active(active) => {
+                let now = unix_now();
+                let ttl = self.ttl.active(active.claims.exp, active.max_age, now);
+                let grant = Grant::new(
+                    &active.jwt,
+                    active.claims,
+                    self.keys.session_key(digest),
+                    (now + ttl).as_secs(),
+                );
+                Cached {
+                    weight: grant.weight(),
+                    value: Some(Arc::new(grant)),
+                    ttl,
+                }
+            }
+            Introspection::Inactive => Cached {
+                value: None,
+                ttl: self.ttl.inactive(),
+                weight: 96,
+            },
+        }
+    }
+
+    /// Starts a background revalidation of a cached grant when it is due.
+    fn maybe_revalidate(
+        self: &Arc<Self>,
+        grant: &Arc<Grant>,
+        token: &BearerToken<'_>,
+        digest: TokenDigest,
+    ) {
+        let Some(after) = self.revalidate_after else {
+            return;
+        };
+        let now = millis_since_start();
+        if !grant.is_stale(after, now) {
+            return;
+        }
+        self.metrics.stale_serve();
+        if !grant.claim_revalidation(now) {
+            return;
+        }
+        // Background work must not take the slots requests need.
+        if !self.client.has_free_slot() {
+            grant.reschedule(now + 1000);
+            self.metrics.revalidation("skipped");
+            return;
+        }
+        let (this, grant) = (Arc::clone(self), Arc::clone(grant));
+        let token = token.expose().to_owned();
+        tokio::spawn(async move {
+            let bearer = BearerToken::from_trusted(&token);
+            match this.client.introspect(&bearer, None).await {
+                Ok(answer @ Introspection::Active(_)) => {
+                    this.cache
+                        .insert(digest, this.to_cached(&digest, answer))
+                        .await;
+                    this.metrics.revalidation("refreshed");
+                }
+                Ok(Introspection::Inactive) => {
+                    this.cache
+                        .insert(digest, this.to_cached(&digest, Introspection::Inactive))
+                        .await;
+                    this.metrics.revalidation("revoked");
+                    debug!(
+                        token.id = grant.log_id(),
+                        "Revalidation found the token inactive; dropped"
+                    );
+                }
+                Err(e) => {
+                    // Keep serving the cached JWT (its entry still ends
+                    // before exp); try again after another period.
+                    grant.reschedule(millis_since_start() + millis(after));
+                    this.metrics.revalidation("failed");
+                    debug!(token.id = grant.log_id(), error = %e, "Revalidation failed; serving the cached JWT");
+                }
+            }
+        });
     }
 
     /// The cached grant for a token, without introspecting.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moka::Expiry;
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 
 use crate::config::CacheConfig;
 use crate::token::TokenDigest;
@@ -98,8 +99,10 @@ pub struct TokenCache<T> {
 pub enum Lookup {
     /// Found in the cache.
     Hit,
-    /// This call ran the fetch (or waited for another call's fetch).
+    /// This call ran the fetch.
     Fetched,
+    /// This call used another call's fetch.
+    Coalesced,
 }
 
 impl<T: Send + Sync + 'static> TokenCache<T> {
@@ -109,7 +112,14 @@ impl<T: Send + Sync + 'static> TokenCache<T> {
     /// Both bounds are kept with moka's single weighted capacity: every entry
     /// weighs at least `max_bytes / max_entries`, so the total weight reaching
     /// `max_bytes` also caps the count at `max_entries`.
-    pub fn new(max_bytes: u64, max_entries: Option<u64>) -> Self {
+    ///
+    /// `on_evict` hears why each entry left: `size`, `expired`, `explicit` or
+    /// `replaced`.
+    pub fn new(
+        max_bytes: u64,
+        max_entries: Option<u64>,
+        on_evict: impl Fn(&'static str) + Send + Sync + 'static,
+    ) -> Self {
         let floor = max_entries.map_or(1, |n| {
             (max_bytes / n.max(1)).clamp(1, u32::MAX as u64) as u32
         });
@@ -117,6 +127,14 @@ impl<T: Send + Sync + 'static> TokenCache<T> {
             .max_capacity(max_bytes)
             .weigher(move |_: &TokenDigest, v: &Arc<Cached<T>>| v.weight.max(floor))
             .expire_after(FixedTtl)
+            .eviction_listener(move |_, _, cause| {
+                on_evict(match cause {
+                    RemovalCause::Size => "size",
+                    RemovalCause::Expired => "expired",
+                    RemovalCause::Explicit => "explicit",
+                    RemovalCause::Replaced => "replaced",
+                });
+            })
             .build();
         TokenCache { inner }
     }
@@ -140,17 +158,28 @@ impl<T: Send + Sync + 'static> TokenCache<T> {
         if let Some(hit) = self.inner.get(&key).await {
             return Ok((hit, Lookup::Hit));
         }
+        let ran = std::sync::atomic::AtomicBool::new(false);
         let entry = self
             .inner
             .entry(key)
-            .or_try_insert_with(async { fetch.await.map(Arc::new) })
+            .or_try_insert_with(async {
+                ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                fetch.await.map(Arc::new)
+            })
             .await?;
-        let how = if entry.is_fresh() {
+        // Not our fetch: we waited for another call's (or, rarely, it landed
+        // between our look and our fetch).
+        let how = if ran.load(std::sync::atomic::Ordering::Relaxed) {
             Lookup::Fetched
         } else {
-            Lookup::Hit
+            Lookup::Coalesced
         };
         Ok((entry.into_value(), how))
+    }
+
+    /// Stores `value` for `key`, replacing any entry (a background refresh).
+    pub async fn insert(&self, key: TokenDigest, value: Cached<T>) {
+        self.inner.insert(key, Arc::new(value)).await;
     }
 
     /// Removes the entry for `key`, if any.
@@ -282,7 +311,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_run_one_fetch() {
-        let cache = Arc::new(TokenCache::<u32>::new(1 << 20, None));
+        let cache = Arc::new(TokenCache::<u32>::new(1 << 20, None, |_| {}));
         let fetches = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for _ in 0..50 {
@@ -306,7 +335,7 @@ mod tests {
 
     #[tokio::test]
     async fn errors_reach_waiters_but_are_not_stored() {
-        let cache = TokenCache::<u32>::new(1 << 20, None);
+        let cache = TokenCache::<u32>::new(1 << 20, None, |_| {});
         let failed = cache
             .get_or_fetch(digest(2), async { Err::<Cached<u32>, _>("down") })
             .await;
@@ -325,7 +354,7 @@ mod tests {
 
     #[tokio::test]
     async fn entries_expire_after_their_own_ttl() {
-        let cache = TokenCache::<u32>::new(1 << 20, None);
+        let cache = TokenCache::<u32>::new(1 << 20, None, |_| {});
         cache
             .get_or_fetch::<(), _>(digest(3), async { Ok(value(Duration::from_millis(80), 1)) })
             .await
@@ -337,7 +366,7 @@ mod tests {
 
     #[tokio::test]
     async fn byte_bound_is_kept() {
-        let cache = TokenCache::<u32>::new(64 * 1024, None);
+        let cache = TokenCache::<u32>::new(64 * 1024, None, |_| {});
         for n in 0..=255u8 {
             cache
                 .get_or_fetch::<(), _>(digest(n), async {
@@ -358,7 +387,7 @@ mod tests {
 
     #[tokio::test]
     async fn entry_bound_is_kept_even_for_small_entries() {
-        let cache = TokenCache::<u32>::new(1 << 20, Some(10));
+        let cache = TokenCache::<u32>::new(1 << 20, Some(10), |_| {});
         for n in 0..100u8 {
             cache
                 .get_or_fetch::<(), _>(digest(n), async { Ok(value(Duration::from_secs(60), 10)) })

@@ -196,7 +196,8 @@ pub fn check(args: &CheckArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let client = match IntrospectionClient::new(&config.introspection) {
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let client = match IntrospectionClient::new(&config.introspection, metrics) {
         Ok(client) => client,
         Err(e) => {
             eprintln!("invalid configuration: {e}");
@@ -243,7 +244,7 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         }
     };
     let answer = match current_thread_runtime() {
-        Ok(rt) => rt.block_on(client.introspect(&bearer)),
+        Ok(rt) => rt.block_on(client.introspect(&bearer, None)),
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
             return ExitCode::FAILURE;

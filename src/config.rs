@@ -21,6 +21,15 @@ pub const ENV_CLIENT_ID: &str = "CLIENT_ID";
 pub const ENV_CLIENT_SECRET: &str = "CLIENT_SECRET";
 pub const ENV_CLIENT_SECRET_FILE: &str = "CLIENT_SECRET_FILE";
 pub const ENV_INTROSPECTION_CA_FILE: &str = "INTROSPECTION_CA_FILE";
+pub const ENV_INTROSPECTION_CLIENT_CERT_FILE: &str = "INTROSPECTION_CLIENT_CERT_FILE";
+pub const ENV_INTROSPECTION_CLIENT_KEY_FILE: &str = "INTROSPECTION_CLIENT_KEY_FILE";
+pub const ENV_INTROSPECTION_ALLOW_HTTP: &str = "INTROSPECTION_ALLOW_HTTP";
+pub const ENV_MAX_INFLIGHT_INTROSPECTIONS: &str = "MAX_INFLIGHT_INTROSPECTIONS";
+pub const ENV_INFLIGHT_WAIT_SECONDS: &str = "INFLIGHT_WAIT_SECONDS";
+pub const ENV_BREAKER_FAILURES: &str = "BREAKER_FAILURES";
+pub const ENV_BREAKER_OPEN_SECONDS: &str = "BREAKER_OPEN_SECONDS";
+pub const ENV_REVALIDATE_AFTER_SECONDS: &str = "REVALIDATE_AFTER_SECONDS";
+pub const ENV_ADMIN_ADDR: &str = "ADMIN_ADDR";
 pub const ENV_PORT: &str = "PORT";
 pub const ENV_LISTEN_ADDR: &str = "LISTEN_ADDR";
 pub const ENV_TIMEOUT_SECONDS: &str = "TIMEOUT_SECONDS";
@@ -60,6 +69,15 @@ pub const ALL_VARIABLES: &[&str] = &[
     ENV_CLIENT_SECRET,
     ENV_CLIENT_SECRET_FILE,
     ENV_INTROSPECTION_CA_FILE,
+    ENV_INTROSPECTION_CLIENT_CERT_FILE,
+    ENV_INTROSPECTION_CLIENT_KEY_FILE,
+    ENV_INTROSPECTION_ALLOW_HTTP,
+    ENV_MAX_INFLIGHT_INTROSPECTIONS,
+    ENV_INFLIGHT_WAIT_SECONDS,
+    ENV_BREAKER_FAILURES,
+    ENV_BREAKER_OPEN_SECONDS,
+    ENV_REVALIDATE_AFTER_SECONDS,
+    ENV_ADMIN_ADDR,
     ENV_PORT,
     ENV_LISTEN_ADDR,
     ENV_TIMEOUT_SECONDS,
@@ -114,6 +132,15 @@ pub const DEFAULT_SESSION_LIFETIME_GRACE_SECONDS: u64 = 60;
 /// A 16 MiB body crosses the reply twice (`body` and `raw_body`) plus headers.
 pub const DEFAULT_GRPC_MAX_MESSAGE_BYTES: u64 = 64 << 20;
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 10;
+/// Introspections in flight at once. Each waits on the AS, so this bounds the
+/// load a flood of new tokens can put on it.
+pub const DEFAULT_MAX_INFLIGHT_INTROSPECTIONS: usize = 64;
+/// How long a miss may wait for an introspection slot before a 503.
+pub const DEFAULT_INFLIGHT_WAIT: Duration = Duration::from_millis(100);
+/// Consecutive connection failures or timeouts that open the breaker.
+pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
+/// How long the breaker stays open before letting one probe through.
+pub const DEFAULT_BREAKER_OPEN: Duration = Duration::from_secs(2);
 
 /// Where configuration values come from: the process environment in
 /// production, a map in tests (tests never change the process environment).
@@ -184,6 +211,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: ListenAddr,
+    /// The admin endpoint (`/livez`, `/readyz`, `/metrics`), if wanted.
+    pub admin: Option<SocketAddr>,
     pub introspection: IntrospectionConfig,
     pub cache: CacheConfig,
     pub max_token_bytes: usize,
@@ -207,6 +236,12 @@ pub struct IntrospectionConfig {
     pub timeout: Duration,
     pub max_jwt_bytes: usize,
     pub ca_file: Option<PathBuf>,
+    /// Certificate chain and key (PEM) for mutual TLS to the AS.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+    pub max_inflight: usize,
+    pub inflight_wait: Duration,
+    pub breaker_failures: u32,
+    pub breaker_open: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +254,9 @@ pub struct CacheConfig {
     pub max_ttl: Option<Duration>,
     pub default_ttl: Duration,
     pub negative_ttl: Duration,
+    /// Re-introspect cached tokens older than this in the background, so a
+    /// revocation takes effect within it.
+    pub revalidate_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -259,6 +297,41 @@ impl Config {
         let client_secret = r.client_secret();
         let ca_file = r.optional(ENV_INTROSPECTION_CA_FILE, |v| {
             Ok::<_, String>(PathBuf::from(v))
+        });
+        let client_identity = r.client_identity();
+        let allow_http = r
+            .optional(ENV_INTROSPECTION_ALLOW_HTTP, parse::boolean)
+            .unwrap_or(false);
+        if let Some(url) = &url {
+            if url.scheme() == "http" && !allow_http {
+                r.problems.push(format!(
+                    "{ENV_INTROSPECTION_URL} uses http://, which would send tokens and client credentials in clear; \
+                     use https:// or set {ENV_INTROSPECTION_ALLOW_HTTP}=true"
+                ));
+            }
+        }
+        let max_inflight = r
+            .optional(ENV_MAX_INFLIGHT_INTROSPECTIONS, |v| {
+                parse::integer::<usize>(v, 1, 100_000)
+            })
+            .unwrap_or(DEFAULT_MAX_INFLIGHT_INTROSPECTIONS);
+        let inflight_wait = r
+            .optional(ENV_INFLIGHT_WAIT_SECONDS, parse::fractional_seconds)
+            .unwrap_or(DEFAULT_INFLIGHT_WAIT);
+        let breaker_failures = r
+            .optional(ENV_BREAKER_FAILURES, |v| {
+                parse::integer::<u32>(v, 1, 10_000)
+            })
+            .unwrap_or(DEFAULT_BREAKER_FAILURES);
+        let breaker_open = r
+            .optional(ENV_BREAKER_OPEN_SECONDS, parse::fractional_seconds)
+            .unwrap_or(DEFAULT_BREAKER_OPEN);
+        let revalidate_after = r.optional(ENV_REVALIDATE_AFTER_SECONDS, |v| {
+            parse::seconds(v).and_then(|n| in_range(n, 1, 86_400))
+        });
+        let admin = r.optional(ENV_ADMIN_ADDR, |v| {
+            v.parse::<SocketAddr>()
+                .map_err(|_| "expected an address such as 127.0.0.1:9090".to_owned())
         });
         let timeout = r
             .optional(ENV_TIMEOUT_SECONDS, parse::fractional_seconds)
@@ -366,6 +439,7 @@ impl Config {
 
         Ok(Config {
             listen,
+            admin,
             introspection: IntrospectionConfig {
                 url,
                 client_id,
@@ -373,6 +447,11 @@ impl Config {
                 timeout,
                 max_jwt_bytes,
                 ca_file,
+                client_identity,
+                max_inflight,
+                inflight_wait,
+                breaker_failures,
+                breaker_open,
             },
             cache: CacheConfig {
                 max_bytes,
@@ -381,6 +460,7 @@ impl Config {
                 max_ttl: max_ttl.map(Duration::from_secs),
                 default_ttl: Duration::from_secs(default_ttl),
                 negative_ttl: Duration::from_secs(negative_ttl),
+                revalidate_after: revalidate_after.map(Duration::from_secs),
             },
             max_token_bytes,
             challenge: ChallengeConfig {
@@ -481,6 +561,24 @@ impl Reader<'_> {
             (None, None) => {
                 self.problems.push(format!(
                     "{ENV_CLIENT_SECRET} (or {ENV_CLIENT_SECRET_FILE}) is required"
+                ));
+                None
+            }
+        }
+    }
+
+    /// `INTROSPECTION_CLIENT_CERT_FILE` and `INTROSPECTION_CLIENT_KEY_FILE`,
+    /// both or neither.
+    fn client_identity(&mut self) -> Option<(PathBuf, PathBuf)> {
+        match (
+            self.raw(ENV_INTROSPECTION_CLIENT_CERT_FILE),
+            self.raw(ENV_INTROSPECTION_CLIENT_KEY_FILE),
+        ) {
+            (Some(cert), Some(key)) => Some((cert.trim().into(), key.trim().into())),
+            (None, None) => None,
+            _ => {
+                self.problems.push(format!(
+                    "{ENV_INTROSPECTION_CLIENT_CERT_FILE} and {ENV_INTROSPECTION_CLIENT_KEY_FILE} go together; set both or neither"
                 ));
                 None
             }

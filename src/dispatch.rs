@@ -15,8 +15,10 @@ use crate::authz::{Authorizer, Denial, Grant, InvalidToken, Verdict};
 use crate::cache::{Lookup, unix_now};
 use crate::config::{ChallengeConfig, Config, SessionConfig};
 use crate::introspect::IntrospectError;
+use crate::metrics::Decision;
 use crate::policy::{ApiPolicies, ApiPolicy, META_JWT, PolicyDenial, is_safe_meta_value};
 use crate::token::extract_bearer;
+use crate::trace::TraceContext;
 use crate::tyk::pb::dispatcher_server::Dispatcher;
 use crate::tyk::pb::{Event, EventReply, HookType, Object, SessionState};
 use crate::tyk::{
@@ -70,27 +72,29 @@ impl DispatchService {
     }
 
     /// Runs one `Dispatch` call on `object` (also used by tests and tools that
-    /// skip the transport).
-    pub async fn handle(&self, mut object: Object) -> Object {
+    /// skip the transport). `trace` is the call's W3C trace context, if any.
+    pub async fn handle(&self, mut object: Object, trace: Option<TraceContext>) -> Object {
         let hook = HookType::try_from(object.hook_type).unwrap_or(HookType::Unknown);
         let span = info_span!(
             "dispatch",
             hook.r#type = hook.as_str_name(),
             hook.name = %object.hook_name,
             api.id = object.spec.get("APIID").map_or("", String::as_str),
+            trace.id = trace.as_ref().map_or("", TraceContext::trace_id),
         );
+        let trace = trace.as_ref();
         async {
             let decided = match hook {
                 // Whatever the hook's name: Tyk's default manifest calls it
                 // PhantomAuthCheck, and an empty name is also sent (§2.6).
                 HookType::CustomKeyCheck => {
                     self.stop
-                        .run_until_cancelled(self.auth_check(&mut object))
+                        .run_until_cancelled(self.auth_check(&mut object, trace))
                         .await
                 }
                 HookType::PostKeyAuth if object.hook_name == INJECT_JWT_HOOK => {
                     self.stop
-                        .run_until_cancelled(self.inject_jwt(&mut object))
+                        .run_until_cancelled(self.inject_jwt(&mut object, trace))
                         .await
                 }
                 _ => {
@@ -125,14 +129,14 @@ impl DispatchService {
             .map_err(|_| Denial::InvalidApiConfig)
     }
 
-    async fn auth_check(&self, object: &mut Object) {
+    async fn auth_check(&self, object: &mut Object, trace: Option<&TraceContext>) {
         let policy = match self.api_policy(object) {
             Ok(policy) => policy,
             Err(denial) => {
                 return self.write_deny(object, &Verdict::without_token(denial.clone()), &denial);
             }
         };
-        let mut verdict = self.authz.authorize(authorization(object)).await;
+        let mut verdict = self.authz.authorize(authorization(object), trace).await;
         // The API's own checks run on every request, cached answer or not.
         if let Ok(grant) = &verdict.result {
             if let Err(refused) = policy.check(&grant.claims) {
@@ -170,7 +174,7 @@ impl DispatchService {
     /// still carries the opaque token: the JWT comes from our cache, or from
     /// the session's `phantom_jwt` metadata when that is kept. Only if neither
     /// has it (e.g. after a restart) is the token decided in full.
-    async fn inject_jwt(&self, object: &mut Object) {
+    async fn inject_jwt(&self, object: &mut Object, trace: Option<&TraceContext>) {
         let header = authorization(object);
         let Ok(token) = extract_bearer(header, self.replies.max_token_bytes) else {
             return;
@@ -190,7 +194,7 @@ impl DispatchService {
         if let Some(authorization) = kept {
             return set_authorization(object, authorization);
         }
-        let verdict = self.authz.authorize(header).await;
+        let verdict = self.authz.authorize(header, trace).await;
         match &verdict.result {
             Ok(grant) => set_authorization(object, grant.authorization().to_owned()),
             Err(denial) => self.write_deny(object, &verdict, denial),
@@ -248,6 +252,7 @@ impl DispatchService {
             last_updated: now.to_string(),
             ..Default::default()
         };
+        self.authz.metrics().decision(Decision::Allow);
         tyk::allow(
             object,
             Allow {
@@ -259,7 +264,8 @@ impl DispatchService {
     }
 
     fn write_deny(&self, object: &mut Object, verdict: &Verdict, denial: &Denial) {
-        let deny = rescue(denial, &self.replies);
+        let (deny, decision) = rescue(denial, &self.replies);
+        self.authz.metrics().decision(decision);
         let token_id = verdict
             .digest
             .map(|d| self.authz.session_keys().log_id(&d))
@@ -330,7 +336,7 @@ fn saturating_i64(n: u64) -> i64 {
 /// | scopes missing | 403 | Tyk template | `.., error="insufficient_scope", scope=".."` |
 /// | invalid `config_data` | 500 | JSON | — |
 /// | AS error status, bad answer, credentials refused, TLS failure | 502 | JSON | — |
-/// | AS unreachable or 503/429 | 503 | JSON | `Retry-After` |
+/// | AS unreachable or 503/429, breaker open, too many in flight | 503 | JSON | `Retry-After` |
 /// | AS timed out | 504 | JSON | — |
 /// | shutdown grace period over | 503 | JSON | `Retry-After` |
 ///
@@ -338,56 +344,94 @@ fn saturating_i64(n: u64) -> i64 {
 /// fires its AuthFailure event. The 5xx are not the client's authentication
 /// failure: they are sent as raw JSON in the template's layout and fire no
 /// event.
-fn rescue(denial: &Denial, replies: &Replies) -> Deny {
+fn rescue(denial: &Denial, replies: &Replies) -> (Deny, Decision) {
     let server_fault = |status, message| Deny {
         status,
         message,
         headers: Vec::new(),
         raw_body: true,
     };
-    let unavailable = |message| Deny {
+    let unavailable = |message, retry_after: String| Deny {
         status: 503,
         message,
-        headers: vec![("Retry-After", replies.retry_after.clone())],
+        headers: vec![("Retry-After", retry_after)],
         raw_body: true,
     };
     match denial {
-        Denial::NoCredentials => Deny {
-            status: 401,
-            message: "Authorization required",
-            headers: vec![("WWW-Authenticate", replies.bare_challenge.clone())],
-            raw_body: false,
-        },
-        Denial::InvalidToken(_) => Deny {
-            status: 401,
-            message: "Invalid access token",
-            headers: vec![("WWW-Authenticate", replies.invalid_token_challenge.clone())],
-            raw_body: false,
-        },
-        Denial::InsufficientScope(scopes) => Deny {
-            status: 403,
-            message: "Insufficient scope",
-            headers: vec![(
-                "WWW-Authenticate",
-                format!(
-                    "Bearer realm=\"{}\", error=\"insufficient_scope\", scope=\"{scopes}\"",
-                    replies.realm
-                ),
-            )],
-            raw_body: false,
-        },
-        Denial::InvalidApiConfig => server_fault(500, "Invalid API configuration"),
-        Denial::ShuttingDown => unavailable("Temporarily unavailable"),
+        Denial::NoCredentials => (
+            Deny {
+                status: 401,
+                message: "Authorization required",
+                headers: vec![("WWW-Authenticate", replies.bare_challenge.clone())],
+                raw_body: false,
+            },
+            Decision::NoCredentials,
+        ),
+        Denial::InvalidToken(_) => (
+            Deny {
+                status: 401,
+                message: "Invalid access token",
+                headers: vec![("WWW-Authenticate", replies.invalid_token_challenge.clone())],
+                raw_body: false,
+            },
+            Decision::InvalidToken,
+        ),
+        Denial::InsufficientScope(scopes) => (
+            Deny {
+                status: 403,
+                message: "Insufficient scope",
+                headers: vec![(
+                    "WWW-Authenticate",
+                    format!(
+                        "Bearer realm=\"{}\", error=\"insufficient_scope\", scope=\"{scopes}\"",
+                        replies.realm
+                    ),
+                )],
+                raw_body: false,
+            },
+            Decision::InsufficientScope,
+        ),
+        Denial::InvalidApiConfig => (
+            server_fault(500, "Invalid API configuration"),
+            Decision::InvalidConfig,
+        ),
+        Denial::ShuttingDown => (
+            unavailable("Temporarily unavailable", replies.retry_after.clone()),
+            Decision::ShuttingDown,
+        ),
         Denial::Introspection(error) => match error.as_ref() {
-            IntrospectError::Timeout => server_fault(504, "Authorization server timed out"),
-            IntrospectError::Unreachable(_) | IntrospectError::Unavailable(_) => {
-                unavailable("Authorization server unavailable")
+            IntrospectError::Timeout => (
+                server_fault(504, "Authorization server timed out"),
+                Decision::AsTimeout,
+            ),
+            IntrospectError::Unreachable(_)
+            | IntrospectError::Unavailable(_)
+            | IntrospectError::Overloaded => (
+                unavailable(
+                    "Authorization server unavailable",
+                    replies.retry_after.clone(),
+                ),
+                Decision::AsUnavailable,
+            ),
+            IntrospectError::BreakerOpen { retry_after } => {
+                // Whole seconds, rounded up, at least one.
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                (
+                    unavailable(
+                        "Authorization server unavailable",
+                        seconds.max(1).to_string(),
+                    ),
+                    Decision::AsUnavailable,
+                )
             }
             IntrospectError::Tls(_)
             | IntrospectError::CredentialsRejected(_)
             | IntrospectError::UnexpectedStatus(_)
             | IntrospectError::NotJwt(_)
-            | IntrospectError::TooLarge(_) => server_fault(502, "Authorization server error"),
+            | IntrospectError::TooLarge(_) => (
+                server_fault(502, "Authorization server error"),
+                Decision::AsError,
+            ),
         },
     }
 }
@@ -401,7 +445,17 @@ impl crate::server::Drain for DispatchService {
 #[tonic::async_trait]
 impl Dispatcher for DispatchService {
     async fn dispatch(&self, request: Request<Object>) -> Result<Response<Object>, Status> {
-        Ok(Response::new(self.handle(request.into_inner()).await))
+        let metadata = request.metadata();
+        let trace = metadata
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|parent| {
+                let state = metadata.get("tracestate").and_then(|v| v.to_str().ok());
+                TraceContext::parse(parent, state)
+            });
+        Ok(Response::new(
+            self.handle(request.into_inner(), trace).await,
+        ))
     }
 
     async fn dispatch_event(

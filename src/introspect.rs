@@ -7,16 +7,23 @@
 //! of the AS or of our configuration and is reported as such, never as an
 //! invalid token.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use reqwest::{StatusCode, Url};
 
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use crate::breaker::Breaker;
 use crate::config::IntrospectionConfig;
 use crate::jwt::{self, Claims, JwtError};
+use crate::metrics::{AsOutcome, Metrics};
 use crate::token::BearerToken;
+use crate::trace::TraceContext;
 
 /// What the AS said about a token.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +81,38 @@ pub enum IntrospectError {
     NotJwt(JwtError),
     #[error("authorization server answer is larger than {0} bytes")]
     TooLarge(usize),
+    /// Every introspection slot stayed busy for the whole wait: a 503 now
+    /// instead of a pile-up in front of the AS.
+    #[error("too many introspections in flight")]
+    Overloaded,
+    /// The breaker is open after repeated connection failures.
+    #[error("authorization server marked down after repeated failures")]
+    BreakerOpen { retry_after: Duration },
+}
+
+impl IntrospectError {
+    /// The metrics outcome of this error.
+    pub fn outcome(&self) -> AsOutcome {
+        match self {
+            IntrospectError::Timeout => AsOutcome::Timeout,
+            IntrospectError::Unreachable(_) => AsOutcome::Unreachable,
+            IntrospectError::Tls(_) => AsOutcome::Tls,
+            IntrospectError::Unavailable(_) => AsOutcome::Unavailable,
+            IntrospectError::CredentialsRejected(_) => AsOutcome::Rejected,
+            IntrospectError::UnexpectedStatus(_) => AsOutcome::BadStatus,
+            IntrospectError::NotJwt(_) | IntrospectError::TooLarge(_) => AsOutcome::BadBody,
+            IntrospectError::Overloaded => AsOutcome::Overloaded,
+            IntrospectError::BreakerOpen { .. } => AsOutcome::BreakerOpen,
+        }
+    }
+
+    /// Whether the AS could not be reached at all (what trips the breaker).
+    fn is_connection_failure(&self) -> bool {
+        matches!(
+            self,
+            IntrospectError::Timeout | IntrospectError::Unreachable(_)
+        )
+    }
 }
 
 /// Problems building the client at start-up.
@@ -86,6 +125,15 @@ pub enum ClientBuildError {
     },
     #[error("INTROSPECTION_CA_FILE {path:?} holds no usable PEM certificate")]
     CaPem { path: String },
+    #[error("cannot read the client certificate or key {path:?}: {source}")]
+    ClientIdentityFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "INTROSPECTION_CLIENT_CERT_FILE / INTROSPECTION_CLIENT_KEY_FILE: not a usable PEM certificate chain and private key"
+    )]
+    ClientIdentity,
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
 }
@@ -96,7 +144,16 @@ pub struct IntrospectionClient {
     /// `Basic …`, built once; marked sensitive so it is never logged.
     basic: HeaderValue,
     max_jwt_bytes: usize,
+    timeout: Duration,
+    /// Bounds introspections in flight; a miss waits at most `slot_wait`.
+    slots: Semaphore,
+    slot_wait: Duration,
+    breaker: Breaker,
+    metrics: Arc<Metrics>,
 }
+
+/// The shortest time budget worth a retry.
+const MIN_RETRY_BUDGET: Duration = Duration::from_millis(20);
 
 const ACCEPT_JWT: HeaderValue = HeaderValue::from_static("application/jwt");
 const FORM: HeaderValue = HeaderValue::from_static("application/x-www-form-urlencoded");
@@ -109,7 +166,10 @@ impl IntrospectionClient {
     /// # Errors
     ///
     /// When the CA file cannot be read or parsed, or TLS cannot be set up.
-    pub fn new(config: &IntrospectionConfig) -> Result<Self, ClientBuildError> {
+    pub fn new(
+        config: &IntrospectionConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ClientBuildError> {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("tyk-phantom-token/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
@@ -131,15 +191,36 @@ impl IntrospectionClient {
                 builder = builder.add_root_certificate(cert);
             }
         }
+        if let Some((cert, key)) = &config.client_identity {
+            let read = |path: &std::path::PathBuf| {
+                std::fs::read(path).map_err(|source| ClientBuildError::ClientIdentityFile {
+                    path: path.display().to_string(),
+                    source,
+                })
+            };
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            let identity =
+                reqwest::Identity::from_pem(&pem).map_err(|_| ClientBuildError::ClientIdentity)?;
+            builder = builder.identity(identity);
+        }
         Ok(IntrospectionClient {
             http: builder.build()?,
             url: config.url.clone(),
             basic: basic_credentials(&config.client_id, config.client_secret.expose()),
             max_jwt_bytes: config.max_jwt_bytes,
+            timeout: config.timeout,
+            slots: Semaphore::new(config.max_inflight),
+            slot_wait: config.inflight_wait,
+            breaker: Breaker::new(config.breaker_failures, config.breaker_open),
+            metrics,
         })
     }
 
-    /// Asks the AS about `token`.
+    /// Asks the AS about `token`, within the time budget, with at most one
+    /// retry for a connection failure, through the in-flight bound and the
+    /// breaker. `trace` is continued on the request.
     ///
     /// # Errors
     ///
@@ -147,17 +228,84 @@ impl IntrospectionClient {
     pub async fn introspect(
         &self,
         token: &BearerToken<'_>,
+        trace: Option<&TraceContext>,
     ) -> Result<Introspection, IntrospectError> {
-        let response = self
+        let started = Instant::now();
+        let result = self.guarded(token, trace, started).await;
+        let outcome = match &result {
+            Ok(Introspection::Active(_)) => AsOutcome::Active,
+            Ok(Introspection::Inactive) => AsOutcome::Inactive,
+            Err(e) => e.outcome(),
+        };
+        self.metrics.introspection(outcome, started.elapsed());
+        result
+    }
+
+    /// Whether a slot is free now (background work uses this to stay out of
+    /// the way of requests).
+    pub fn has_free_slot(&self) -> bool {
+        self.slots.available_permits() > 0
+    }
+
+    async fn guarded(
+        &self,
+        token: &BearerToken<'_>,
+        trace: Option<&TraceContext>,
+        started: Instant,
+    ) -> Result<Introspection, IntrospectError> {
+        let permit =
+            self.breaker
+                .admit(started)
+                .map_err(|rejected| IntrospectError::BreakerOpen {
+                    retry_after: rejected.retry_after,
+                })?;
+        let slot = match tokio::time::timeout(self.slot_wait, self.slots.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            // Closed never happens; timing out is the overload case.
+            Ok(Err(_)) | Err(_) => return Err(IntrospectError::Overloaded),
+        };
+        let _in_flight = self.metrics.in_flight();
+        let deadline = Instant::now() + self.timeout;
+        let mut result = self.send(token, trace, self.timeout).await;
+        // One retry, for a connection that failed before any answer (refused,
+        // reset), and only inside the budget.
+        if matches!(result, Err(IntrospectError::Unreachable(_))) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left >= MIN_RETRY_BUDGET {
+                debug!("Retrying introspection after a connection failure");
+                result = self.send(token, trace, left).await;
+            }
+        }
+        drop(slot);
+        let reachable = !matches!(&result, Err(e) if e.is_connection_failure());
+        if self.breaker.record(permit, reachable, Instant::now()) {
+            warn!("Authorization server unreachable; failing fast while the breaker is open");
+        }
+        self.metrics.breaker(self.breaker.state());
+        result
+    }
+
+    async fn send(
+        &self,
+        token: &BearerToken<'_>,
+        trace: Option<&TraceContext>,
+        budget: Duration,
+    ) -> Result<Introspection, IntrospectError> {
+        let mut request = self
             .http
             .post(self.url.clone())
+            .timeout(budget)
             .header(ACCEPT, ACCEPT_JWT)
             .header(CONTENT_TYPE, FORM)
             .header(AUTHORIZATION, self.basic.clone())
-            .body(form_body(token.expose()))
-            .send()
-            .await
-            .map_err(transport_error)?;
+            .body(form_body(token.expose()));
+        if let Some(trace) = trace {
+            request = request.header("traceparent", trace.child_traceparent());
+            if let Some(state) = trace.tracestate() {
+                request = request.header("tracestate", state);
+            }
+        }
+        let response = request.send().await.map_err(transport_error)?;
 
         match response.status() {
             StatusCode::OK => {}

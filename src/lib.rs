@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authz;
+pub mod breaker;
 pub mod bundle;
 pub mod cache;
 pub mod cli;
@@ -29,11 +30,13 @@ pub mod config;
 pub mod dispatch;
 pub mod introspect;
 pub mod jwt;
+pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod signal;
 pub mod telemetry;
 pub mod token;
+pub mod trace;
 pub mod tyk;
 
 pub use tyk::pb;

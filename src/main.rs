@@ -8,6 +8,7 @@ use tyk_phantom_token::authz::Authorizer;
 use tyk_phantom_token::cli::{self, Cli, Command, EXIT_CONFIG};
 use tyk_phantom_token::config::Config;
 use tyk_phantom_token::dispatch::DispatchService;
+use tyk_phantom_token::metrics::Metrics;
 use tyk_phantom_token::server::{self, ServeOptions};
 use tyk_phantom_token::{signal, telemetry};
 
@@ -55,7 +56,8 @@ async fn run(config: Config) -> ExitCode {
     for name in &config.ignored {
         tracing::info!(variable = name, "Accepted for compatibility; has no effect");
     }
-    let authz = match Authorizer::new(&config) {
+    let metrics = Arc::new(Metrics::new());
+    let authz = match Authorizer::new(&config, metrics) {
         Ok(authz) => Arc::new(authz),
         Err(e) => {
             tracing::error!(error = %e, "Invalid configuration");

@@ -31,6 +31,12 @@ pub enum TokenError {
 pub struct BearerToken<'a>(&'a str);
 
 impl<'a> BearerToken<'a> {
+    /// A token that already passed [`extract_bearer`] (kept for background
+    /// work after its request ended).
+    pub(crate) fn from_trusted(token: &'a str) -> Self {
+        BearerToken(token)
+    }
+
     /// The token itself, for the introspection request only.
     pub fn expose(&self) -> &'a str {
         self.0

@@ -77,6 +77,7 @@ fn serves_from_a_dot_env_file_and_stops_cleanly_on_sigterm() {
         dir.path().join(".env"),
         format!(
             "INTROSPECTION_URL=http://127.0.0.1:9/oauth/v2/oauth-introspect\n\
+             INTROSPECTION_ALLOW_HTTP=true\n\
              CLIENT_ID=gateway\n\
              CLIENT_SECRET=dot-env-secret\n\
              LISTEN_ADDR=127.0.0.1:{port}\n\
@@ -161,6 +162,7 @@ fn run_check(url: &str, token: &str, extra: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let mut child = plugin(dir.path())
         .env("INTROSPECTION_URL", url)
+        .env("INTROSPECTION_ALLOW_HTTP", "true")
         .env("CLIENT_ID", support::CLIENT_ID)
         .env("CLIENT_SECRET", support::CLIENT_SECRET)
         .args(["check", "--token", "-"])

@@ -405,3 +405,60 @@ fn global_identity_rules_are_read_and_checked() {
             .any(|p| p == "POLICY_MAP needs POLICY_CLAIM")
     );
 }
+
+#[test]
+fn plain_http_introspection_needs_an_explicit_opt_in() {
+    let problems = TestEnv::minimal()
+        .with(ENV_INTROSPECTION_URL, "http://idsvr.internal/introspect")
+        .problems();
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].contains("INTROSPECTION_ALLOW_HTTP=true"),
+        "{problems:?}"
+    );
+    let config = TestEnv::minimal()
+        .with(ENV_INTROSPECTION_URL, "http://idsvr.internal/introspect")
+        .with(ENV_INTROSPECTION_ALLOW_HTTP, "true")
+        .parse()
+        .unwrap();
+    assert_eq!(config.introspection.url.scheme(), "http");
+}
+
+#[test]
+fn resilience_settings_have_defaults_and_bounds() {
+    let config = TestEnv::minimal().parse().unwrap();
+    assert_eq!(config.introspection.max_inflight, 64);
+    assert_eq!(
+        config.introspection.inflight_wait,
+        Duration::from_millis(100)
+    );
+    assert_eq!(config.introspection.breaker_failures, 5);
+    assert_eq!(config.cache.revalidate_after, None);
+    assert_eq!(config.admin, None);
+    let config = TestEnv::minimal()
+        .with(ENV_MAX_INFLIGHT_INTROSPECTIONS, "8")
+        .with(ENV_INFLIGHT_WAIT_SECONDS, "0.25")
+        .with(ENV_BREAKER_FAILURES, "3")
+        .with(ENV_BREAKER_OPEN_SECONDS, "1.5")
+        .with(ENV_REVALIDATE_AFTER_SECONDS, "60")
+        .with(ENV_ADMIN_ADDR, "127.0.0.1:9090")
+        .parse()
+        .unwrap();
+    assert_eq!(config.introspection.max_inflight, 8);
+    assert_eq!(
+        config.introspection.inflight_wait,
+        Duration::from_millis(250)
+    );
+    assert_eq!(
+        config.introspection.breaker_open,
+        Duration::from_millis(1500)
+    );
+    assert_eq!(config.cache.revalidate_after, Some(Duration::from_secs(60)));
+    assert_eq!(config.admin, Some("127.0.0.1:9090".parse().unwrap()));
+    let problems = TestEnv::minimal()
+        .with(ENV_MAX_INFLIGHT_INTROSPECTIONS, "0")
+        .with(ENV_ADMIN_ADDR, "localhost")
+        .with(ENV_INTROSPECTION_CLIENT_CERT_FILE, "/tls/client.pem")
+        .problems();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+}

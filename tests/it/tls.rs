@@ -70,7 +70,10 @@ fn an_unreadable_or_empty_ca_file_stops_start_up() {
         let mut env: std::collections::HashMap<&str, &str> = base.into_iter().collect();
         env.insert("INTROSPECTION_CA_FILE", path);
         let config = Config::from_source(&env).unwrap();
-        let error = Authorizer::new(&config).err().expect("start-up refused");
+        let metrics = std::sync::Arc::new(tyk_phantom_token::metrics::Metrics::new());
+        let error = Authorizer::new(&config, metrics)
+            .err()
+            .expect("start-up refused");
         assert!(error.to_string().contains(expected), "{error}");
     }
 }

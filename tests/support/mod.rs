@@ -59,6 +59,7 @@ pub async fn spawn_app_against(fake_as: FakeAs, change: impl FnOnce(&mut Setup))
     let mut setup = Setup {
         env: HashMap::from([
             ("INTROSPECTION_URL".to_owned(), fake_as.url()),
+            ("INTROSPECTION_ALLOW_HTTP".to_owned(), "true".to_owned()),
             ("CLIENT_ID".to_owned(), CLIENT_ID.to_owned()),
             ("CLIENT_SECRET".to_owned(), CLIENT_SECRET.to_owned()),
             ("LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
@@ -69,7 +70,8 @@ pub async fn spawn_app_against(fake_as: FakeAs, change: impl FnOnce(&mut Setup))
     };
     change(&mut setup);
     let config = Config::from_source(&setup.env).expect("test configuration is valid");
-    let authz = Arc::new(Authorizer::new(&config).expect("introspection client builds"));
+    let metrics = Arc::new(tyk_phantom_token::metrics::Metrics::new());
+    let authz = Arc::new(Authorizer::new(&config, metrics).expect("introspection client builds"));
     let listener = server::bind(&config.listen).expect("bind loopback");
     let server::ListenAddr::Tcp(addr) = listener.local_addr().unwrap() else {
         panic!("tests listen on TCP");

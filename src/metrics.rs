@@ -1,0 +1,409 @@
+//! Prometheus metrics. Every label value comes from a fixed set (no tokens, no
+//! API IDs), so the number of series is bounded whatever the traffic.
+//!
+//! Counters on the request path are resolved once at start-up, so recording
+//! is a single atomic add.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::breaker::BreakerState;
+
+/// What the plugin answered Tyk on an auth_check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    NoCredentials,
+    InvalidToken,
+    InsufficientScope,
+    InvalidConfig,
+    AsError,
+    AsUnavailable,
+    AsTimeout,
+    ShuttingDown,
+}
+
+impl Decision {
+    const ALL: [Decision; 9] = [
+        Decision::Allow,
+        Decision::NoCredentials,
+        Decision::InvalidToken,
+        Decision::InsufficientScope,
+        Decision::InvalidConfig,
+        Decision::AsError,
+        Decision::AsUnavailable,
+        Decision::AsTimeout,
+        Decision::ShuttingDown,
+    ];
+
+    fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            Decision::Allow => ("allow", "200"),
+            Decision::NoCredentials => ("no_credentials", "401"),
+            Decision::InvalidToken => ("invalid_token", "401"),
+            Decision::InsufficientScope => ("insufficient_scope", "403"),
+            Decision::InvalidConfig => ("invalid_config", "500"),
+            Decision::AsError => ("as_error", "502"),
+            Decision::AsUnavailable => ("as_unavailable", "503"),
+            Decision::AsTimeout => ("as_timeout", "504"),
+            Decision::ShuttingDown => ("shutting_down", "503"),
+        }
+    }
+}
+
+/// How a cache lookup was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheLookup {
+    /// An active token found in the cache.
+    Hit,
+    /// An inactive answer found in the cache.
+    NegativeHit,
+    /// Not cached: this request introspected.
+    Miss,
+    /// Not cached: this request waited for another request's introspection.
+    Coalesced,
+}
+
+impl CacheLookup {
+    const ALL: [CacheLookup; 4] = [
+        CacheLookup::Hit,
+        CacheLookup::NegativeHit,
+        CacheLookup::Miss,
+        CacheLookup::Coalesced,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            CacheLookup::Hit => "hit",
+            CacheLookup::NegativeHit => "negative_hit",
+            CacheLookup::Miss => "miss",
+            CacheLookup::Coalesced => "coalesced",
+        }
+    }
+}
+
+/// What one introspection came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOutcome {
+    Active,
+    Inactive,
+    Timeout,
+    Unreachable,
+    Tls,
+    Unavailable,
+    Rejected,
+    BadStatus,
+    BadBody,
+    Overloaded,
+    BreakerOpen,
+}
+
+impl AsOutcome {
+    const ALL: [AsOutcome; 11] = [
+        AsOutcome::Active,
+        AsOutcome::Inactive,
+        AsOutcome::Timeout,
+        AsOutcome::Unreachable,
+        AsOutcome::Tls,
+        AsOutcome::Unavailable,
+        AsOutcome::Rejected,
+        AsOutcome::BadStatus,
+        AsOutcome::BadBody,
+        AsOutcome::Overloaded,
+        AsOutcome::BreakerOpen,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            AsOutcome::Active => "active",
+            AsOutcome::Inactive => "inactive",
+            AsOutcome::Timeout => "timeout",
+            AsOutcome::Unreachable => "unreachable",
+            AsOutcome::Tls => "tls",
+            AsOutcome::Unavailable => "unavailable",
+            AsOutcome::Rejected => "credentials_rejected",
+            AsOutcome::BadStatus => "bad_status",
+            AsOutcome::BadBody => "bad_body",
+            AsOutcome::Overloaded => "overloaded",
+            AsOutcome::BreakerOpen => "breaker_open",
+        }
+    }
+
+    /// Whether the AS was actually called (and its latency is meaningful).
+    fn called(self) -> bool {
+        !matches!(self, AsOutcome::Overloaded | AsOutcome::BreakerOpen)
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    outcome: &'static str,
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabel {
+    cause: &'static str,
+}
+
+/// All metrics of the process.
+pub struct Metrics {
+    registry: Registry,
+    decisions: Vec<Counter>,
+    cache_lookups: Vec<Counter>,
+    cache_stale_serves: Counter,
+    cache_evictions: Family<CauseLabel, Counter>,
+    cache_entries: Gauge,
+    cache_bytes: Gauge,
+    revalidations: Family<ResultLabel, Counter>,
+    as_outcomes: Vec<Counter>,
+    as_latency: Histogram,
+    inflight: Gauge,
+    breaker_state: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("phantom");
+
+        let decisions_family = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Auth-check answers given to Tyk, by outcome and HTTP status",
+            decisions_family.clone(),
+        );
+        let decisions = Decision::ALL
+            .iter()
+            .map(|d| {
+                let (outcome, status) = d.labels();
+                decisions_family
+                    .get_or_create(&DecisionLabels { outcome, status })
+                    .clone()
+            })
+            .collect();
+
+        let lookups_family = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            "Token cache lookups by result",
+            lookups_family.clone(),
+        );
+        let cache_lookups = CacheLookup::ALL
+            .iter()
+            .map(|l| {
+                lookups_family
+                    .get_or_create(&ResultLabel { result: l.label() })
+                    .clone()
+            })
+            .collect();
+
+        let cache_stale_serves = Counter::default();
+        registry.register(
+            "cache_stale_serves",
+            "Requests served from a cache entry due for revalidation",
+            cache_stale_serves.clone(),
+        );
+        let cache_evictions = Family::<CauseLabel, Counter>::default();
+        registry.register(
+            "cache_evictions",
+            "Cache entries removed, by cause (size, expired, explicit, replaced)",
+            cache_evictions.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register(
+            "cache_entries",
+            "Entries in the token cache",
+            cache_entries.clone(),
+        );
+        let cache_bytes = Gauge::default();
+        registry.register(
+            "cache_bytes",
+            "Approximate bytes held by the token cache",
+            cache_bytes.clone(),
+        );
+        let revalidations = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "cache_revalidations",
+            "Background revalidations of cached tokens, by result",
+            revalidations.clone(),
+        );
+
+        let outcomes_family = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "introspections",
+            "Introspections by outcome (overloaded and breaker_open never reached the AS)",
+            outcomes_family.clone(),
+        );
+        let as_outcomes = AsOutcome::ALL
+            .iter()
+            .map(|o| {
+                outcomes_family
+                    .get_or_create(&ResultLabel { result: o.label() })
+                    .clone()
+            })
+            .collect();
+        let as_latency = Histogram::new([
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
+        registry.register(
+            "introspection_duration_seconds",
+            "Time from sending an introspection to its answer",
+            as_latency.clone(),
+        );
+        let inflight = Gauge::default();
+        registry.register(
+            "introspections_in_flight",
+            "Introspections in progress",
+            inflight.clone(),
+        );
+        let breaker_state = Gauge::default();
+        registry.register(
+            "breaker_state",
+            "Authorization-server breaker: 0 closed, 1 open, 2 half-open",
+            breaker_state.clone(),
+        );
+
+        Metrics {
+            registry,
+            decisions,
+            cache_lookups,
+            cache_stale_serves,
+            cache_evictions,
+            cache_entries,
+            cache_bytes,
+            revalidations,
+            as_outcomes,
+            as_latency,
+            inflight,
+            breaker_state,
+        }
+    }
+
+    pub fn decision(&self, decision: Decision) {
+        self.decisions[decision as usize].inc();
+    }
+
+    pub fn cache_lookup(&self, lookup: CacheLookup) {
+        self.cache_lookups[lookup as usize].inc();
+    }
+
+    pub fn stale_serve(&self) {
+        self.cache_stale_serves.inc();
+    }
+
+    pub fn eviction(&self, cause: &'static str) {
+        self.cache_evictions
+            .get_or_create(&CauseLabel { cause })
+            .inc();
+    }
+
+    pub fn revalidation(&self, result: &'static str) {
+        self.revalidations
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    pub fn introspection(&self, outcome: AsOutcome, took: Duration) {
+        self.as_outcomes[outcome as usize].inc();
+        if outcome.called() {
+            self.as_latency.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Counts an introspection in flight until the guard drops.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.inflight.inc();
+        InFlight(&self.inflight)
+    }
+
+    pub fn breaker(&self, state: BreakerState) {
+        self.breaker_state.set(state as i64);
+    }
+
+    /// The text exposition, with the cache gauges set to the given values.
+    pub fn render(&self, cache_entries: u64, cache_bytes: u64) -> String {
+        self.cache_entries
+            .set(i64::try_from(cache_entries).unwrap_or(i64::MAX));
+        self.cache_bytes
+            .set(i64::try_from(cache_bytes).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Decrements the in-flight gauge when dropped.
+pub struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_bounded_labels() {
+        let m = Metrics::new();
+        m.decision(Decision::Allow);
+        m.decision(Decision::Allow);
+        m.decision(Decision::AsTimeout);
+        m.cache_lookup(CacheLookup::Coalesced);
+        m.introspection(AsOutcome::Active, Duration::from_millis(20));
+        m.introspection(AsOutcome::BreakerOpen, Duration::ZERO);
+        m.breaker(BreakerState::Open);
+        m.eviction("size");
+        {
+            let _guard = m.in_flight();
+            assert!(
+                m.render(0, 0)
+                    .contains("phantom_introspections_in_flight 1")
+            );
+        }
+        let text = m.render(7, 1234);
+        for line in [
+            "phantom_decisions_total{outcome=\"allow\",status=\"200\"} 2",
+            "phantom_decisions_total{outcome=\"as_timeout\",status=\"504\"} 1",
+            "phantom_decisions_total{outcome=\"shutting_down\",status=\"503\"} 0",
+            "phantom_cache_lookups_total{result=\"coalesced\"} 1",
+            "phantom_introspections_total{result=\"active\"} 1",
+            "phantom_introspections_total{result=\"breaker_open\"} 1",
+            "phantom_introspection_duration_seconds_count 1",
+            "phantom_introspections_in_flight 0",
+            "phantom_breaker_state 1",
+            "phantom_cache_entries 7",
+            "phantom_cache_bytes 1234",
+            "phantom_cache_evictions_total{cause=\"size\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
