@@ -221,6 +221,8 @@ def check_compose(base, external, conf):
     ext = (external.get("networks") or {}).get("tyk") or {}
     if ext.get("external") is not True:
         fail(where, "networks.tyk must be external")
+    if set(ext) - {"name", "external"}:
+        fail(where, f"networks.tyk: {sorted(set(ext) - {'name', 'external'})} conflict with external: true")
     if ext.get("name") != "${TYK_NETWORK:-" + DEFAULT_EXTERNAL_NETWORK + "}":
         fail(where, f"networks.tyk.name must be ${{TYK_NETWORK:-{DEFAULT_EXTERNAL_NETWORK}}}")
     if networks.get("tyk"):
