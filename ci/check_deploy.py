@@ -260,11 +260,14 @@ def check_apis(services):
     for path in sorted((ROOT / "examples/demo/apps").glob("*.json")):
         where = path.relative_to(ROOT).as_posix()
         api = json.loads(path.read_text(encoding="utf-8"))
-        for key, seen in (("api_id", seen_ids), (None, seen_paths)):
-            value = api.get(key) if key else (api.get("proxy") or {}).get("listen_path")
-            if not value or value in seen:
-                fail(where, f"{key or 'proxy.listen_path'} missing or used twice")
-            seen.add(value)
+        api_id = api.get("api_id")
+        listen_path = (api.get("proxy") or {}).get("listen_path")
+        if not api_id or api_id in seen_ids:
+            fail(where, "api_id missing or used twice")
+        if not listen_path or listen_path in seen_paths:
+            fail(where, "proxy.listen_path missing or used twice")
+        seen_ids.add(api_id)
+        seen_paths.add(listen_path)
         if api.get("use_keyless") is not False:
             fail(where, "use_keyless must be false")
         if api.get("custom_plugin_auth_enabled") is not True:
@@ -282,7 +285,7 @@ def check_apis(services):
         if host not in services:
             fail(where, f"proxy.target_url host {host!r} is not a compose service")
 
-        versions = ((api.get("version_data") or {}).get("versions") or {}).values()
+        versions = list(((api.get("version_data") or {}).get("versions") or {}).values())
         injected = [
             value
             for version in versions
@@ -292,7 +295,7 @@ def check_apis(services):
         ]
         config = api.get("config_data") or {}
         if BUNDLES[bundle][1]:
-            if not versions or len(injected) != len(list(versions)) or set(injected) != {JWT_FROM_METADATA}:
+            if not versions or injected != [JWT_FROM_METADATA] * len(versions):
                 fail(where, f'every version must inject the global header Authorization: {JWT_FROM_METADATA}')
             if config.get("jwt_in_metadata") is not True or api.get("config_data_disabled"):
                 fail(where, "config_data.jwt_in_metadata must be true (and config_data enabled)")
