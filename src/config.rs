@@ -302,13 +302,14 @@ impl Config {
         let allow_http = r
             .optional(ENV_INTROSPECTION_ALLOW_HTTP, parse::boolean)
             .unwrap_or(false);
-        if let Some(url) = &url {
-            if url.scheme() == "http" && !allow_http {
-                r.problems.push(format!(
+        if let Some(url) = &url
+            && url.scheme() == "http"
+            && !allow_http
+        {
+            r.problems.push(format!(
                     "{ENV_INTROSPECTION_URL} uses http://, which would send tokens and client credentials in clear; \
                      use https:// or set {ENV_INTROSPECTION_ALLOW_HTTP}=true"
                 ));
-            }
         }
         let max_inflight = r
             .optional(ENV_MAX_INFLIGHT_INTROSPECTIONS, |v| {

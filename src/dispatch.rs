@@ -138,15 +138,13 @@ impl DispatchService {
         };
         let mut verdict = self.authz.authorize(authorization(object), trace).await;
         // The API's own checks run on every request, cached answer or not.
-        if let Ok(grant) = &verdict.result {
-            if let Err(refused) = policy.check(&grant.claims) {
-                verdict.result = Err(match refused {
-                    PolicyDenial::WrongAudience => {
-                        Denial::InvalidToken(InvalidToken::WrongAudience)
-                    }
-                    PolicyDenial::InsufficientScope(scopes) => Denial::InsufficientScope(scopes),
-                });
-            }
+        if let Ok(grant) = &verdict.result
+            && let Err(refused) = policy.check(&grant.claims)
+        {
+            verdict.result = Err(match refused {
+                PolicyDenial::WrongAudience => Denial::InvalidToken(InvalidToken::WrongAudience),
+                PolicyDenial::InsufficientScope(scopes) => Denial::InsufficientScope(scopes),
+            });
         }
         match &verdict.result {
             Ok(grant) => {

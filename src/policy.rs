@@ -127,10 +127,10 @@ impl ApiPolicy {
     ///
     /// [`PolicyDenial`] when the token's claims do not satisfy the API.
     pub fn check(&self, claims: &Claims) -> Result<(), PolicyDenial> {
-        if let Some(audience) = &self.required_audience {
-            if !claims.audiences().contains(&audience.as_str()) {
-                return Err(PolicyDenial::WrongAudience);
-            }
+        if let Some(audience) = &self.required_audience
+            && !claims.audiences().contains(&audience.as_str())
+        {
+            return Err(PolicyDenial::WrongAudience);
         }
         if !self.required_scopes.is_empty() {
             let granted = claims.scopes();

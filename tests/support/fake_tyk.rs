@@ -360,10 +360,10 @@ impl Gateway {
             };
             let id = format!("{}{}", self.api.org_id, md5_hex(value.as_bytes()));
             let now = unix_now();
-            if let Some(session) = self.stored(&id) {
-                if session.id_extractor_deadline > now {
-                    cached = Some(session);
-                }
+            if let Some(session) = self.stored(&id)
+                && session.id_extractor_deadline > now
+            {
+                cached = Some(session);
             }
             session_id = Some(id);
         }
