@@ -246,7 +246,10 @@ impl Authorizer {
             .await
         {
             Ok(found) => found,
-            Err(e) => return Verdict::denied(Some(digest), Denial::Introspection(e)),
+            Err(e) => {
+                self.metrics.cache_lookup(CacheLookup::Miss);
+                return Verdict::denied(Some(digest), Denial::Introspection(e));
+            }
         };
         self.metrics.cache_lookup(match (lookup, &answer.value) {
             (Lookup::Hit, Some(_)) => CacheLookup::Hit,

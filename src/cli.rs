@@ -45,7 +45,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct HealthArgs {
-    /// Plugin address; default: 127.0.0.1 on LISTEN_ADDR's or PORT's port.
+    /// Plugin address (`host:port` or `unix:///path`); default: 127.0.0.1 on
+    /// LISTEN_ADDR's or PORT's port, or LISTEN_ADDR's socket.
     #[arg(long)]
     pub addr: Option<String>,
     /// Give up after this many seconds.
@@ -140,8 +141,15 @@ pub fn health(args: &HealthArgs) -> ExitCode {
 
 /// Where the plugin of this environment listens, seen from the same host.
 fn default_health_addr(source: &dyn config::Source) -> String {
-    let from_listen = source
-        .get(config::ENV_LISTEN_ADDR)
+    let listen = source.get(config::ENV_LISTEN_ADDR);
+    if let Some(unix) = listen
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| v.starts_with("unix:"))
+    {
+        return unix.to_owned();
+    }
+    let from_listen = listen
         .and_then(|v| v.trim().parse::<SocketAddr>().ok())
         .map(|a| {
             if a.ip().is_unspecified() {
@@ -166,10 +174,8 @@ async fn health_status(addr: &str) -> Result<String, String> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
 
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| e.to_string())?;
-    let channel = endpoint
-        .connect()
+    let target = crate::config::parse_listen_addr(addr)?;
+    let channel = crate::server::connect(&target)
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     let reply = HealthClient::new(channel)

@@ -279,6 +279,16 @@ pub struct SessionConfig {
     pub key_secret: Secret,
 }
 
+/// Reads a listen address as `LISTEN_ADDR` does (`host:port` or
+/// `unix:///path`).
+///
+/// # Errors
+///
+/// What is wrong with it.
+pub fn parse_listen_addr(raw: &str) -> Result<ListenAddr, String> {
+    parse::listen_addr(raw.trim())
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {

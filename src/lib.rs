@@ -21,6 +21,7 @@
 //! - [`telemetry`], [`signal`]: logs and shutdown.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod authz;
 pub mod breaker;
 pub mod bundle;

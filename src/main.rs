@@ -10,7 +10,7 @@ use tyk_phantom_token::config::Config;
 use tyk_phantom_token::dispatch::DispatchService;
 use tyk_phantom_token::metrics::Metrics;
 use tyk_phantom_token::server::{self, ServeOptions};
-use tyk_phantom_token::{signal, telemetry};
+use tyk_phantom_token::{admin, signal, telemetry};
 
 fn main() -> ExitCode {
     match Cli::parse().command.unwrap_or(Command::Serve) {
@@ -79,13 +79,40 @@ async fn run(config: Config) -> ExitCode {
         introspection.host = config.introspection.url.host_str().unwrap_or_default(),
         "Listening for Tyk"
     );
+    let serving = server::Serving::default();
+    let admin_done = tokio_util::sync::CancellationToken::new();
+    let admin = match config.admin {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                tracing::info!(addr = %addr, "Admin endpoint listening");
+                let done = admin_done.clone();
+                Some(tokio::spawn(admin::serve(
+                    listener,
+                    serving.clone(),
+                    authz.clone(),
+                    async move { done.cancelled().await },
+                )))
+            }
+            Err(e) => {
+                tracing::error!(addr = %addr, error = %e, "Cannot listen for the admin endpoint");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let service = DispatchService::new(authz, &config);
     let options = ServeOptions {
         max_message_bytes: config.grpc_max_message_bytes,
         shutdown_grace: config.shutdown_grace,
-        serving: server::Serving::default(),
+        serving,
     };
-    match server::serve(listener, service, options, signal::shutdown()).await {
+    let result = server::serve(listener, service, options, signal::shutdown()).await;
+    // The admin endpoint answered "not ready" during the drain; now it stops.
+    admin_done.cancel();
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+    match result {
         Ok(()) => {
             tracing::info!("Stopped");
             ExitCode::SUCCESS

@@ -114,6 +114,37 @@ fn bind_unix(path: &Path) -> io::Result<UnixListener> {
     }
 }
 
+/// A gRPC channel to a plugin at `addr` (TCP or Unix socket), for the health
+/// check and the tools that talk to a running plugin.
+///
+/// # Errors
+///
+/// When the connection cannot be made.
+pub async fn connect(
+    addr: &ListenAddr,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    match addr {
+        ListenAddr::Tcp(addr) => {
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+                .connect()
+                .await
+        }
+        ListenAddr::Unix(path) => {
+            let path = path.clone();
+            // The URI is required but unused: the connector dials the socket.
+            tonic::transport::Endpoint::from_static("http://localhost")
+                .connect_with_connector(tower::service_fn(move |_| {
+                    let path = path.clone();
+                    async move {
+                        let stream = tokio::net::UnixStream::connect(path).await?;
+                        Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(stream))
+                    }
+                }))
+                .await
+        }
+    }
+}
+
 /// Whether the plugin is serving: true once the server runs, false as soon as
 /// shutdown begins. Read by the admin endpoint's `/readyz`.
 #[derive(Debug, Clone, Default)]

@@ -74,6 +74,13 @@ async fn no_token_jwt_or_secret_reaches_the_logs_at_trace_level() {
         app.get_with_token(token).await;
         app.get_with_token(token).await;
     }
+    // A denied request carrying Tyk's trace context: its trace id is logged.
+    app.send(
+        ClientRequest::get("/x")
+            .bearer("TOKEN-inactive-8b3d5e")
+            .traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    )
+    .await;
     let malformed = "TOKEN malformed with spaces";
     app.send(ClientRequest::get("/x").header("Authorization", &format!("Bearer {malformed}")))
         .await;
@@ -118,6 +125,7 @@ async fn no_token_jwt_or_secret_reaches_the_logs_at_trace_level() {
 
     // The run produced the lines we rely on, so the absence checks mean something.
     for expected in [
+        "0af7651916cd43dd8448eb211c80319c",
         "Request denied",
         "Introspection failed",
         "token.id=",

@@ -189,3 +189,44 @@ async fn an_oversized_answer_is_a_fault_not_a_token() {
         "huge-jwt",
     );
 }
+
+#[tokio::test]
+async fn fault_matrix_then_immediate_recovery() {
+    let app = spawn_app_with(|s| {
+        s.env("TIMEOUT_SECONDS", "0.3");
+    })
+    .await;
+    let url = app.fake_as.url();
+    let token = "matrix-token";
+    let check = |outcome: &Outcome, status: u16| {
+        let response = outcome.response();
+        assert_eq!(response.status, status, "{response:?}");
+        assert_ne!(response.status, 401);
+        let text = format!("{:?} {}", response.headers, response.text());
+        for leak in [url.as_str(), "127.0.0.1", token, "fake AS", "<html"] {
+            assert!(!text.contains(leak), "leaks {leak:?}: {text}");
+        }
+    };
+
+    app.fake_as.go_down();
+    check(&app.get_with_token(token).await, 503);
+    app.fake_as.come_up().await;
+    for (behaviour, status) in [
+        (
+            Behaviour::Slow(Duration::from_secs(2), Box::new(Behaviour::NoContent)),
+            504,
+        ),
+        (Behaviour::Status(500), 502),
+        (Behaviour::Status(503), 503),
+        (Behaviour::Reset, 503),
+        (Behaviour::Garbage("<html>upstream trouble</html>"), 502),
+        (Behaviour::Status(401), 502),
+    ] {
+        app.fake_as.script(token, behaviour);
+        check(&app.get_with_token(token).await, status);
+    }
+    // Recovered: the very next request succeeds.
+    app.fake_as
+        .script(token, Behaviour::Jwt(Claims::valid_for("max", 600)));
+    assert_eq!(app.get_with_token(token).await.status(), 200);
+}

@@ -10,5 +10,7 @@ mod auth_check;
 mod cache;
 mod hooks;
 mod id_extractor;
+mod observability;
+mod resilience;
 mod tls;
 mod transport;

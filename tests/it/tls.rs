@@ -77,3 +77,44 @@ fn an_unreadable_or_empty_ca_file_stops_start_up() {
         assert!(error.to_string().contains(expected), "{error}");
     }
 }
+
+fn write_pem(pem: &str) -> tempfile::NamedTempFile {
+    ca_file(pem)
+}
+
+#[tokio::test]
+async fn mutual_tls_presents_the_client_certificate() {
+    let fake_as = FakeAs::start_mtls().await;
+    let ca = ca_file(fake_as.ca_pem().unwrap());
+    let (cert_pem, key_pem) = fake_as.client_identity().unwrap();
+    let (cert, key) = (write_pem(cert_pem), write_pem(key_pem));
+    let app = spawn_app_against(fake_as, |s| {
+        s.env("INTROSPECTION_CA_FILE", ca.path().to_str().unwrap())
+            .env(
+                "INTROSPECTION_CLIENT_CERT_FILE",
+                cert.path().to_str().unwrap(),
+            )
+            .env(
+                "INTROSPECTION_CLIENT_KEY_FILE",
+                key.path().to_str().unwrap(),
+            );
+    })
+    .await;
+    app.fake_as
+        .script("mtls-token", Behaviour::Jwt(Claims::valid_for("lee", 600)));
+    assert_eq!(app.get_with_token("mtls-token").await.status(), 200);
+}
+
+#[tokio::test]
+async fn without_the_client_certificate_mutual_tls_fails_as_a_configuration_fault() {
+    let fake_as = FakeAs::start_mtls().await;
+    let ca = ca_file(fake_as.ca_pem().unwrap());
+    let app = spawn_app_against(fake_as, |s| {
+        s.env("INTROSPECTION_CA_FILE", ca.path().to_str().unwrap());
+    })
+    .await;
+    app.fake_as
+        .script("mtls-token", Behaviour::Jwt(Claims::valid_for("lee", 600)));
+    assert_eq!(app.get_with_token("mtls-token").await.status(), 502);
+    assert_eq!(app.fake_as.calls(), 0);
+}

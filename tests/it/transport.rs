@@ -144,3 +144,63 @@ async fn the_grace_period_bounds_the_drain() {
     assert_eq!(cut.status(), 503);
     assert!(cut.response().header("Retry-After").is_some());
 }
+
+#[tokio::test]
+async fn the_plugin_can_listen_on_a_unix_socket_only() {
+    use tyk_phantom_token::server::{self, ListenAddr, ServeOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("plugin.sock");
+    let fake_as = FakeAs::start().await;
+    fake_as.script("uds-token", Behaviour::Jwt(Claims::valid_for("una", 600)));
+    let env: std::collections::HashMap<String, String> = [
+        ("INTROSPECTION_URL", fake_as.url()),
+        ("INTROSPECTION_ALLOW_HTTP", "true".to_owned()),
+        ("CLIENT_ID", CLIENT_ID.to_owned()),
+        ("CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+        ("LISTEN_ADDR", format!("unix://{}", socket.display())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let config = tyk_phantom_token::config::Config::from_source(&env).unwrap();
+    assert_eq!(config.listen, ListenAddr::Unix(socket.clone()));
+    let metrics = Arc::new(tyk_phantom_token::metrics::Metrics::new());
+    let authz = Arc::new(tyk_phantom_token::authz::Authorizer::new(&config, metrics).unwrap());
+    let listener = server::bind(&config.listen).unwrap();
+    let service = tyk_phantom_token::dispatch::DispatchService::new(authz, &config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = ServeOptions {
+        max_message_bytes: config.grpc_max_message_bytes,
+        shutdown_grace: Duration::from_secs(1),
+        serving: server::Serving::default(),
+    };
+    let task = tokio::spawn(server::serve(listener, service, options, async {
+        let _ = stopped.await;
+    }));
+
+    let channel = server::connect(&config.listen)
+        .await
+        .expect("connects over the socket");
+    let gateway = Gateway::with_channel(channel, Api::default(), 4 << 20);
+    let outcome = gateway
+        .request(ClientRequest::get("/").bearer("uds-token"))
+        .await;
+    assert_eq!(outcome.status(), 200);
+    let jwt = fake_as.jwt_for("uds-token").unwrap();
+    assert_eq!(
+        outcome.upstream.unwrap().header("Authorization"),
+        Some(format!("Bearer {jwt}").as_str())
+    );
+
+    // A second instance must not steal a socket in use...
+    assert!(server::bind(&config.listen).is_err());
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    // ...and the socket file is removed on shutdown.
+    assert!(!socket.exists());
+    // A stale socket file left by a crash is replaced.
+    let stale = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    drop(stale);
+    assert!(socket.exists());
+    assert!(server::bind(&config.listen).is_ok());
+}

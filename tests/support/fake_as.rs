@@ -113,7 +113,11 @@ impl Recorded {
 
 #[derive(Default)]
 struct State {
-    script: Mutex<HashMap<String, Behaviour>>,
+    /// Per token: answers in order; the last one repeats.
+    script: Mutex<HashMap<String, Vec<Behaviour>>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    conns: Mutex<Vec<tokio::task::AbortHandle>>,
     default: Mutex<Option<Behaviour>>,
     issued: Mutex<HashMap<String, String>>,
     requests: Mutex<Vec<Recorded>>,
@@ -125,13 +129,17 @@ struct State {
 pub struct FakeAs {
     addr: SocketAddr,
     state: Arc<State>,
-    task: tokio::task::JoinHandle<()>,
+    task: Mutex<tokio::task::JoinHandle<()>>,
     tls_ca_pem: Option<String>,
+    client_identity: Option<(String, String)>,
 }
 
 impl Drop for FakeAs {
     fn drop(&mut self) {
-        self.task.abort();
+        self.task.lock().unwrap().abort();
+        for conn in self.state.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
     }
 }
 
@@ -140,26 +148,29 @@ impl FakeAs {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
-        let shared = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                tokio::spawn(serve_connection(stream, shared.clone()));
-            }
-        });
+        let task = accept_plain(listener, state.clone());
         FakeAs {
             addr,
             state,
-            task,
+            task: Mutex::new(task),
             tls_ca_pem: None,
+            client_identity: None,
         }
     }
 
     /// The same fake over TLS, with a certificate for `localhost` issued by a
     /// fresh CA whose PEM is [`FakeAs::ca_pem`].
     pub async fn start_tls() -> Self {
+        Self::start_tls_with(false).await
+    }
+
+    /// A TLS fake that also requires a client certificate from the same CA;
+    /// [`FakeAs::client_identity`] holds one.
+    pub async fn start_mtls() -> Self {
+        Self::start_tls_with(true).await
+    }
+
+    async fn start_tls_with(mutual: bool) -> Self {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -172,8 +183,27 @@ impl FakeAs {
         let server_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
         let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
 
-        let config = tokio_rustls::rustls::ServerConfig::builder()
-            .with_no_client_auth()
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let mut client_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        client_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "tyk-phantom-token test client");
+        client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = client_params.signed_by(&client_key, &issuer).unwrap();
+
+        let builder = tokio_rustls::rustls::ServerConfig::builder();
+        let builder = if mutual {
+            let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+            roots.add(ca_cert.der().clone()).unwrap();
+            let verifier =
+                tokio_rustls::rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                    .build()
+                    .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = builder
             .with_single_cert(
                 vec![server_cert.der().clone()],
                 tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(
@@ -203,9 +233,17 @@ impl FakeAs {
         FakeAs {
             addr,
             state,
-            task,
+            task: Mutex::new(task),
             tls_ca_pem: Some(ca_cert.pem()),
+            client_identity: Some((client_cert.pem(), client_key.serialize_pem())),
         }
+    }
+
+    /// PEM certificate and key of a client the TLS fake's CA issued.
+    pub fn client_identity(&self) -> Option<(&str, &str)> {
+        self.client_identity
+            .as_ref()
+            .map(|(c, k)| (c.as_str(), k.as_str()))
     }
 
     /// The introspection URL (`https://localhost:…` for a TLS fake).
@@ -224,13 +262,39 @@ impl FakeAs {
         self.tls_ca_pem.as_deref()
     }
 
+    /// Takes the server down: the port refuses connections and open ones are
+    /// closed. (Plain-HTTP fakes only.)
+    pub fn go_down(&self) {
+        self.task.lock().unwrap().abort();
+        for conn in self.state.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+
+    /// Brings it back on the same port.
+    pub async fn come_up(&self) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        *self.task.lock().unwrap() = accept_plain(listener, self.state.clone());
+    }
+
     /// Scripts the answer for one token.
     pub fn script(&self, token: &str, behaviour: Behaviour) {
+        self.script_sequence(token, vec![behaviour]);
+    }
+
+    /// Scripts successive answers for one token; the last one repeats.
+    pub fn script_sequence(&self, token: &str, behaviours: Vec<Behaviour>) {
+        assert!(!behaviours.is_empty());
         self.state
             .script
             .lock()
             .unwrap()
-            .insert(token.to_owned(), behaviour);
+            .insert(token.to_owned(), behaviours);
+    }
+
+    /// The most requests this fake has been answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// Scripts the answer for tokens without their own script (without one,
@@ -264,6 +328,26 @@ impl FakeAs {
     }
 }
 
+struct InFlightGuard<'a>(&'a AtomicUsize);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn accept_plain(listener: TcpListener, state: Arc<State>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let conn = tokio::spawn(serve_connection(stream, state.clone()));
+            state.conns.lock().unwrap().push(conn.abort_handle());
+        }
+    })
+}
+
 /// A connection the fake can reset (TCP) or at least close (TLS).
 trait Connection: AsyncRead + AsyncWrite + Unpin + Send {
     fn reset(&self);
@@ -290,13 +374,20 @@ async fn serve_connection(mut stream: impl Connection, state: Arc<State>) {
         };
         let serial = state.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let behaviour = {
-            let script = state.script.lock().unwrap();
-            script
-                .get(&request.token)
-                .cloned()
-                .or_else(|| state.default.lock().unwrap().clone())
+            let mut script = state.script.lock().unwrap();
+            let own = script.get_mut(&request.token).map(|queue| {
+                if queue.len() > 1 {
+                    queue.remove(0)
+                } else {
+                    queue[0].clone()
+                }
+            });
+            own.or_else(|| state.default.lock().unwrap().clone())
                 .unwrap_or(Behaviour::NoContent)
         };
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let _done = InFlightGuard(&state.in_flight);
         let token = request.token.clone();
         state.requests.lock().unwrap().push(request);
         let mut behaviour = behaviour;

@@ -67,6 +67,8 @@ pub struct ClientRequest {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// W3C `traceparent` Tyk's OpenTelemetry puts on the gRPC call.
+    pub traceparent: Option<String>,
 }
 
 impl ClientRequest {
@@ -76,7 +78,13 @@ impl ClientRequest {
             target: target.into(),
             headers: Vec::new(),
             body: Vec::new(),
+            traceparent: None,
         }
+    }
+
+    pub fn traceparent(mut self, value: &str) -> Self {
+        self.traceparent = Some(value.into());
+        self
     }
 
     pub fn bearer(self, token: &str) -> Self {
@@ -266,6 +274,11 @@ impl Gateway {
         let channel = Endpoint::from_shared(format!("http://{plugin}"))
             .unwrap()
             .connect_lazy();
+        Self::with_channel(channel, api, recv_max)
+    }
+
+    /// A gateway using an existing channel (e.g. to a Unix socket).
+    pub fn with_channel(channel: Channel, api: Api, recv_max: usize) -> Self {
         let client = DispatcherClient::new(channel)
             .max_decoding_message_size(recv_max)
             .max_encoding_message_size(usize::MAX);
@@ -378,7 +391,12 @@ impl Gateway {
                 self.auth_calls.fetch_add(1, Ordering::SeqCst);
                 let object =
                     self.build_object(HookType::CustomKeyCheck, &self.api.auth_check, &live, None);
-                let reply = match self.client.clone().dispatch(object).await {
+                let mut call = tonic::Request::new(object);
+                if let Some(traceparent) = &request.traceparent {
+                    call.metadata_mut()
+                        .insert("traceparent", traceparent.parse().unwrap());
+                }
+                let reply = match self.client.clone().dispatch(call).await {
                     Ok(reply) => reply.into_inner(),
                     Err(_) => {
                         outcome.client = Some(self.error(403, "Key not authorised"));

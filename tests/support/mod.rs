@@ -26,6 +26,8 @@ pub const CLIENT_SECRET: &str = "gw-secret-7f3a9c41";
 /// A running plugin with its fakes.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The admin endpoint, when the setup asked for it.
+    pub admin: Option<SocketAddr>,
     pub fake_as: FakeAs,
     pub gateway: Gateway,
     pub config: Config,
@@ -37,6 +39,8 @@ pub struct TestApp {
 pub struct Setup {
     pub env: HashMap<String, String>,
     pub api: Api,
+    /// Also serve the admin endpoint on an ephemeral loopback port.
+    pub admin: bool,
 }
 
 impl Setup {
@@ -67,11 +71,26 @@ pub async fn spawn_app_against(fake_as: FakeAs, change: impl FnOnce(&mut Setup))
             ("SHUTDOWN_GRACE_SECONDS".to_owned(), "2".to_owned()),
         ]),
         api: Api::default(),
+        admin: false,
     };
     change(&mut setup);
     let config = Config::from_source(&setup.env).expect("test configuration is valid");
     let metrics = Arc::new(tyk_phantom_token::metrics::Metrics::new());
     let authz = Arc::new(Authorizer::new(&config, metrics).expect("introspection client builds"));
+    let serving = server::Serving::default();
+    let admin_addr = if setup.admin {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(tyk_phantom_token::admin::serve(
+            listener,
+            serving.clone(),
+            authz.clone(),
+            std::future::pending(),
+        ));
+        Some(addr)
+    } else {
+        None
+    };
     let listener = server::bind(&config.listen).expect("bind loopback");
     let server::ListenAddr::Tcp(addr) = listener.local_addr().unwrap() else {
         panic!("tests listen on TCP");
@@ -81,7 +100,7 @@ pub async fn spawn_app_against(fake_as: FakeAs, change: impl FnOnce(&mut Setup))
     let options = ServeOptions {
         max_message_bytes: config.grpc_max_message_bytes,
         shutdown_grace: config.shutdown_grace,
-        serving: server::Serving::default(),
+        serving,
     };
     let task = tokio::spawn(server::serve(listener, service, options, async {
         let _ = stopped.await;
@@ -89,6 +108,7 @@ pub async fn spawn_app_against(fake_as: FakeAs, change: impl FnOnce(&mut Setup))
     let gateway = Gateway::connect(addr, setup.api).await;
     TestApp {
         addr,
+        admin: admin_addr,
         fake_as,
         gateway,
         config,
@@ -141,5 +161,28 @@ impl TestApp {
             .connect()
             .await
             .expect("plugin accepts connections")
+    }
+}
+
+impl TestApp {
+    /// GET on the admin endpoint: (status, body).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let addr = self.admin.expect("spawned with admin: true");
+        let response = reqwest::get(format!("http://{addr}{path}"))
+            .await
+            .expect("admin endpoint answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    /// One value from the admin endpoint's metrics (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.admin_get("/metrics").await;
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .map_or(0.0, |v| v.trim().parse().unwrap())
     }
 }

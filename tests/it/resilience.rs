@@ -1,0 +1,308 @@
+//! Staying correct when the AS or the load misbehaves: the in-flight bound, the
+//! breaker, the single retry, and background revalidation.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::support::fake_as::now;
+use crate::support::*;
+
+async fn concurrently(
+    app: &Arc<TestApp>,
+    tokens: Vec<String>,
+) -> Vec<(u16, Duration, Option<String>)> {
+    let mut tasks = Vec::new();
+    for token in tokens {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = app.get_with_token(&token).await;
+            let retry = outcome.response().header("Retry-After").map(str::to_owned);
+            (outcome.status(), started.elapsed(), retry)
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+#[tokio::test]
+async fn introspections_in_flight_are_bounded_and_the_excess_gets_a_fast_503() {
+    let app = Arc::new(
+        spawn_app_with(|s| {
+            s.env("MAX_INFLIGHT_INTROSPECTIONS", "2")
+                .env("INFLIGHT_WAIT_SECONDS", "0.05");
+        })
+        .await,
+    );
+    app.fake_as.script_default(Behaviour::Slow(
+        Duration::from_millis(600),
+        Box::new(Behaviour::Jwt(Claims::valid_for("ann", 600))),
+    ));
+    let results = concurrently(&app, (0..20).map(|n| format!("burst-{n}")).collect()).await;
+
+    let allowed = results.iter().filter(|r| r.0 == 200).count();
+    let shed: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    assert_eq!(allowed, 2, "{results:?}");
+    assert_eq!(shed.len(), 18, "{results:?}");
+    for (_, took, retry_after) in shed {
+        assert!(
+            *took < Duration::from_millis(400),
+            "no pile-up: shed after {took:?}"
+        );
+        assert!(retry_after.is_some());
+    }
+    assert_eq!(app.fake_as.calls(), 2);
+    assert!(app.fake_as.max_in_flight() <= 2);
+}
+
+#[tokio::test]
+async fn a_flood_of_distinct_junk_tokens_cannot_exceed_the_bound_at_the_as() {
+    let app = Arc::new(
+        spawn_app_with(|s| {
+            s.env("MAX_INFLIGHT_INTROSPECTIONS", "8")
+                .env("INFLIGHT_WAIT_SECONDS", "0.2");
+        })
+        .await,
+    );
+    app.fake_as.script_default(Behaviour::Slow(
+        Duration::from_millis(30),
+        Box::new(Behaviour::NoContent),
+    ));
+    let results = concurrently(
+        &app,
+        (0..400).map(|n| format!("junk-{n}-{}", n * 7919)).collect(),
+    )
+    .await;
+    assert!(
+        app.fake_as.max_in_flight() <= 8,
+        "{}",
+        app.fake_as.max_in_flight()
+    );
+    assert!(
+        results.iter().all(|r| r.0 == 401 || r.0 == 503),
+        "only denials"
+    );
+    assert!(
+        results.iter().filter(|r| r.0 == 401).count() > 8,
+        "the bound delays, it does not refuse all"
+    );
+    // Repeating the same junk hits the negative cache, not the AS.
+    let calls = app.fake_as.calls();
+    assert_eq!(app.get_with_token("junk-0-0").await.status(), 401);
+    assert!(app.fake_as.calls() <= calls + 1);
+}
+
+#[tokio::test]
+async fn a_down_as_trips_the_breaker_so_denials_come_back_at_once() {
+    let app = spawn_app_with(|s| {
+        s.env("TIMEOUT_SECONDS", "0.3")
+            .env("BREAKER_FAILURES", "3")
+            .env("BREAKER_OPEN_SECONDS", "1");
+    })
+    .await;
+    // Blackholed: every call waits out the budget.
+    app.fake_as.script_default(Behaviour::Slow(
+        Duration::from_secs(30),
+        Box::new(Behaviour::NoContent),
+    ));
+    for n in 0..3 {
+        let started = Instant::now();
+        assert_eq!(app.get_with_token(&format!("down-{n}")).await.status(), 504);
+        assert!(started.elapsed() >= Duration::from_millis(280));
+    }
+    for n in 3..8 {
+        let started = Instant::now();
+        let outcome = app.get_with_token(&format!("down-{n}")).await;
+        let took = started.elapsed();
+        assert_eq!(outcome.status(), 503);
+        assert!(
+            took < Duration::from_millis(100),
+            "breaker open: answered in {took:?}"
+        );
+        let retry: u64 = outcome
+            .response()
+            .header("Retry-After")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=1).contains(&retry), "Retry-After {retry}");
+    }
+    assert_eq!(app.fake_as.calls(), 3, "no calls while open");
+
+    // The AS recovers; after the open period one probe closes the breaker.
+    app.fake_as
+        .script_default(Behaviour::Jwt(Claims::valid_for("ben", 600)));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.get_with_token("after-recovery").await.status(), 200);
+    assert_eq!(app.get_with_token("after-recovery-2").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_failed_probe_keeps_the_breaker_open() {
+    let url = crate::support::fake_as::closed_port_url().await;
+    let app = spawn_app_with(|s| {
+        s.env("INTROSPECTION_URL", &url)
+            .env("BREAKER_FAILURES", "1")
+            .env("BREAKER_OPEN_SECONDS", "0.3");
+    })
+    .await;
+    assert_eq!(app.get_with_token("a").await.status(), 503);
+    let started = Instant::now();
+    assert_eq!(app.get_with_token("b").await.status(), 503);
+    assert!(started.elapsed() < Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        app.get_with_token("probe").await.status(),
+        503,
+        "the probe fails"
+    );
+    let outcome = app.get_with_token("c").await;
+    assert_eq!(outcome.status(), 503);
+    assert_eq!(outcome.response().header("Retry-After"), Some("1"));
+}
+
+#[tokio::test]
+async fn a_reset_connection_is_retried_once_within_the_budget() {
+    let app = spawn_app().await;
+    app.fake_as.script_sequence(
+        "reset-once",
+        vec![
+            Behaviour::Reset,
+            Behaviour::Jwt(Claims::valid_for("cy", 600)),
+        ],
+    );
+    assert_eq!(app.get_with_token("reset-once").await.status(), 200);
+    assert_eq!(app.fake_as.calls_for("reset-once"), 2);
+
+    app.fake_as.script_sequence(
+        "reset-twice",
+        vec![
+            Behaviour::Reset,
+            Behaviour::Reset,
+            Behaviour::Jwt(Claims::valid_for("cy", 600)),
+        ],
+    );
+    assert_eq!(
+        app.get_with_token("reset-twice").await.status(),
+        503,
+        "at most one retry"
+    );
+    assert_eq!(app.fake_as.calls_for("reset-twice"), 2);
+}
+
+#[tokio::test]
+async fn http_errors_and_timeouts_are_not_retried() {
+    let app = spawn_app_with(|s| {
+        s.env("TIMEOUT_SECONDS", "0.3");
+    })
+    .await;
+    app.fake_as.script_sequence(
+        "error-then-ok",
+        vec![
+            Behaviour::Status(500),
+            Behaviour::Jwt(Claims::valid_for("di", 600)),
+        ],
+    );
+    assert_eq!(app.get_with_token("error-then-ok").await.status(), 502);
+    assert_eq!(app.fake_as.calls_for("error-then-ok"), 1);
+    app.fake_as.script(
+        "slow",
+        Behaviour::Slow(Duration::from_secs(5), Box::new(Behaviour::NoContent)),
+    );
+    assert_eq!(app.get_with_token("slow").await.status(), 504);
+    assert_eq!(app.fake_as.calls_for("slow"), 1);
+}
+
+#[tokio::test]
+async fn revalidation_makes_a_revocation_take_effect_within_the_bound() {
+    let app = spawn_app_with(|s| {
+        s.env("REVALIDATE_AFTER_SECONDS", "1");
+    })
+    .await;
+    app.fake_as
+        .script("revocable", Behaviour::Jwt(Claims::valid_for("eli", 600)));
+    assert_eq!(app.get_with_token("revocable").await.status(), 200);
+    app.fake_as.script("revocable", Behaviour::NoContent);
+    assert_eq!(
+        app.get_with_token("revocable").await.status(),
+        200,
+        "fresh entry: no revalidation yet"
+    );
+    assert_eq!(app.fake_as.calls(), 1);
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Served from the cache while the background revalidation runs.
+    assert_eq!(app.get_with_token("revocable").await.status(), 200);
+    wait_for_calls(&app, 2).await;
+    assert_eq!(
+        app.get_with_token("revocable").await.status(),
+        401,
+        "revoked"
+    );
+    assert_eq!(app.fake_as.calls(), 2);
+}
+
+#[tokio::test]
+async fn revalidation_refreshes_the_jwt() {
+    let app = spawn_app_with(|s| {
+        s.env("REVALIDATE_AFTER_SECONDS", "1");
+    })
+    .await;
+    app.fake_as
+        .script("refreshed", Behaviour::Jwt(Claims::valid_for("fay", 600)));
+    let first = app.get_with_token("refreshed").await.upstream.unwrap();
+    let old = first.header("Authorization").unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.get_with_token("refreshed").await;
+    wait_for_calls(&app, 2).await;
+    let new = app.fake_as.jwt_for("refreshed").unwrap();
+    let later = app.get_with_token("refreshed").await.upstream.unwrap();
+    assert_eq!(
+        later.header("Authorization"),
+        Some(format!("Bearer {new}").as_str())
+    );
+    assert_ne!(later.header("Authorization"), Some(old.as_str()));
+}
+
+#[tokio::test]
+async fn an_unreachable_as_during_revalidation_keeps_serving_but_never_past_exp() {
+    let app = spawn_app_with(|s| {
+        s.env("REVALIDATE_AFTER_SECONDS", "1")
+            .env("CLOCK_SKEW_SECONDS", "0");
+    })
+    .await;
+    let mut claims = Claims::valid_for("gil", 0);
+    claims.exp = Some(now() + 3);
+    app.fake_as.script("outage", Behaviour::Jwt(claims));
+    assert_eq!(app.get_with_token("outage").await.status(), 200);
+    app.fake_as.script("outage", Behaviour::Status(503));
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.get_with_token("outage").await.status(), 200);
+    wait_for_calls(&app, 2).await;
+    assert_eq!(
+        app.get_with_token("outage").await.status(),
+        200,
+        "the failure keeps the cached JWT"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        app.get_with_token("outage").await.status(),
+        503,
+        "past exp it is asked again"
+    );
+}
+
+async fn wait_for_calls(app: &TestApp, calls: usize) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while app.fake_as.calls() < calls {
+        assert!(Instant::now() < deadline, "the background call never came");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Let the answer land in the cache.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
