@@ -9,6 +9,7 @@ mod as_faults;
 mod auth_check;
 mod cache;
 mod hooks;
+mod hostile;
 mod id_extractor;
 mod observability;
 mod resilience;
