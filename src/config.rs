@@ -489,6 +489,19 @@ impl Config {
     }
 }
 
+/// A value as shown in an error message: a URL's `user:password@` is masked,
+/// since messages reach logs.
+fn without_userinfo(raw: &str) -> String {
+    if let Some(scheme_end) = raw.find("://") {
+        let rest = &raw[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return format!("{}://***@{}", &raw[..scheme_end], &rest[at + 1..]);
+        }
+    }
+    raw.to_owned()
+}
+
 fn in_range(n: u64, min: u64, max: u64) -> Result<u64, String> {
     if (min..=max).contains(&n) {
         Ok(n)
@@ -518,7 +531,8 @@ impl Reader<'_> {
         match parse(raw.trim()) {
             Ok(v) => Some(v),
             Err(why) => {
-                self.problems.push(format!("{name}={raw:?}: {why}"));
+                self.problems
+                    .push(format!("{name}={:?}: {why}", without_userinfo(&raw)));
                 None
             }
         }

@@ -207,7 +207,12 @@ pub fn parse_config_data(text: &str, global: &IdentityRules) -> Result<ApiPolicy
             "config_data is larger than {MAX_CONFIG_DATA_BYTES} bytes"
         ));
     }
-    let data: ConfigData = serde_json::from_str(text).map_err(|e| format!("config_data: {e}"))?;
+    // An object, and only an object: serde would also read the struct from a
+    // JSON array of its fields in order, bypassing the unknown-key rule.
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| format!("config_data: {e}"))?;
+    let data: ConfigData = serde_json::from_value(serde_json::Value::Object(object))
+        .map_err(|e| format!("config_data: {e}"))?;
     let mut identity = global.clone();
     if let Some(claim) = data.session_key_claim {
         identity.session_key_claim =

@@ -462,3 +462,19 @@ fn resilience_settings_have_defaults_and_bounds() {
         .problems();
     assert_eq!(problems.len(), 3, "{problems:?}");
 }
+
+#[test]
+fn credentials_in_a_rejected_url_are_masked_in_the_message() {
+    let problems = TestEnv::minimal()
+        .with(
+            ENV_INTROSPECTION_URL,
+            "https://gateway:Pw-9f8e7d@idsvr.example.com/introspect",
+        )
+        .problems();
+    assert_eq!(problems.len(), 1);
+    assert!(!problems[0].contains("Pw-9f8e7d"), "{problems:?}");
+    assert!(
+        problems[0].contains("https://***@idsvr.example.com/introspect"),
+        "{problems:?}"
+    );
+}
