@@ -973,10 +973,10 @@ impl ConfigDataGen {
                 scopes
             }
         };
-        if let Some(aud) = &self.required_audience {
-            if aud.is_empty() || aud.chars().any(char::is_control) {
-                return None;
-            }
+        if let Some(aud) = &self.required_audience
+            && (aud.is_empty() || aud.chars().any(char::is_control))
+        {
+            return None;
         }
         Some(ApiPolicy {
             required_scopes,
