@@ -100,6 +100,24 @@ pub fn load_dotenv() -> Result<(), String> {
     }
 }
 
+/// `.env`, then the configuration from the environment. On failure the
+/// problems are printed on one line and the exit code is [`EXIT_CONFIG`].
+///
+/// Call it before any thread starts: dotenvy writes into the process
+/// environment. Variables already set in the environment win over the file.
+///
+/// # Errors
+///
+/// The exit code to end with.
+pub fn load_config() -> Result<Config, ExitCode> {
+    load_dotenv()
+        .and_then(|()| Config::from_env().map_err(|e| e.to_string()))
+        .map_err(|message| {
+            eprintln!("{message}");
+            ExitCode::from(EXIT_CONFIG)
+        })
+}
+
 fn current_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -191,16 +209,9 @@ async fn health_status(addr: &str) -> Result<String, String> {
 
 /// `check`: the configuration, then optionally one token, as the plugin sees it.
 pub fn check(args: &CheckArgs) -> ExitCode {
-    if let Err(e) = load_dotenv() {
-        eprintln!("{e}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    let config = match Config::from_env() {
+    let config = match load_config() {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     let client = match IntrospectionClient::new(&config.introspection, metrics) {

@@ -22,18 +22,10 @@ fn main() -> ExitCode {
 }
 
 fn serve() -> ExitCode {
-    // Before any thread exists: dotenvy writes into the process environment.
-    // Variables already set in the environment win over the file.
-    if let Err(e) = cli::load_dotenv() {
-        eprintln!("{e}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    let config = match Config::from_env() {
+    // Before any thread exists (see `load_config`).
+    let config = match cli::load_config() {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     if let Err(e) = telemetry::init(config.log_format, &config.log_level) {
         eprintln!("cannot start logging: {e}");
