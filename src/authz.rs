@@ -26,11 +26,13 @@ use crate::trace::TraceContext;
 /// per token so a cache hit only copies strings.
 pub struct Grant {
     /// `Bearer <JWT>`, the upstream `Authorization` value.
-    authorization: String,
+    authorization: Box<str>,
+    /// The claims every request reads ([`Claims::summary`]); the others are
+    /// read from the JWT again when an API's rules ask for them.
     pub claims: Claims,
     /// Tyk's per-token session key (`metadata["token"]` unless the API keys
     /// sessions by a claim).
-    pub session_key: String,
+    pub session_key: Box<str>,
     /// When the cache entry for this token ends, unix seconds (rounded down):
     /// Tyk's id_extractor may skip the plugin until then.
     pub cached_until: u64,
@@ -50,13 +52,19 @@ fn millis_since_start() -> u64 {
 
 const BEARER_PREFIX: &str = "Bearer ";
 
+/// Bytes a cache entry holds beyond the strings it owns: the grant itself,
+/// its `Arc`, moka's entry and the allocator's rounding. Measured with the
+/// 500 k-token benchmark (docs/performance.md), so that `CACHE_MAX_BYTES`
+/// bounds the real memory.
+const GRANT_OVERHEAD: usize = 512;
+
 impl Grant {
-    fn new(jwt: &str, claims: Claims, session_key: String, cached_until: u64) -> Self {
+    fn new(jwt: &str, claims: &Claims, session_key: String, cached_until: u64) -> Self {
         let now = millis_since_start();
         Grant {
-            authorization: format!("{BEARER_PREFIX}{jwt}"),
-            claims,
-            session_key,
+            authorization: format!("{BEARER_PREFIX}{jwt}").into_boxed_str(),
+            claims: claims.summary(),
+            session_key: session_key.into_boxed_str(),
             cached_until,
             fetched_at: now,
             next_revalidation: AtomicU64::new(0),
@@ -93,6 +101,13 @@ impl Grant {
         &self.authorization[BEARER_PREFIX.len()..]
     }
 
+    /// All the JWT's claims, read again from the JWT (it was checked when it
+    /// was cached, so this cannot fail short of memory corruption; an empty
+    /// set is the fallback).
+    pub fn full_claims(&self) -> Claims {
+        crate::jwt::parse(self.jwt()).unwrap_or_default()
+    }
+
     /// The short identifier used in log lines (the session key's first hex
     /// characters; see [`SessionKeys::log_id`]).
     pub fn log_id(&self) -> &str {
@@ -102,8 +117,10 @@ impl Grant {
 
     /// Approximate bytes held by a cache entry for this grant.
     fn weight(&self) -> u32 {
-        let bytes =
-            192 + self.authorization.len() + self.session_key.len() + self.claims.byte_len();
+        let bytes = GRANT_OVERHEAD
+            + self.authorization.len()
+            + self.session_key.len()
+            + self.claims.byte_len();
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }
@@ -289,7 +306,7 @@ impl Authorizer {
                 let ttl = self.ttl.active(active.claims.exp, active.max_age, now);
                 let grant = Grant::new(
                     &active.jwt,
-                    active.claims,
+                    &active.claims,
                     self.keys.session_key(digest),
                     (now + ttl).as_secs(),
                 );

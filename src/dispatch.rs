@@ -202,7 +202,15 @@ impl DispatchService {
     fn write_allow(&self, object: &mut Object, grant: &Grant, policy: &ApiPolicy) {
         let now = unix_now().as_secs();
         let session = &self.replies.session;
-        let claims = &grant.claims;
+        // The cached summary serves the default rules; rules naming other
+        // claims read them from the JWT again.
+        let full;
+        let claims = if policy.needs_full_claims() {
+            full = grant.full_claims();
+            &full
+        } else {
+            &grant.claims
+        };
         let rules = &policy.identity;
         let remaining = claims.exp.map_or(self.replies.default_ttl_seconds, |exp| {
             exp.saturating_sub(now)
@@ -213,7 +221,7 @@ impl DispatchService {
             .as_deref()
             .and_then(|claim| identity_value(claims, claim).map(|value| (claim, value)))
             .map_or_else(
-                || grant.session_key.clone(),
+                || grant.session_key.to_string(),
                 |(claim, value)| self.authz.session_keys().identity_key(claim, &value),
             );
         let mut metadata = Vec::with_capacity(4 + rules.metadata_claims.len());

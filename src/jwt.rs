@@ -29,14 +29,19 @@ pub enum JwtError {
 /// is used, so it must be a number if present); other claims are read on
 /// demand, and a claim of an unexpected type reads as absent rather than
 /// failing the request.
+///
+/// Kept as a short list searched linearly: JWTs carry a dozen claims or so,
+/// and a list costs far less memory per cached token than a map.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Claims {
     /// Expiry, unix seconds.
     pub exp: Option<u64>,
-    all: serde_json::Map<String, serde_json::Value>,
-    /// Size of the decoded payload, for cache accounting.
-    payload_len: usize,
+    entries: Vec<(Box<str>, serde_json::Value)>,
 }
+
+/// The claims every request may read: the cache keeps only these (see
+/// [`Claims::summary`]); rules that need others re-read the JWT.
+pub const SUMMARY_CLAIMS: &[&str] = &["sub", "client_id", "scope", "scp", "aud"];
 
 #[derive(Deserialize)]
 struct Header {
@@ -44,7 +49,11 @@ struct Header {
 }
 
 impl Claims {
-    /// Claims from a JSON object (for tests and tools).
+    /// Claims from a JSON object.
+    ///
+    /// # Errors
+    ///
+    /// When `exp` is present but not a non-negative number.
     pub fn from_map(all: serde_json::Map<String, serde_json::Value>) -> Result<Self, JwtError> {
         let exp = match all.get("exp") {
             None | Some(serde_json::Value::Null) => None,
@@ -52,24 +61,47 @@ impl Claims {
         };
         Ok(Claims {
             exp,
-            payload_len: serde_json::to_string(&all).map_or(0, |s| s.len()),
-            all,
+            entries: all
+                .into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v))
+                .collect(),
         })
     }
 
+    /// Only the [`SUMMARY_CLAIMS`] (and `exp`).
+    pub fn summary(&self) -> Claims {
+        Claims {
+            exp: self.exp,
+            entries: self
+                .entries
+                .iter()
+                .filter(|(k, _)| SUMMARY_CLAIMS.contains(&&**k))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Whether a summary answers for `name`.
+    pub fn summary_covers(name: &str) -> bool {
+        name == "exp" || SUMMARY_CLAIMS.contains(&name)
+    }
+
     pub fn get(&self, name: &str) -> Option<&serde_json::Value> {
-        self.all.get(name)
+        self.entries
+            .iter()
+            .find(|(k, _)| &**k == name)
+            .map(|(_, v)| v)
     }
 
     /// A claim that is a JSON string.
     pub fn string(&self, name: &str) -> Option<&str> {
-        self.all.get(name).and_then(serde_json::Value::as_str)
+        self.get(name).and_then(serde_json::Value::as_str)
     }
 
     /// The values of a list-like claim: a string split at spaces and commas,
     /// or the strings of an array.
     pub fn values(&self, name: &str) -> Vec<&str> {
-        match self.all.get(name) {
+        match self.get(name) {
             Some(serde_json::Value::String(s)) => {
                 s.split([' ', ',']).filter(|v| !v.is_empty()).collect()
             }
@@ -83,7 +115,7 @@ impl Claims {
     /// Granted scopes: `scope` (RFC 9068: space-separated string), or `scp`
     /// (an array, as some servers send).
     pub fn scopes(&self) -> Vec<&str> {
-        if self.all.contains_key("scope") {
+        if self.get("scope").is_some() {
             self.values("scope")
         } else {
             self.values("scp")
@@ -92,7 +124,7 @@ impl Claims {
 
     /// Audiences: `aud` as a string or an array of strings.
     pub fn audiences(&self) -> Vec<&str> {
-        match self.all.get("aud") {
+        match self.get("aud") {
             Some(serde_json::Value::String(s)) => vec![s.as_str()],
             Some(serde_json::Value::Array(items)) => {
                 items.iter().filter_map(serde_json::Value::as_str).collect()
@@ -101,9 +133,25 @@ impl Claims {
         }
     }
 
-    /// Approximate bytes held.
+    /// Approximate bytes held on the heap.
     pub fn byte_len(&self) -> usize {
-        2 * self.payload_len
+        fn value_len(v: &serde_json::Value) -> usize {
+            match v {
+                serde_json::Value::String(s) => 32 + s.len(),
+                serde_json::Value::Array(items) => 32 + items.iter().map(value_len).sum::<usize>(),
+                serde_json::Value::Object(map) => {
+                    64 + map
+                        .iter()
+                        .map(|(k, v)| 48 + k.len() + value_len(v))
+                        .sum::<usize>()
+                }
+                _ => 32,
+            }
+        }
+        self.entries
+            .iter()
+            .map(|(k, v)| 24 + k.len() + value_len(v))
+            .sum::<usize>()
     }
 }
 
@@ -135,9 +183,7 @@ pub fn parse(jwt: &str) -> Result<Claims, JwtError> {
 
     let all: serde_json::Map<String, serde_json::Value> =
         decode_json(payload).ok_or(JwtError::BadPayload)?;
-    let mut claims = Claims::from_map(all)?;
-    claims.payload_len = payload.len() * 3 / 4;
-    Ok(claims)
+    Claims::from_map(all)
 }
 
 fn is_base64url(part: &str) -> bool {
@@ -226,6 +272,23 @@ mod tests {
         assert_eq!(claims.string("client_id"), None);
         assert!(claims.audiences().is_empty());
         assert!(claims.scopes().is_empty());
+    }
+
+    #[test]
+    fn the_summary_keeps_only_what_every_request_reads() {
+        let claims = parse(&jwt(
+            RS256,
+            r#"{"exp":1900000000,"sub":"a","client_id":"c","scope":"s","aud":"x","email":"e@x","roles":["r"]}"#,
+        ))
+        .unwrap();
+        let summary = claims.summary();
+        assert_eq!(summary.exp, Some(1_900_000_000));
+        assert_eq!(summary.string("sub"), Some("a"));
+        assert_eq!(summary.scopes(), vec!["s"]);
+        assert_eq!(summary.audiences(), vec!["x"]);
+        assert_eq!(summary.get("email"), None);
+        assert!(summary.byte_len() < claims.byte_len());
+        assert!(Claims::summary_covers("sub") && !Claims::summary_covers("email"));
     }
 
     #[test]

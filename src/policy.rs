@@ -121,6 +121,16 @@ pub enum PolicyDenial {
 }
 
 impl ApiPolicy {
+    /// Whether these rules read claims beyond [`Claims::summary`], so the
+    /// JWT must be read again for them.
+    pub fn needs_full_claims(&self) -> bool {
+        let rules = &self.identity;
+        let beyond = |name: &String| !Claims::summary_covers(name);
+        rules.session_key_claim.as_ref().is_some_and(beyond)
+            || rules.policy_claim.as_ref().is_some_and(beyond)
+            || rules.metadata_claims.iter().any(|(claim, _)| beyond(claim))
+    }
+
     /// The API's checks, run on every request, cached answer or not.
     ///
     /// # Errors
