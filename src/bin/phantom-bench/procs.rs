@@ -37,7 +37,19 @@ impl Guard {
 }
 
 impl Drop for Guard {
+    /// SIGTERM first (the plugin's own shutdown path; profilers write their
+    /// output), SIGKILL after 5 s.
     fn drop(&mut self) {
+        let term = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        if term.is_ok_and(|s| s.success()) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(dir) = &self.dir {

@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// The plugin binary.
     #[arg(long, default_value = "target/release/tyk-phantom-token")]
     pub plugin: PathBuf,
+    /// The binary run as `BINARY echo-server …` for the baseline (default:
+    /// this one).
+    #[arg(long)]
+    pub echo: Option<PathBuf>,
     /// Workloads, comma-separated.
     #[arg(
         long,
@@ -53,8 +57,8 @@ pub struct RunArgs {
     /// Unmeasured seconds before each workload on each transport.
     #[arg(long, default_value_t = 2.0)]
     pub warmup: f64,
-    /// Rounds of plugin/echo alternation for the ratios.
-    #[arg(long, default_value_t = 5)]
+    /// Rounds of plugin/echo alternation for the ratios (A B, B A, …).
+    #[arg(long, default_value_t = 10)]
     pub rounds: usize,
     /// Transports to run: HTTP/2 connections, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
@@ -112,7 +116,10 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
     let workloads = args.workloads.clone();
     let wants = |w| workloads.contains(&w);
     let echo = if wants(Workload::Echo) || wants(Workload::Body1Mib) {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let exe = match &args.echo {
+            Some(path) => path.clone(),
+            None => std::env::current_exe().map_err(|e| e.to_string())?,
+        };
         Some(procs::start_echo(&exe).await?)
     } else {
         None
@@ -268,21 +275,27 @@ impl Bench {
             let setup = self.fake.calls() - calls0;
             let (mut echo_sum, mut hit_sum) = (Sum::default(), Sum::default());
             let (mut thr, mut cpu) = (Vec::new(), Vec::new());
-            for _ in 0..rounds {
-                let e = match &echo {
-                    Some((pid, cl)) => Some(
-                        self.leg(*pid, cl, leg_time, &template, &tokens, Expect::Echo)
-                            .await,
-                    ),
-                    None => None,
-                };
-                let h = match &hit {
-                    Some((pid, cl)) => Some(
-                        self.leg(*pid, cl, leg_time, &template, &tokens, Expect::Allow)
-                            .await,
-                    ),
-                    None => None,
-                };
+            for round in 0..rounds {
+                // A B, then B A: a drift of the machine's speed during a
+                // round favours neither side.
+                let (mut e, mut h) = (None, None);
+                for side in [round % 2, 1 - round % 2] {
+                    match (side, &echo, &hit) {
+                        (0, Some((pid, cl)), _) => {
+                            e = Some(
+                                self.leg(*pid, cl, leg_time, &template, &tokens, Expect::Echo)
+                                    .await,
+                            );
+                        }
+                        (1, _, Some((pid, cl))) => {
+                            h = Some(
+                                self.leg(*pid, cl, leg_time, &template, &tokens, Expect::Allow)
+                                    .await,
+                            );
+                        }
+                        _ => {}
+                    }
+                }
                 if let (Some(e), Some(h)) = (&e, &h) {
                     thr.push(h.rps() / e.rps());
                     cpu.push(h.cpu_us_per_request() / e.cpu_us_per_request());
