@@ -58,9 +58,7 @@ impl FakeAs {
             calls: AtomicU64::new(0),
             latency_us: AtomicU64::new(micros(latency)),
             jwt_ttl,
-            header: URL_SAFE_NO_PAD.encode(
-                r#"{"kid":"-1320401734","x5t":"Qx4Jm2vHcR1yUo8uM0bJgN1wXn0","alg":"RS256"}"#,
-            ),
+            header: URL_SAFE_NO_PAD.encode(r#"{"kid":"-1320401734","alg":"RS256"}"#),
             signature: URL_SAFE_NO_PAD.encode(signature),
         });
         let shared = state.clone();
@@ -146,7 +144,7 @@ fn reply(status: StatusCode, content_type: &'static str, body: String) -> Respon
     response
 }
 
-/// A JWT shaped like Curity's phantom token, about 850 bytes.
+/// A JWT shaped like Curity's phantom token, about 870 bytes.
 fn jwt(state: &State, token: &str) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     token.hash(&mut hasher);
@@ -157,10 +155,9 @@ fn jwt(state: &State, token: &str) -> String {
     let payload = format!(
         concat!(
             r#"{{"jti":"{id:016x}-6d3c-4b1a-9f2e-{id2:012x}","delegationId":"{id2:016x}-a4e1-4c59-8d63","#,
-            r#""exp":{exp},"nbf":{now},"scope":"openid profile orders:read orders:write","#,
+            r#""exp":{exp},"nbf":{now},"scope":"openid orders:read orders:write","#,
             r#""iss":"https://idsvr.example.com/oauth/v2/oauth-anonymous","sub":"user-{id:016x}","#,
-            r#""aud":"api.example.com","iat":{now},"purpose":"access_token","client_id":"web-app","#,
-            r#""tenant":"acme","email":"user-{id:016x}@example.com"}}"#
+            r#""aud":"api.example.com","iat":{now},"purpose":"access_token","client_id":"web-app"}}"#
         ),
         id = id,
         id2 = id.rotate_left(17) & 0xffff_ffff_ffff,
