@@ -113,9 +113,10 @@ pub async fn start_plugin(
     for (name, value) in extra_env {
         command.env(name, value);
     }
-    let child = command
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    let child = command.spawn().map_err(|e| {
+        let _ = std::fs::remove_dir_all(&dir);
+        format!("cannot start {}: {e}", binary.display())
+    })?;
     let mut guard = Guard {
         name: "plugin",
         child,
