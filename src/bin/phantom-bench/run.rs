@@ -1,0 +1,442 @@
+//! `phantom-bench run`: the plugin and the echo baseline as child processes,
+//! an in-process fake AS, and each workload on each transport, measured from
+//! the client (latency, throughput, errors) and from the OS (CPU time, RSS).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use crate::fake_as::FakeAs;
+use crate::load::{self, Client, Expect, Tokens};
+use crate::procs::{self, Target};
+use crate::stats::{self, Leg, Ratio, Row, RowFacts, Sum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// The baseline: hit-1's requests against the echo server.
+    #[value(name = "echo")]
+    Echo,
+    #[value(name = "hit-1")]
+    Hit1,
+    #[value(name = "hit-10k")]
+    Hit10k,
+    #[value(name = "miss")]
+    Miss,
+    #[value(name = "body-1mib")]
+    Body1Mib,
+    #[value(name = "tokens-500k")]
+    Tokens500k,
+}
+
+#[derive(Debug, Args)]
+#[command(args_override_self = true)]
+pub struct RunArgs {
+    /// The plugin binary.
+    #[arg(long, default_value = "target/release/tyk-phantom-token")]
+    pub plugin: PathBuf,
+    /// The binary run as `BINARY echo-server …` for the baseline (default:
+    /// this one).
+    #[arg(long)]
+    pub echo: Option<PathBuf>,
+    /// Workloads, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "echo,hit-1,hit-10k,miss,body-1mib,tokens-500k"
+    )]
+    pub workloads: Vec<Workload>,
+    /// Measured seconds per workload and transport (split into rounds where
+    /// a workload alternates with its echo baseline).
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Unmeasured seconds before each workload on each transport.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Rounds of plugin/echo alternation for the ratios (A B, B A, …).
+    #[arg(long, default_value_t = 10)]
+    pub rounds: usize,
+    /// Transports to run: HTTP/2 connections, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    pub connections: Vec<usize>,
+    /// Concurrent requests in all, spread over the connections.
+    #[arg(long, default_value_t = 64)]
+    pub streams: usize,
+    /// Tokens of hit-10k.
+    #[arg(long, default_value_t = 10_000)]
+    pub tokens: u64,
+    /// Tokens of tokens-500k.
+    #[arg(long, default_value_t = 500_000)]
+    pub big_tokens: u64,
+    /// Requests in flight while prefilling the cache.
+    #[arg(long, default_value_t = 256)]
+    pub prefill_concurrency: usize,
+    /// Fake AS latency for the miss workload.
+    #[arg(long, default_value_t = 5)]
+    pub miss_latency_ms: u64,
+    /// raw_body size of body-1mib.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub body_bytes: usize,
+    /// The plugin's CACHE_MAX_BYTES.
+    #[arg(long, default_value = "1GiB")]
+    pub cache_max_bytes: String,
+    /// Extra plugin environment, NAME=VALUE (repeatable).
+    #[arg(long = "plugin-env", value_parser = crate::parse_env)]
+    pub plugin_env: Vec<(String, String)>,
+    /// Write every figure to this file as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+struct Bench {
+    args: RunArgs,
+    fake: FakeAs,
+    echo: Option<Target>,
+    ticks: f64,
+    rows: Vec<Row>,
+    ratios: Vec<Ratio>,
+    extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Runs the benchmark; the returned code is non-zero when a workload had errors.
+pub async fn run(args: RunArgs) -> Result<bool, String> {
+    if !args.plugin.is_file() {
+        return Err(format!(
+            "no plugin binary at {} (build it, or pass --plugin)",
+            args.plugin.display()
+        ));
+    }
+    let fake = FakeAs::start(SocketAddr::from(([127, 0, 0, 1], 0)), Duration::ZERO, 3600)
+        .await
+        .map_err(|e| format!("fake AS: {e}"))?;
+    let workloads = args.workloads.clone();
+    let wants = |w| workloads.contains(&w);
+    let echo = if wants(Workload::Echo) || wants(Workload::Body1Mib) {
+        let exe = match &args.echo {
+            Some(path) => path.clone(),
+            None => std::env::current_exe().map_err(|e| e.to_string())?,
+        };
+        Some(procs::start_echo(&exe).await?)
+    } else {
+        None
+    };
+    let mut bench = Bench {
+        fake,
+        echo,
+        ticks: procs::clock_ticks(),
+        rows: Vec::new(),
+        ratios: Vec::new(),
+        extra: serde_json::Map::new(),
+        args,
+    };
+    if wants(Workload::Echo) || wants(Workload::Hit1) {
+        bench
+            .pair(
+                wants(Workload::Echo),
+                wants(Workload::Hit1),
+                0,
+                "hit-1",
+                "echo",
+            )
+            .await?;
+    }
+    if wants(Workload::Hit10k) {
+        bench.hit_10k().await?;
+    }
+    if wants(Workload::Miss) {
+        bench.miss().await?;
+    }
+    if wants(Workload::Body1Mib) {
+        let body = bench.args.body_bytes;
+        bench
+            .pair(true, true, body, "body-1mib", "echo-body-1mib")
+            .await?;
+    }
+    if wants(Workload::Tokens500k) {
+        bench.tokens_500k().await?;
+    }
+    bench.report()
+}
+
+impl Bench {
+    fn measured(&self) -> Duration {
+        Duration::from_secs_f64(self.args.seconds.max(0.01))
+    }
+
+    fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.args.warmup.max(0.0))
+    }
+
+    async fn plugin(&self) -> Result<Target, String> {
+        let a = &self.args;
+        procs::start_plugin(&a.plugin, self.fake.addr, &a.cache_max_bytes, &a.plugin_env).await
+    }
+
+    fn facts(
+        &self,
+        workload: &str,
+        target: &'static str,
+        c: usize,
+        pid: u32,
+        setup: u64,
+    ) -> RowFacts {
+        RowFacts {
+            workload: workload.into(),
+            target,
+            connections: c,
+            streams: self.args.streams,
+            memory: procs::memory(pid),
+            as_calls_setup: setup,
+        }
+    }
+
+    /// One measured closed-loop leg against `pid`.
+    async fn leg(
+        &self,
+        pid: u32,
+        clients: &[Client],
+        duration: Duration,
+        template: &Arc<tyk_phantom_token::pb::Object>,
+        tokens: &Arc<Tokens>,
+        expect: Expect,
+    ) -> Leg {
+        let (cpu0, calls0) = (procs::cpu_ticks(pid), self.fake.calls());
+        let phase = load::closed_loop(
+            clients,
+            self.args.streams,
+            duration,
+            template.clone(),
+            tokens.clone(),
+            expect,
+        )
+        .await;
+        let cpu = procs::cpu_ticks(pid)
+            .zip(cpu0)
+            .map_or(f64::NAN, |(b, a)| (b - a) as f64 / self.ticks);
+        Leg {
+            phase,
+            cpu_seconds: cpu,
+            as_calls: self.fake.calls() - calls0,
+        }
+    }
+
+    /// A plugin workload with one cached token, alternating with the same
+    /// requests to the echo server (A B A B…), for ratios measured back to back.
+    async fn pair(
+        &mut self,
+        with_echo: bool,
+        with_plugin: bool,
+        body: usize,
+        name: &str,
+        echo_name: &str,
+    ) -> Result<(), String> {
+        let plugin = if with_plugin {
+            Some(self.plugin().await?)
+        } else {
+            None
+        };
+        let template = Arc::new(load::template(body));
+        let tokens = Arc::new(Tokens::One(load::token("one", 0)));
+        let calls0 = self.fake.calls();
+        let mut setup_errors = (0, None);
+        if let Some(p) = &plugin {
+            setup_errors = load::prefill(&load::connect(p.addr, 1).await?, 1, "one", 1).await;
+        }
+        let rounds = self.args.rounds.max(1);
+        let leg_time = self.measured() / u32::try_from(rounds).unwrap_or(1);
+        for &c in &self.args.connections.clone() {
+            let echo = match (&self.echo, with_echo) {
+                (Some(e), true) => Some((e.pid(), load::connect(e.addr, c).await?)),
+                _ => None,
+            };
+            let hit = match &plugin {
+                Some(p) => Some((p.pid(), load::connect(p.addr, c).await?)),
+                None => None,
+            };
+            let warm = self.warmup();
+            let mut echo_warm = (0, None);
+            if let Some((pid, clients)) = &echo {
+                let leg = self
+                    .leg(*pid, clients, warm, &template, &tokens, Expect::Echo)
+                    .await;
+                echo_warm = (leg.phase.errors, leg.phase.first_error);
+            }
+            if let Some((pid, clients)) = &hit {
+                let leg = self
+                    .leg(*pid, clients, warm, &template, &tokens, Expect::Allow)
+                    .await;
+                setup_errors.0 += leg.phase.errors;
+                setup_errors.1 = setup_errors.1.take().or(leg.phase.first_error);
+            }
+            let setup = self.fake.calls() - calls0;
+            let (mut echo_sum, mut hit_sum) = (Sum::default(), Sum::default());
+            let (mut thr, mut cpu) = (Vec::new(), Vec::new());
+            for round in 0..rounds {
+                // A B, then B A: a drift of the machine's speed during a
+                // round favours neither side.
+                let (mut e, mut h) = (None, None);
+                for side in [round % 2, 1 - round % 2] {
+                    match (side, &echo, &hit) {
+                        (0, Some((pid, cl)), _) => {
+                            e = Some(
+                                self.leg(*pid, cl, leg_time, &template, &tokens, Expect::Echo)
+                                    .await,
+                            );
+                        }
+                        (1, _, Some((pid, cl))) => {
+                            h = Some(
+                                self.leg(*pid, cl, leg_time, &template, &tokens, Expect::Allow)
+                                    .await,
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                if let (Some(e), Some(h)) = (&e, &h) {
+                    thr.push(h.rps() / e.rps());
+                    cpu.push(h.cpu_us_per_request() / e.cpu_us_per_request());
+                }
+                e.iter().for_each(|e| echo_sum.add(e));
+                h.iter().for_each(|h| hit_sum.add(h));
+            }
+            if let Some((pid, _)) = &echo {
+                echo_sum.setup_errors(echo_warm.0, echo_warm.1);
+                self.rows
+                    .push(echo_sum.row(self.facts(echo_name, "echo", c, *pid, 0)));
+            }
+            if let Some((pid, _)) = &hit {
+                hit_sum.setup_errors(std::mem::take(&mut setup_errors.0), setup_errors.1.take());
+                self.rows
+                    .push(hit_sum.row(self.facts(name, "plugin", c, *pid, setup)));
+            }
+            if !thr.is_empty() {
+                self.ratios.push(Ratio {
+                    pair: format!("{name}/{echo_name}"),
+                    connections: c,
+                    streams: self.args.streams,
+                    throughput_median: stats::median(&thr),
+                    cpu_median: stats::median(&cpu),
+                    throughput_rounds: thr,
+                    cpu_rounds: cpu,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A workload on a fresh plugin, once per transport, after `setup`.
+    async fn single(
+        &mut self,
+        name: &str,
+        plugin: &Target,
+        tokens: Arc<Tokens>,
+        calls0: u64,
+        mut setup_errors: (u64, Option<String>),
+    ) -> Result<(), String> {
+        let template = Arc::new(load::template(0));
+        let mut calls0 = calls0;
+        for &c in &self.args.connections.clone() {
+            let clients = load::connect(plugin.addr, c).await?;
+            let warm = self
+                .leg(
+                    plugin.pid(),
+                    &clients,
+                    self.warmup(),
+                    &template,
+                    &tokens,
+                    Expect::Allow,
+                )
+                .await;
+            setup_errors.0 += warm.phase.errors;
+            setup_errors.1 = setup_errors.1.take().or(warm.phase.first_error);
+            let setup = self.fake.calls() - calls0;
+            let leg = self
+                .leg(
+                    plugin.pid(),
+                    &clients,
+                    self.measured(),
+                    &template,
+                    &tokens,
+                    Expect::Allow,
+                )
+                .await;
+            calls0 = self.fake.calls();
+            let mut sum = Sum::default();
+            sum.add(&leg);
+            sum.setup_errors(setup_errors.0, setup_errors.1.take());
+            setup_errors.0 = 0;
+            self.rows
+                .push(sum.row(self.facts(name, "plugin", c, plugin.pid(), setup)));
+        }
+        Ok(())
+    }
+
+    async fn hit_10k(&mut self) -> Result<(), String> {
+        let plugin = self.plugin().await?;
+        let calls0 = self.fake.calls();
+        let clients = load::connect(plugin.addr, 4).await?;
+        let errors = load::prefill(
+            &clients,
+            self.args.prefill_concurrency,
+            "rr",
+            self.args.tokens,
+        )
+        .await;
+        let tokens = Arc::new(Tokens::round_robin("rr", self.args.tokens));
+        self.single("hit-10k", &plugin, tokens, calls0, errors)
+            .await
+    }
+
+    async fn miss(&mut self) -> Result<(), String> {
+        let plugin = self.plugin().await?;
+        self.fake
+            .set_latency(Duration::from_millis(self.args.miss_latency_ms));
+        let result = self
+            .single(
+                "miss",
+                &plugin,
+                Arc::new(Tokens::fresh("miss", 0)),
+                self.fake.calls(),
+                (0, None),
+            )
+            .await;
+        self.fake.set_latency(Duration::ZERO);
+        result
+    }
+
+    async fn tokens_500k(&mut self) -> Result<(), String> {
+        let plugin = self.plugin().await?;
+        let n = self.args.big_tokens;
+        let before = procs::memory(plugin.pid()).unwrap_or_default();
+        let calls0 = self.fake.calls();
+        let cpu0 = procs::cpu_ticks(plugin.pid()).unwrap_or(0);
+        let started = Instant::now();
+        let clients = load::connect(plugin.addr, 4).await?;
+        let errors = load::prefill(&clients, self.args.prefill_concurrency, "big", n).await;
+        let took = started.elapsed().as_secs_f64();
+        let cpu = (procs::cpu_ticks(plugin.pid()).unwrap_or(0) - cpu0) as f64 / self.ticks;
+        let after = procs::memory(plugin.pid()).unwrap_or_default();
+        self.extra.insert("tokens_500k_prefill".into(), json!({
+            "tokens": n,
+            "seconds": took,
+            "tokens_per_second": n as f64 / took.max(1e-9),
+            "plugin_cpu_us_per_token": cpu * 1e6 / (n.max(1) as f64),
+            "as_calls": self.fake.calls() - calls0,
+            "errors": errors.0,
+            "rss_before_mib": stats::mib(before.0),
+            "rss_after_mib": stats::mib(after.0),
+            "rss_bytes_per_token": (after.0.saturating_sub(before.0)) as f64 / (n.max(1) as f64),
+        }));
+        let tokens = Arc::new(Tokens::Random { kind: "big", n });
+        self.single("tokens-500k", &plugin, tokens, calls0, errors)
+            .await
+    }
+
+    fn report(self) -> Result<bool, String> {
+        crate::report::finish(&self.args, self.ticks, &self.rows, &self.ratios, self.extra)
+    }
+}

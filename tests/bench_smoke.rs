@@ -1,0 +1,57 @@
+//! The benchmark tool still works: a tiny `phantom-bench run` against the
+//! plugin binary and the echo baseline, with the fake AS's counts checked.
+
+use std::process::Command;
+
+const BENCH: &str = env!("CARGO_BIN_EXE_phantom-bench");
+const PLUGIN: &str = env!("CARGO_BIN_EXE_tyk-phantom-token");
+
+#[test]
+fn a_short_run_has_no_errors_and_introspects_as_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let output = Command::new(BENCH)
+        .args(["run", "--plugin", PLUGIN, "--workloads", "echo,hit-1,miss"])
+        .args(["--seconds", "1", "--warmup", "0.2", "--rounds", "2"])
+        .args(["--connections", "1", "--streams", "8"])
+        .args(["--miss-latency-ms", "1"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["valid"], true, "{stdout}");
+    let rows = report["rows"].as_array().unwrap();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["workload"] == name)
+            .unwrap_or_else(|| panic!("no {name} row in {stdout}"))
+    };
+    for name in ["echo", "hit-1", "miss"] {
+        let r = row(name);
+        assert_eq!(r["errors"], 0, "{name}: {stdout}");
+        assert!(r["requests"].as_u64().unwrap() > 0, "{name}: {stdout}");
+    }
+    // One token: introspected once, then always served from the cache.
+    let hit = row("hit-1");
+    let calls = hit["as_calls"].as_u64().unwrap() + hit["as_calls_setup"].as_u64().unwrap();
+    assert_eq!(calls, 1, "{stdout}");
+    // Fresh tokens: one introspection per request.
+    let miss = row("miss");
+    assert_eq!(miss["as_calls"], miss["requests"], "{stdout}");
+    // The echo baseline never reaches the AS, and the ratio was measured.
+    assert_eq!(row("echo")["as_calls"], 0);
+    let ratio = &report["ratios"][0];
+    assert_eq!(ratio["pair"], "hit-1/echo");
+    assert!(
+        ratio["throughput_median"].as_f64().unwrap() > 0.0,
+        "{stdout}"
+    );
+}
