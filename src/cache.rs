@@ -149,7 +149,7 @@ impl<T: Send + Sync + 'static> TokenCache<T> {
     pub async fn get_or_fetch<E, F>(
         &self,
         key: TokenDigest,
-        fetch: F,
+        fetch: impl FnOnce() -> F,
     ) -> Result<(Arc<Cached<T>>, Lookup), Arc<E>>
     where
         E: Send + Sync + 'static,
@@ -158,6 +158,21 @@ impl<T: Send + Sync + 'static> TokenCache<T> {
         if let Some(hit) = self.inner.get(&key).await {
             return Ok((hit, Lookup::Hit));
         }
+        // The miss path (moka's initialiser and the fetch, an HTTP exchange)
+        // is a large future: boxed, so the hit path's future stays small and
+        // cheap to move.
+        Box::pin(self.fetch_into(key, fetch())).await
+    }
+
+    async fn fetch_into<E, F>(
+        &self,
+        key: TokenDigest,
+        fetch: F,
+    ) -> Result<(Arc<Cached<T>>, Lookup), Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<Cached<T>, E>>,
+    {
         let ran = std::sync::atomic::AtomicBool::new(false);
         let entry = self
             .inner
@@ -318,7 +333,7 @@ mod tests {
             let (cache, fetches) = (cache.clone(), fetches.clone());
             tasks.push(tokio::spawn(async move {
                 cache
-                    .get_or_fetch::<(), _>(digest(1), async {
+                    .get_or_fetch::<(), _>(digest(1), || async {
                         fetches.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         Ok(value(Duration::from_secs(60), 100))
@@ -337,16 +352,18 @@ mod tests {
     async fn errors_reach_waiters_but_are_not_stored() {
         let cache = TokenCache::<u32>::new(1 << 20, None, |_| {});
         let failed = cache
-            .get_or_fetch(digest(2), async { Err::<Cached<u32>, _>("down") })
+            .get_or_fetch(digest(2), || async { Err::<Cached<u32>, _>("down") })
             .await;
         assert_eq!(failed.map(|_| ()), Err(Arc::new("down")));
         let (_, how) = cache
-            .get_or_fetch::<&str, _>(digest(2), async { Ok(value(Duration::from_secs(60), 1)) })
+            .get_or_fetch::<&str, _>(digest(2), || async {
+                Ok(value(Duration::from_secs(60), 1))
+            })
             .await
             .unwrap();
         assert_eq!(how, Lookup::Fetched);
         let (_, how) = cache
-            .get_or_fetch::<&str, _>(digest(2), async { Err("not called") })
+            .get_or_fetch::<&str, _>(digest(2), || async { Err("not called") })
             .await
             .unwrap();
         assert_eq!(how, Lookup::Hit);
@@ -356,7 +373,9 @@ mod tests {
     async fn entries_expire_after_their_own_ttl() {
         let cache = TokenCache::<u32>::new(1 << 20, None, |_| {});
         cache
-            .get_or_fetch::<(), _>(digest(3), async { Ok(value(Duration::from_millis(80), 1)) })
+            .get_or_fetch::<(), _>(digest(3), || async {
+                Ok(value(Duration::from_millis(80), 1))
+            })
             .await
             .unwrap();
         assert!(cache.peek(&digest(3)).await.is_some());
@@ -369,7 +388,7 @@ mod tests {
         let cache = TokenCache::<u32>::new(64 * 1024, None, |_| {});
         for n in 0..=255u8 {
             cache
-                .get_or_fetch::<(), _>(digest(n), async {
+                .get_or_fetch::<(), _>(digest(n), || async {
                     Ok(value(Duration::from_secs(60), 1024))
                 })
                 .await
@@ -390,7 +409,9 @@ mod tests {
         let cache = TokenCache::<u32>::new(1 << 20, Some(10), |_| {});
         for n in 0..100u8 {
             cache
-                .get_or_fetch::<(), _>(digest(n), async { Ok(value(Duration::from_secs(60), 10)) })
+                .get_or_fetch::<(), _>(digest(n), || async {
+                    Ok(value(Duration::from_secs(60), 10))
+                })
                 .await
                 .unwrap();
         }

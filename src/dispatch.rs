@@ -73,28 +73,28 @@ impl DispatchService {
 
     /// Runs one `Dispatch` call on `object` (also used by tests and tools that
     /// skip the transport). `trace` is the call's W3C trace context, if any.
-    pub async fn handle(&self, mut object: Object, trace: Option<TraceContext>) -> Object {
+    pub async fn handle(&self, object: &mut Object, trace: Option<&TraceContext>) {
         let hook = HookType::try_from(object.hook_type).unwrap_or(HookType::Unknown);
         let span = info_span!(
             "dispatch",
             hook.r#type = hook.as_str_name(),
             hook.name = %object.hook_name,
             api.id = object.spec.get("APIID").map_or("", String::as_str),
-            trace.id = trace.as_ref().map_or("", TraceContext::trace_id),
+            trace.id = trace.map_or("", TraceContext::trace_id),
         );
-        let trace = trace.as_ref();
         async {
             let decided = match hook {
                 // Whatever the hook's name: Tyk's default manifest calls it
                 // PhantomAuthCheck, and an empty name is also sent (§2.6).
                 HookType::CustomKeyCheck => {
                     self.stop
-                        .run_until_cancelled(self.auth_check(&mut object, trace))
+                        .run_until_cancelled(self.auth_check(object, trace))
                         .await
                 }
                 HookType::PostKeyAuth if object.hook_name == INJECT_JWT_HOOK => {
+                    // Rare, and as large as the auth check: boxed.
                     self.stop
-                        .run_until_cancelled(self.inject_jwt(&mut object, trace))
+                        .run_until_cancelled(Box::pin(self.inject_jwt(object, trace)))
                         .await
                 }
                 _ => {
@@ -104,16 +104,11 @@ impl DispatchService {
             };
             if decided.is_none() {
                 let denial = Denial::ShuttingDown;
-                self.write_deny(
-                    &mut object,
-                    &Verdict::without_token(denial.clone()),
-                    &denial,
-                );
+                self.write_deny(object, &Verdict::without_token(denial.clone()), &denial);
             }
         }
         .instrument(span)
         .await;
-        object
     }
 
     /// The API's settings from `spec["config_data"]`, parsed once per text.
@@ -451,7 +446,7 @@ impl crate::server::Drain for DispatchService {
 #[tonic::async_trait]
 impl Dispatcher for DispatchService {
     async fn dispatch(&self, request: Request<Object>) -> Result<Response<Object>, Status> {
-        let metadata = request.metadata();
+        let (metadata, _, mut object) = request.into_parts();
         let trace = metadata
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
@@ -459,9 +454,10 @@ impl Dispatcher for DispatchService {
                 let state = metadata.get("tracestate").and_then(|v| v.to_str().ok());
                 TraceContext::parse(parent, state)
             });
-        Ok(Response::new(
-            self.handle(request.into_inner(), trace).await,
-        ))
+        drop(metadata);
+        // The object stays in this frame; the hook works on it in place.
+        self.handle(&mut object, trace.as_ref()).await;
+        Ok(Response::new(object))
     }
 
     async fn dispatch_event(
