@@ -388,11 +388,6 @@ impl Authorizer {
 }
 
 impl Verdict {
-    /// A denial that concerns no particular token.
-    pub fn without_token(denial: Denial) -> Self {
-        Verdict::denied(None, denial)
-    }
-
     fn denied(digest: Option<TokenDigest>, denial: Denial) -> Self {
         Verdict {
             digest,

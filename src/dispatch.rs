@@ -11,13 +11,13 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::authz::{Authorizer, Denial, Grant, InvalidToken, Verdict};
+use crate::authz::{Authorizer, Denial, Grant, InvalidToken};
 use crate::cache::{Lookup, unix_now};
 use crate::config::{ChallengeConfig, Config, SessionConfig};
 use crate::introspect::IntrospectError;
 use crate::metrics::Decision;
 use crate::policy::{ApiPolicies, ApiPolicy, META_JWT, PolicyDenial, is_safe_meta_value};
-use crate::token::extract_bearer;
+use crate::token::{TokenDigest, extract_bearer};
 use crate::trace::TraceContext;
 use crate::tyk::pb::dispatcher_server::Dispatcher;
 use crate::tyk::pb::{Event, EventReply, HookType, Object, SessionState};
@@ -104,7 +104,7 @@ impl DispatchService {
             };
             if decided.is_none() {
                 let denial = Denial::ShuttingDown;
-                self.write_deny(object, &Verdict::without_token(denial.clone()), &denial);
+                self.write_deny(object, None, &denial);
             }
         }
         .instrument(span)
@@ -128,7 +128,7 @@ impl DispatchService {
         let policy = match self.api_policy(object) {
             Ok(policy) => policy,
             Err(denial) => {
-                return self.write_deny(object, &Verdict::without_token(denial.clone()), &denial);
+                return self.write_deny(object, None, &denial);
             }
         };
         let mut verdict = self.authz.authorize(authorization(object), trace).await;
@@ -154,7 +154,7 @@ impl DispatchService {
                 );
                 self.write_allow(object, grant, &policy);
             }
-            Err(denial) => self.write_deny(object, &verdict, denial),
+            Err(denial) => self.write_deny(object, verdict.digest, denial),
         }
     }
 
@@ -190,7 +190,7 @@ impl DispatchService {
         let verdict = self.authz.authorize(header, trace).await;
         match &verdict.result {
             Ok(grant) => set_authorization(object, grant.authorization().to_owned()),
-            Err(denial) => self.write_deny(object, &verdict, denial),
+            Err(denial) => self.write_deny(object, verdict.digest, denial),
         }
     }
 
@@ -264,11 +264,11 @@ impl DispatchService {
         );
     }
 
-    fn write_deny(&self, object: &mut Object, verdict: &Verdict, denial: &Denial) {
+    /// `digest` identifies the token (or malformed header) in the log line.
+    fn write_deny(&self, object: &mut Object, digest: Option<TokenDigest>, denial: &Denial) {
         let (deny, decision) = rescue(denial, &self.replies);
         self.authz.metrics().decision(decision);
-        let token_id = verdict
-            .digest
+        let token_id = digest
             .map(|d| self.authz.session_keys().log_id(&d))
             .unwrap_or_default();
         match denial {
