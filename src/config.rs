@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::policy::{self, IdentityRules};
-use crate::server::ListenAddr;
 
 pub const ENV_INTROSPECTION_URL: &str = "INTROSPECTION_URL";
 pub const ENV_CLIENT_ID: &str = "CLIENT_ID";
@@ -704,3 +703,20 @@ fn all_interfaces(port: u16) -> SocketAddr {
 
 #[cfg(test)]
 mod tests;
+
+/// Where the plugin listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    /// A Unix socket path (Tyk: `coprocess_grpc_server: unix:///path`).
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix://{}", path.display()),
+        }
+    }
+}

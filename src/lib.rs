@@ -9,6 +9,7 @@
 //!
 //! # Layout
 //!
+//! - [`app`]: the composition root: configuration in, bound service out.
 //! - [`config`]: environment variables, validated all at once.
 //! - [`token`]: bearer-token extraction and the digests that stand in for it.
 //! - [`jwt`]: checking the AS's answer is a compact JWS; reading claims.
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod app;
 pub mod authz;
 pub mod breaker;
 pub mod bundle;

@@ -4,7 +4,6 @@
 //! Tyk reaches the plugin over TCP (`tcp://host:port`) or a Unix socket
 //! (`unix:///path`); the socket keeps the plugin off the network entirely.
 
-use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -20,27 +19,11 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
+pub use crate::config::ListenAddr;
 use crate::tyk::pb::dispatcher_server::{Dispatcher, DispatcherServer};
 
 /// Name under which the health service reports the dispatcher.
 pub const DISPATCHER_SERVICE: &str = "coprocess.Dispatcher";
-
-/// Where the plugin listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddr {
-    Tcp(SocketAddr),
-    /// A Unix socket path (Tyk: `coprocess_grpc_server: unix:///path`).
-    Unix(PathBuf),
-}
-
-impl fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
-            ListenAddr::Unix(path) => write!(f, "unix://{}", path.display()),
-        }
-    }
-}
 
 /// A bound listener.
 pub enum Listener {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::server::ListenAddr;
+use crate::config::ListenAddr;
 
 /// A non-negative whole number of seconds.
 pub fn seconds(raw: &str) -> Result<u64, String> {

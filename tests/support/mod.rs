@@ -7,15 +7,12 @@ pub mod fake_tyk;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tyk_phantom_token::authz::Authorizer;
-use tyk_phantom_token::config::Config;
-use tyk_phantom_token::dispatch::DispatchService;
-use tyk_phantom_token::server::{self, ServeOptions};
+use tyk_phantom_token::app::App;
+use tyk_phantom_token::config::{Config, ListenAddr};
 
 pub use fake_as::{Behaviour, Claims, FakeAs};
 pub use fake_tyk::{Api, ClientRequest, Gateway, Outcome};
@@ -74,35 +71,17 @@ pub async fn spawn_app_against(fake_as: FakeAs, change: impl FnOnce(&mut Setup))
         admin: false,
     };
     change(&mut setup);
+    if setup.admin {
+        setup.env("ADMIN_ADDR", "127.0.0.1:0");
+    }
     let config = Config::from_source(&setup.env).expect("test configuration is valid");
-    let metrics = Arc::new(tyk_phantom_token::metrics::Metrics::new());
-    let authz = Arc::new(Authorizer::new(&config, metrics).expect("introspection client builds"));
-    let serving = server::Serving::default();
-    let admin_addr = if setup.admin {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(tyk_phantom_token::admin::serve(
-            listener,
-            serving.clone(),
-            authz.clone(),
-            std::future::pending(),
-        ));
-        Some(addr)
-    } else {
-        None
-    };
-    let listener = server::bind(&config.listen).expect("bind loopback");
-    let server::ListenAddr::Tcp(addr) = listener.local_addr().unwrap() else {
+    let app = App::bind(&config).await.expect("the plugin starts");
+    let ListenAddr::Tcp(addr) = *app.grpc_addr() else {
         panic!("tests listen on TCP");
     };
-    let service = DispatchService::new(authz, &config);
+    let admin_addr = app.admin_addr();
     let (stop, stopped) = oneshot::channel::<()>();
-    let options = ServeOptions {
-        max_message_bytes: config.grpc_max_message_bytes,
-        shutdown_grace: config.shutdown_grace,
-        serving,
-    };
-    let task = tokio::spawn(server::serve(listener, service, options, async {
+    let task = tokio::spawn(app.run(async {
         let _ = stopped.await;
     }));
     let gateway = Gateway::connect(addr, setup.api).await;

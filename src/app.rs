@@ -1,0 +1,181 @@
+//! The composition root: from a validated [`Config`] to the running service.
+//!
+//! The binary and the end-to-end tests both start the plugin through [`App`],
+//! so what the tests exercise is wired exactly as what ships: one metrics
+//! registry, one authorizer shared by the gRPC service and the admin endpoint,
+//! and the serve options taken from the configuration.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::admin;
+use crate::authz::Authorizer;
+use crate::config::{Config, ListenAddr};
+use crate::dispatch::DispatchService;
+use crate::introspect::ClientBuildError;
+use crate::metrics::Metrics;
+use crate::server::{self, Listener, ServeOptions, Serving};
+
+/// Why the service could not start. The binary turns each into an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration parsed, but a part of it cannot be used (CA file,
+    /// client certificate, TLS set-up).
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ClientBuildError),
+    /// The gRPC address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: ListenAddr,
+        source: std::io::Error,
+    },
+    /// The admin address cannot be bound.
+    #[error("cannot listen for the admin endpoint on {addr}: {source}")]
+    Admin {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl StartError {
+    /// The process exit code: `EX_CONFIG` (78) for configuration that cannot
+    /// be used, 1 otherwise.
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        match self {
+            StartError::Config(_) => std::process::ExitCode::from(crate::cli::EXIT_CONFIG),
+            StartError::Listen { .. } | StartError::Admin { .. } => std::process::ExitCode::FAILURE,
+        }
+    }
+}
+
+/// The plugin, bound and ready to serve.
+pub struct App {
+    listener: Listener,
+    grpc_addr: ListenAddr,
+    /// The AS's host, for the start-up log line.
+    introspection_host: String,
+    admin: Option<(TcpListener, SocketAddr)>,
+    authz: Arc<Authorizer>,
+    service: DispatchService,
+    options: ServeOptions,
+}
+
+impl App {
+    /// Builds every part from `config` and binds the gRPC address and, when
+    /// configured, the admin address (port 0 binds an ephemeral port; the
+    /// bound addresses are reported by [`App::grpc_addr`] and
+    /// [`App::admin_addr`]).
+    ///
+    /// # Errors
+    ///
+    /// When a part cannot be built or an address cannot be bound.
+    pub async fn bind(config: &Config) -> Result<App, StartError> {
+        for name in &config.ignored {
+            info!(variable = name, "Accepted for compatibility; has no effect");
+        }
+        let metrics = Arc::new(Metrics::new());
+        let authz = Arc::new(Authorizer::new(config, metrics)?);
+        let listener = server::bind(&config.listen).map_err(|source| StartError::Listen {
+            addr: config.listen.clone(),
+            source,
+        })?;
+        let grpc_addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| config.listen.clone());
+        let admin = match config.admin {
+            Some(addr) => {
+                let admin_listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Admin { addr, source })?;
+                let bound = admin_listener.local_addr().unwrap_or(addr);
+                Some((admin_listener, bound))
+            }
+            None => None,
+        };
+        let service = DispatchService::new(authz.clone(), config);
+        let options = ServeOptions {
+            max_message_bytes: config.grpc_max_message_bytes,
+            shutdown_grace: config.shutdown_grace,
+            serving: Serving::default(),
+        };
+        Ok(App {
+            listener,
+            grpc_addr,
+            introspection_host: config
+                .introspection
+                .url
+                .host_str()
+                .unwrap_or_default()
+                .to_owned(),
+            admin,
+            authz,
+            service,
+            options,
+        })
+    }
+
+    /// The gRPC address actually bound.
+    pub fn grpc_addr(&self) -> &ListenAddr {
+        &self.grpc_addr
+    }
+
+    /// The admin address actually bound, when there is an admin endpoint.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// The decision core the service uses (for tools and tests that inspect
+    /// its cache or metrics).
+    pub fn authorizer(&self) -> &Arc<Authorizer> {
+        &self.authz
+    }
+
+    /// Serves until `shutdown` resolves, then drains (see [`server::serve`]).
+    /// The admin endpoint answers "not ready" during the drain and stops
+    /// after it.
+    ///
+    /// # Errors
+    ///
+    /// When the gRPC server fails.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), tonic::transport::Error> {
+        let App {
+            listener,
+            grpc_addr,
+            introspection_host,
+            admin,
+            authz,
+            service,
+            options,
+        } = self;
+        info!(
+            addr = %grpc_addr,
+            introspection.host = %introspection_host,
+            "Listening for Tyk"
+        );
+        let admin_done = CancellationToken::new();
+        let admin_task = admin.map(|(admin_listener, addr)| {
+            info!(addr = %addr, "Admin endpoint listening");
+            let done = admin_done.clone();
+            tokio::spawn(admin::serve(
+                admin_listener,
+                options.serving.clone(),
+                authz,
+                async move { done.cancelled().await },
+            ))
+        });
+        let result = server::serve(listener, service, options, shutdown).await;
+        admin_done.cancel();
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
+        result
+    }
+}
