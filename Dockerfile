@@ -16,12 +16,17 @@ WORKDIR /build
 
 # Dependencies first, in a layer of their own: with only the manifests, the
 # build script and the protos, an empty crate compiles every dependency, and the
-# layer stays cached until Cargo.toml, Cargo.lock, build.rs or proto/ change.
+# layer stays cached until a manifest, Cargo.lock, build.rs or proto/ change.
+# The workspace's other member, the benchmark tool, is never built here: its
+# manifest (which Cargo.lock matches) and an empty main.rs only let the
+# workspace load.
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY bench/Cargo.toml bench/
 COPY proto/ proto/
-RUN mkdir src \
+RUN mkdir src bench/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
+ && echo 'fn main() {}' > bench/src/main.rs \
  && cargo build --release --locked --bin tyk-phantom-token \
  && rm -rf src
 

@@ -74,7 +74,19 @@ def as_list(value):
 # --- Dockerfile and .dockerignore ------------------------------------------------
 
 
-def check_dockerfile():
+def workspace_members():
+    """The `members` of the root Cargo.toml's [workspace] table: cargo loads
+    each one's manifest before it builds anything, the plugin alone included."""
+    text = (ROOT / "Cargo.toml").read_text(encoding="utf-8")
+    table = re.search(r"^\[workspace\][ \t]*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    listed = table and re.search(r"^members\s*=\s*\[(.*?)\]", table.group(1), re.M | re.S)
+    if not listed:
+        fail("Cargo.toml", "no [workspace] members list")
+        return []
+    return re.findall(r'"([^"]+)"', listed.group(1))
+
+
+def check_dockerfile(members):
     where = "Dockerfile"
     lines = [
         line.strip()
@@ -93,6 +105,10 @@ def check_dockerfile():
         fail(where, f'HEALTHCHECK is not CMD ["{BINARY}", "health"] (exec form)')
     if not any(op == "ENTRYPOINT" and f'["{BINARY}"]' == arg for op, arg in instr):
         fail(where, f'ENTRYPOINT is not ["{BINARY}"]')
+    copied = [arg.split() for op, arg in instr if op == "COPY"]
+    for member in members:
+        if not any(f"{member}/Cargo.toml" in sources for sources in copied):
+            fail(where, f"does not COPY {member}/Cargo.toml: the workspace cannot load without it")
     builds = [arg for op, arg in instr if op == "RUN" and "cargo build" in arg]
     if not builds or not all("--locked" in arg and "--release" in arg for arg in builds):
         fail(where, "every cargo build must use --release --locked")
@@ -119,7 +135,7 @@ def dockerignore_excludes(patterns, path):
     return excluded
 
 
-def check_dockerignore():
+def check_dockerignore(members):
     where = ".dockerignore"
     patterns = [
         line.strip()
@@ -127,11 +143,11 @@ def check_dockerignore():
         if line.strip() and not line.startswith("#")
     ]
     for path in (".env", "src/.env", "target/release/x", ".git/config", "tests/it/main.rs",
-                 "bundles/phantom-bundle-v1.zip"):
+                 "bundles/phantom-bundle-v1.zip", "bench/src/main.rs"):
         if not dockerignore_excludes(patterns, path):
             fail(where, f"{path} would be sent to the Docker build")
     for path in ("Cargo.toml", "Cargo.lock", "build.rs", "proto/coprocess_object.proto",
-                 "src/main.rs", "src/lib.rs"):
+                 "src/main.rs", "src/lib.rs", *(f"{m}/Cargo.toml" for m in members)):
         if dockerignore_excludes(patterns, path):
             fail(where, f"{path} is needed by the build but left out")
 
@@ -364,8 +380,9 @@ def check_bundles():
 
 
 def main():
-    check_dockerfile()
-    check_dockerignore()
+    members = workspace_members()
+    check_dockerfile(members)
+    check_dockerignore(members)
     conf = load_json("examples/demo/tyk.conf")
     services = check_compose(load_yaml("docker-compose.yml"), load_yaml("docker-compose.external.yml"), conf)
     check_tyk_conf(conf, services)

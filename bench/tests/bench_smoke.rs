@@ -1,17 +1,61 @@
 //! The benchmark tool still works: a tiny `phantom-bench run` against the
 //! plugin binary and the echo baseline, with the fake AS's counts checked.
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_phantom-bench");
-const PLUGIN: &str = env!("CARGO_BIN_EXE_tyk-phantom-token");
+
+/// The plugin binary, built in this test's profile by the cargo running the
+/// test. Cargo gives a test the paths of its own package's binaries only; and
+/// building here (a no-op when it is fresh) means the run never meets a
+/// missing binary on a clean clone, nor a stale one after the plugin changed.
+/// The path is the one cargo reports, so `CARGO_TARGET_DIR` and
+/// `--target-dir` need no special case.
+fn plugin_binary() -> PathBuf {
+    // The bench's binary sits in target/<profile directory>/.
+    let profile = match Path::new(BENCH)
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|name| name.to_str())
+    {
+        Some("debug") => "dev",
+        Some(name) => name,
+        None => panic!("no profile directory above {BENCH}"),
+    };
+    let output = Command::new(env!("CARGO"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .args(["build", "--locked", "--profile", profile])
+        .args([
+            "--package",
+            "tyk-phantom-token",
+            "--bin",
+            "tyk-phantom-token",
+        ])
+        .arg("--message-format=json-render-diagnostics")
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "cargo build of the plugin failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| {
+            m["reason"] == "compiler-artifact" && m["target"]["name"] == "tyk-phantom-token"
+        })
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo reported no tyk-phantom-token executable")
+}
 
 #[test]
 fn a_short_run_has_no_errors_and_introspects_as_expected() {
+    let plugin = plugin_binary();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let output = Command::new(BENCH)
-        .args(["run", "--plugin", PLUGIN, "--workloads", "echo,hit-1,miss"])
+        .args(["run", "--workloads", "echo,hit-1,miss"])
+        .arg("--plugin")
+        .arg(&plugin)
         .args(["--seconds", "1", "--warmup", "0.2", "--rounds", "2"])
         .args(["--connections", "1", "--streams", "8"])
         .args(["--miss-latency-ms", "1"])

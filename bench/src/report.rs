@@ -3,7 +3,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::procs;
-use crate::run::RunArgs;
+use crate::run_args::RunArgs;
 use crate::stats::{Ratio, Row};
 
 /// Prints the table and the ratios, writes the JSON file; `true` when every

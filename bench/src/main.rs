@@ -18,6 +18,7 @@ mod load;
 mod procs;
 mod report;
 mod run;
+mod run_args;
 mod soak;
 mod stats;
 
@@ -47,7 +48,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Benchmark the plugin against the echo baseline.
-    Run(run::RunArgs),
+    Run(run_args::RunArgs),
     /// Drive the plugin at a set rate with token churn, watching RSS.
     Soak(soak::SoakArgs),
     /// Serve a coprocess.Dispatcher that returns every object unchanged.
