@@ -247,7 +247,8 @@ impl DispatchService {
             ),
             // With an id_extractor, Tyk answers from its own cache until then
             // without calling the plugin; never past our cache entry, which
-            // itself ends before the token's expiry.
+            // itself ends before the token's expiry, nor past the time the
+            // answer is due for revalidation.
             id_extractor_deadline: saturating_i64(grant.cached_until),
             apply_policies: rules.policies(claims),
             last_updated: now.to_string(),
