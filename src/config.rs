@@ -277,6 +277,10 @@ pub struct SessionConfig {
     pub lifetime_grace_seconds: u64,
     /// Key of the HMAC that turns a token digest into Tyk's session key.
     pub key_secret: Secret,
+    /// `SESSION_KEY_SECRET` is not set, so `key_secret` is the client
+    /// secret: the authorization server, and anything that sees the
+    /// introspection requests, knows it. Warned about at start-up.
+    pub key_secret_is_client_secret: bool,
 }
 
 /// Reads a listen address as `LISTEN_ADDR` does (`host:port` or
@@ -642,10 +646,9 @@ impl Reader<'_> {
         let grace = self
             .optional(ENV_SESSION_LIFETIME_GRACE_SECONDS, parse::seconds)
             .unwrap_or(DEFAULT_SESSION_LIFETIME_GRACE_SECONDS);
-        let key_secret = self
-            .raw(ENV_SESSION_KEY_SECRET)
-            .map(Secret::new)
-            .or(client_secret);
+        let own_key_secret = self.raw(ENV_SESSION_KEY_SECRET).map(Secret::new);
+        let key_secret_is_client_secret = own_key_secret.is_none();
+        let key_secret = own_key_secret.or(client_secret);
 
         if rate.is_some_and(|r| r > 0.0) && per.is_none_or(|p| p <= 0.0) {
             self.problems.push(format!(
@@ -667,6 +670,7 @@ impl Reader<'_> {
             quota_renewal_seconds: renewal.unwrap_or(0),
             lifetime_grace_seconds: grace,
             key_secret: key_secret?,
+            key_secret_is_client_secret,
         })
     }
 }

@@ -54,6 +54,12 @@ async fn run(config: Config) -> ExitCode {
     for name in &config.ignored {
         tracing::info!(variable = name, "Accepted for compatibility; has no effect");
     }
+    if config.session.key_secret_is_client_secret {
+        tracing::warn!(
+            "SESSION_KEY_SECRET is not set: Tyk session keys are derived from the client secret, \
+             which the authorization server and anything on the way to it see; set a separate secret"
+        );
+    }
     let metrics = Arc::new(Metrics::new());
     let authz = match Authorizer::new(&config, metrics) {
         Ok(authz) => Arc::new(authz),

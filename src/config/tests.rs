@@ -478,3 +478,16 @@ fn credentials_in_a_rejected_url_are_masked_in_the_message() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn session_keys_from_the_client_secret_are_flagged() {
+    let shared = TestEnv::minimal().parse().unwrap();
+    assert!(shared.session.key_secret_is_client_secret);
+    assert_eq!(shared.session.key_secret.expose(), "s3cr3t-value");
+    let own = TestEnv::minimal()
+        .with(ENV_SESSION_KEY_SECRET, "separate-key")
+        .parse()
+        .unwrap();
+    assert!(!own.session.key_secret_is_client_secret);
+    assert_eq!(own.session.key_secret.expose(), "separate-key");
+}
