@@ -4,13 +4,17 @@
 //! Identity rules have a global default from the environment; an API's
 //! `config_data` overrides them key by key and adds the API's own checks
 //! (required scopes and audience). Each distinct `config_data` text is parsed
-//! once and remembered, so a request pays a map lookup, not a JSON parse. An
-//! invalid `config_data` denies every request of that API and is logged once.
+//! once and remembered by its digest, so a request pays a hash and a lookup,
+//! not a JSON parse. An invalid `config_data` denies every request of that API
+//! and is logged once.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use moka::policy::EvictionPolicy;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::jwt::Claims;
 
@@ -24,8 +28,9 @@ const RESERVED_META_KEYS: &[&str] = &["token", META_JWT];
 /// Largest `config_data` accepted (Tyk sends it with every request).
 pub const MAX_CONFIG_DATA_BYTES: usize = 64 * 1024;
 
-/// Distinct `config_data` texts remembered; past this the memory starts over.
-const MAX_REMEMBERED_CONFIGS: usize = 1024;
+/// Distinct `config_data` texts remembered; past this the least recently
+/// used is forgotten (and parsed again if it comes back).
+const MAX_REMEMBERED_CONFIGS: u64 = 1024;
 
 /// How the Tyk session of an allowed request is built from the JWT's claims.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -206,6 +211,10 @@ fn split_list(s: &str) -> Vec<String> {
         .collect()
 }
 
+fn oversized_message() -> String {
+    format!("config_data is larger than {MAX_CONFIG_DATA_BYTES} bytes")
+}
+
 /// Parses an API's `config_data` over the global identity rules.
 ///
 /// # Errors
@@ -213,9 +222,7 @@ fn split_list(s: &str) -> Vec<String> {
 /// A message naming the offending key, for the log.
 pub fn parse_config_data(text: &str, global: &IdentityRules) -> Result<ApiPolicy, String> {
     if text.len() > MAX_CONFIG_DATA_BYTES {
-        return Err(format!(
-            "config_data is larger than {MAX_CONFIG_DATA_BYTES} bytes"
-        ));
+        return Err(oversized_message());
     }
     // An object, and only an object: serde would also read the struct from a
     // JSON array of its fields in order, bypassing the unknown-key rule.
@@ -370,10 +377,22 @@ pub mod env {
 /// An API's parsed settings, or why its `config_data` is invalid.
 type Parsed = Result<Arc<ApiPolicy>, Arc<str>>;
 
-/// The parsed settings of every API seen, by `config_data` text.
+/// Seconds between two log lines about oversized `config_data` (such a text
+/// is not remembered, so without this it would be logged on every request).
+const OVERSIZED_LOG_INTERVAL_SECONDS: u64 = 60;
+
+/// The parsed settings of the APIs seen, by SHA-256 of their `config_data`.
+///
+/// The size limit is checked before anything else, so an oversized text (Tyk
+/// may send up to the gRPC message limit) is never hashed nor stored. The
+/// memory is an LRU of [`MAX_REMEMBERED_CONFIGS`] digests: the configs in use
+/// stay parsed however many others pass through.
 pub struct ApiPolicies {
     default: Arc<ApiPolicy>,
-    parsed: RwLock<HashMap<Box<str>, Parsed>>,
+    parsed: moka::sync::Cache<[u8; 32], Parsed>,
+    oversized: Arc<str>,
+    /// When an oversized `config_data` was last reported, unix seconds.
+    oversized_reported: AtomicU64,
 }
 
 impl ApiPolicies {
@@ -383,12 +402,24 @@ impl ApiPolicies {
                 identity: global,
                 ..ApiPolicy::default()
             }),
-            parsed: RwLock::new(HashMap::new()),
+            parsed: moka::sync::Cache::builder()
+                .max_capacity(MAX_REMEMBERED_CONFIGS)
+                .eviction_policy(EvictionPolicy::lru())
+                .build(),
+            oversized: Arc::from(oversized_message()),
+            oversized_reported: AtomicU64::new(0),
         }
     }
 
+    /// How many parsed `config_data` texts are remembered.
+    pub fn remembered(&self) -> u64 {
+        self.parsed.run_pending_tasks();
+        self.parsed.entry_count()
+    }
+
     /// The settings for an API with this `config_data` (absent: the global
-    /// defaults). `on_invalid` runs once per distinct invalid text, for the log.
+    /// defaults). `on_invalid` runs once per distinct invalid text while it is
+    /// remembered (an oversized text: at most once a minute), for the log.
     ///
     /// # Errors
     ///
@@ -397,22 +428,34 @@ impl ApiPolicies {
         let Some(text) = config_data.filter(|t| !t.is_empty()) else {
             return Ok(self.default.clone());
         };
-        if let Some(found) = self.parsed.read().ok().and_then(|m| m.get(text).cloned()) {
-            return found;
+        if text.len() > MAX_CONFIG_DATA_BYTES {
+            self.report_oversized(on_invalid);
+            return Err(self.oversized.clone());
         }
-        let result = parse_config_data(text, &self.default.identity)
-            .map(Arc::new)
-            .map_err(Arc::<str>::from);
-        if let Err(e) = &result {
-            on_invalid(e);
-        }
-        if let Ok(mut map) = self.parsed.write() {
-            if map.len() >= MAX_REMEMBERED_CONFIGS {
-                map.clear();
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        self.parsed.get_with(digest, || {
+            let result = parse_config_data(text, &self.default.identity)
+                .map(Arc::new)
+                .map_err(Arc::<str>::from);
+            if let Err(e) = &result {
+                on_invalid(e);
             }
-            map.insert(text.into(), result.clone());
+            result
+        })
+    }
+
+    fn report_oversized(&self, on_invalid: impl FnOnce(&str)) {
+        let now = crate::cache::unix_now().as_secs();
+        let last = self.oversized_reported.load(Ordering::Relaxed);
+        let due = last == 0 || now >= last.saturating_add(OVERSIZED_LOG_INTERVAL_SECONDS);
+        if due
+            && self
+                .oversized_reported
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            on_invalid(&self.oversized);
         }
-        result
     }
 }
 

@@ -212,3 +212,36 @@ fn each_distinct_config_is_parsed_once_and_invalid_ones_logged_once() {
     let default = policies.resolve(None, |_| panic!("no config")).unwrap();
     assert!(default.required_scopes.is_empty());
 }
+
+#[test]
+fn oversized_config_data_is_refused_without_being_stored() {
+    let policies = ApiPolicies::new(IdentityRules::default());
+    let huge = format!(
+        r#"{{"required_audience":"{}"}}"#,
+        "a".repeat(MAX_CONFIG_DATA_BYTES)
+    );
+    for _ in 0..3 {
+        let refused = policies.resolve(Some(&huge), |_| {}).unwrap_err();
+        assert!(refused.contains("larger than"), "{refused}");
+    }
+    assert_eq!(policies.remembered(), 0, "the oversized text is not kept");
+}
+
+#[test]
+fn configs_in_use_are_not_parsed_again_however_many_others_come() {
+    let policies = ApiPolicies::new(IdentityRules::default());
+    let hot = r#"{"required_scopes":"orders:read"}"#;
+    let first = policies.resolve(Some(hot), |_| panic!("valid")).unwrap();
+    for n in 0..3000 {
+        let text = format!(r#"{{"required_audience":"api-{n}"}}"#);
+        policies.resolve(Some(&text), |_| panic!("valid")).unwrap();
+        if n % 16 == 0 {
+            let again = policies.resolve(Some(hot), |_| panic!("valid")).unwrap();
+            assert!(
+                Arc::ptr_eq(&first, &again),
+                "parsed again after {n} other configs"
+            );
+        }
+    }
+    assert!(policies.remembered() <= 1024, "{}", policies.remembered());
+}
