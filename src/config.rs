@@ -58,6 +58,7 @@ pub const ENV_POLICY_MAP: &str = "POLICY_MAP";
 pub const ENV_APPLY_POLICIES: &str = "APPLY_POLICIES";
 pub const ENV_METADATA_CLAIMS: &str = "METADATA_CLAIMS";
 pub const ENV_JWT_IN_METADATA: &str = "JWT_IN_METADATA";
+pub const ENV_COMMA_SEPARATED_CLAIMS: &str = "COMMA_SEPARATED_CLAIMS";
 pub const ENV_LOG_FORMAT: &str = "LOG_FORMAT";
 pub const ENV_LOG_LEVEL: &str = "LOG_LEVEL";
 
@@ -104,6 +105,7 @@ pub const ALL_VARIABLES: &[&str] = &[
     ENV_APPLY_POLICIES,
     ENV_METADATA_CLAIMS,
     ENV_JWT_IN_METADATA,
+    ENV_COMMA_SEPARATED_CLAIMS,
     ENV_GRPC_MAX_MESSAGE_BYTES,
     ENV_SHUTDOWN_GRACE_SECONDS,
     ENV_LOG_FORMAT,
@@ -692,6 +694,9 @@ impl Reader<'_> {
             jwt_in_metadata: self
                 .optional(ENV_JWT_IN_METADATA, parse::boolean)
                 .unwrap_or(false),
+            comma_separated_claims: self
+                .optional(ENV_COMMA_SEPARATED_CLAIMS, policy::env::claim_names)
+                .unwrap_or_default(),
         };
         if rules.policy_map.is_some() && rules.policy_claim.is_none() {
             self.problems

@@ -49,6 +49,11 @@ pub struct IdentityRules {
     /// Put the JWT in session metadata (`phantom_jwt`), for Tyk's id_extractor
     /// mode where `$tyk_meta` header injection forwards it.
     pub jwt_in_metadata: bool,
+    /// Claims whose string values are comma-separated lists. Every other
+    /// string claim read as a list is split at spaces only: RFC 6749 §3.3
+    /// scope tokens may contain commas, so splitting `scope` at them would
+    /// turn one granted scope into others.
+    pub comma_separated_claims: Vec<String>,
 }
 
 impl IdentityRules {
@@ -65,7 +70,7 @@ impl IdentityRules {
             add(id);
         }
         if let Some(claim) = &self.policy_claim {
-            for value in claims.values(claim) {
+            for value in claims.values(claim, self.splits_commas(claim)) {
                 match &self.policy_map {
                     Some(map) => map.get(value).into_iter().flatten().for_each(|id| add(id)),
                     None if is_policy_id(value) => add(value),
@@ -74,6 +79,16 @@ impl IdentityRules {
             }
         }
         out
+    }
+
+    /// Whether `claim`'s string values are split at commas as well as spaces.
+    pub fn splits_commas(&self, claim: &str) -> bool {
+        self.comma_separated_claims.iter().any(|c| c == claim)
+    }
+
+    /// The scopes these claims grant (see [`Claims::scopes`]).
+    pub fn granted_scopes<'c>(&self, claims: &'c Claims) -> Vec<&'c str> {
+        claims.scopes(|name| self.splits_commas(name))
     }
 
     /// The `(metadata key, value)` pairs for the configured claims. Strings are
@@ -148,7 +163,7 @@ impl ApiPolicy {
             return Err(PolicyDenial::WrongAudience);
         }
         if !self.required_scopes.is_empty() {
-            let granted = claims.scopes();
+            let granted = self.identity.granted_scopes(claims);
             if !self
                 .required_scopes
                 .iter()
@@ -176,6 +191,7 @@ struct ConfigData {
     apply_policies: Option<OneOrMany>,
     metadata_claims: Option<MetadataClaims>,
     jwt_in_metadata: Option<bool>,
+    comma_separated_claims: Option<OneOrMany>,
 }
 
 #[derive(Deserialize)]
@@ -257,12 +273,25 @@ pub fn parse_config_data(text: &str, global: &IdentityRules) -> Result<ApiPolicy
     if let Some(on) = data.jwt_in_metadata {
         identity.jwt_in_metadata = on;
     }
+    if let Some(claims) = data.comma_separated_claims {
+        identity.comma_separated_claims = check_claim_names(claims.into_vec())
+            .map_err(|e| format!("comma_separated_claims: {e}"))?;
+    }
     if identity.policy_map.is_some() && identity.policy_claim.is_none() {
         return Err("policy_map needs policy_claim".to_owned());
     }
     let required_scopes = match data.required_scopes {
         Some(scopes) => {
-            check_scopes(scopes.into_vec()).map_err(|e| format!("required_scopes: {e}"))?
+            let scopes = match scopes {
+                // RFC 6749 §3.3: scope tokens are separated by spaces only.
+                OneOrMany::One(s) => s
+                    .split(' ')
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                OneOrMany::Many(v) => v,
+            };
+            check_scopes(scopes).map_err(|e| format!("required_scopes: {e}"))?
         }
         None => Vec::new(),
     };
@@ -330,8 +359,24 @@ fn check_metadata_claims(pairs: Vec<(String, String)>) -> Result<Vec<(String, St
     Ok(pairs)
 }
 
-/// RFC 6750 §3: scope tokens are `%x21 / %x23-5B / %x5D-7E`.
+/// Claim names, none empty.
+fn check_claim_names(names: Vec<String>) -> Result<Vec<String>, String> {
+    for name in &names {
+        optional_claim(name)?.ok_or("a claim name is empty")?;
+    }
+    Ok(names)
+}
+
+/// RFC 6750 §3: scope tokens are `%x21 / %x23-5B / %x5D-7E`. A comma is
+/// allowed there, but one in a requirement is almost certainly a list
+/// written the wrong way, so it is refused. An empty requirement would
+/// switch the check off: leave the key out for that.
 fn check_scopes(scopes: Vec<String>) -> Result<Vec<String>, String> {
+    if scopes.is_empty() {
+        return Err(
+            "expected at least one scope (leave required_scopes out for no scope check)".to_owned(),
+        );
+    }
     for scope in &scopes {
         let valid = !scope.is_empty()
             && scope
@@ -339,6 +384,11 @@ fn check_scopes(scopes: Vec<String>) -> Result<Vec<String>, String> {
                 .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
         if !valid {
             return Err(format!("{scope:?} is not a valid scope"));
+        }
+        if scope.contains(',') {
+            return Err(format!(
+                "{scope:?} contains a comma; list scopes as a JSON array or separated by spaces"
+            ));
         }
     }
     Ok(scopes)
@@ -359,6 +409,12 @@ pub mod env {
     /// `APPLY_POLICIES`: IDs separated by commas or spaces.
     pub fn policy_ids(raw: &str) -> Result<Vec<String>, String> {
         check_policy_ids(split_list(raw))
+    }
+
+    /// A list of claim names separated by commas or spaces
+    /// (`COMMA_SEPARATED_CLAIMS`, `ANALYTICS_TAG_CLAIMS`).
+    pub fn claim_names(raw: &str) -> Result<Vec<String>, String> {
+        check_claim_names(split_list(raw))
     }
 
     /// `METADATA_CLAIMS`: `claim` or `claim:key`, separated by commas or spaces.

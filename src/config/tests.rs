@@ -393,6 +393,13 @@ fn global_identity_rules_are_read_and_checked() {
     assert_eq!(rules.metadata_claims.len(), 2);
     assert!(rules.jwt_in_metadata);
 
+    let config = TestEnv::minimal()
+        .with(ENV_COMMA_SEPARATED_CLAIMS, "roles, groups")
+        .parse()
+        .unwrap();
+    let rules = &config.identity;
+    assert_eq!(rules.comma_separated_claims, vec!["roles", "groups"]);
+
     let problems = TestEnv::minimal()
         .with(ENV_POLICY_MAP, r#"{"a":"p"}"#)
         .with(ENV_JWT_IN_METADATA, "perhaps")

@@ -38,9 +38,9 @@ fn required_scopes_are_all_required() {
 }
 
 #[test]
-fn no_required_scopes_means_no_scope_check() {
-    let policy = parse(r#"{"required_scopes":[]}"#).unwrap();
-    assert_eq!(policy.check(&claims(r#"{}"#)), Ok(()));
+fn no_required_scopes_key_means_no_scope_check() {
+    let policy = parse(r#"{"required_audience":"orders-api"}"#).unwrap();
+    assert_eq!(policy.check(&claims(r#"{"aud":"orders-api"}"#)), Ok(()));
 }
 
 #[test]
@@ -214,6 +214,55 @@ fn each_distinct_config_is_parsed_once_and_invalid_ones_logged_once() {
 }
 
 #[test]
+fn a_comma_inside_a_granted_scope_does_not_split_it() {
+    let policy = parse(r#"{"required_scopes":["orders:admin"]}"#).unwrap();
+    assert_eq!(
+        policy.check(&claims(r#"{"scope":"orders:x,orders:admin"}"#)),
+        Err(PolicyDenial::InsufficientScope("orders:admin".into()))
+    );
+    assert_eq!(
+        policy.check(&claims(r#"{"scope":"openid orders:admin"}"#)),
+        Ok(())
+    );
+}
+
+#[test]
+fn required_scopes_with_commas_or_blanks_are_refused() {
+    for text in [
+        r#"{"required_scopes":["orders:read,orders:write"]}"#,
+        r#"{"required_scopes":"orders:read,orders:write"}"#,
+        r#"{"required_scopes":"orders:read, orders:write"}"#,
+        r#"{"required_scopes":["orders:read orders:write"]}"#,
+    ] {
+        let err = parse(text).unwrap_err();
+        assert!(err.contains("required_scopes"), "{text}: {err}");
+    }
+}
+
+#[test]
+fn an_empty_scope_requirement_is_refused() {
+    for text in [
+        r#"{"required_scopes":""}"#,
+        r#"{"required_scopes":" "}"#,
+        r#"{"required_scopes":[]}"#,
+    ] {
+        let err = parse(text).unwrap_err();
+        assert!(err.contains("required_scopes"), "{text}: {err}");
+    }
+}
+
+#[test]
+fn one_claim_value_with_a_comma_names_one_policy() {
+    let policy = parse(r#"{"policy_claim":"roles"}"#).unwrap();
+    assert_eq!(
+        policy
+            .identity
+            .policies(&claims(r#"{"roles":"gold,silver bronze"}"#)),
+        vec!["gold,silver", "bronze"]
+    );
+}
+
+#[test]
 fn oversized_config_data_is_refused_without_being_stored() {
     let policies = ApiPolicies::new(IdentityRules::default());
     let huge = format!(
@@ -244,4 +293,34 @@ fn configs_in_use_are_not_parsed_again_however_many_others_come() {
         }
     }
     assert!(policies.remembered() <= 1024, "{}", policies.remembered());
+}
+
+#[test]
+fn claims_named_comma_separated_are_split_at_commas_too() {
+    let policy = parse(
+        r#"{"policy_claim":"roles","comma_separated_claims":["roles","scope"],"required_scopes":"orders:admin"}"#,
+    )
+    .unwrap();
+    let c = claims(r#"{"roles":"gold,silver bronze","scope":"orders:x,orders:admin"}"#);
+    assert_eq!(
+        policy.identity.policies(&c),
+        vec!["gold", "silver", "bronze"]
+    );
+    assert_eq!(
+        policy.check(&c),
+        Ok(()),
+        "the operator said scope uses commas"
+    );
+    let from_string = parse(r#"{"comma_separated_claims":"roles, groups"}"#).unwrap();
+    assert_eq!(
+        from_string.identity.comma_separated_claims,
+        vec!["roles", "groups"]
+    );
+    for bad in [
+        r#"{"comma_separated_claims":["two words"]}"#,
+        r#"{"comma_separated_claims":[""]}"#,
+        r#"{"comma_separated_claims":42}"#,
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
 }

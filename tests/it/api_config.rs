@@ -286,3 +286,26 @@ async fn chosen_claims_reach_metadata_and_upstream_headers_via_tyk_meta() {
     );
     assert!(!session.metadata.contains_key("phantom_jwt"));
 }
+
+#[tokio::test]
+async fn a_comma_inside_a_granted_scope_is_part_of_that_scope() {
+    let app = spawn_app().await;
+    app.fake_as.script(
+        "comma-scope",
+        Behaviour::Jwt(claims(
+            "jo",
+            serde_json::json!({ "scope": "openid orders:x,orders:admin" }),
+        )),
+    );
+    let admin = gateway_with(
+        &app,
+        "admin-api",
+        serde_json::json!({ "required_scopes": ["orders:admin"] }),
+    )
+    .await;
+    let outcome = admin
+        .request(ClientRequest::get("/").bearer("comma-scope"))
+        .await;
+    assert_eq!(outcome.status(), 403, "{:?}", outcome.client);
+    assert_eq!(outcome.response().body, template_body("Insufficient scope"));
+}
