@@ -59,6 +59,8 @@ pub const ENV_APPLY_POLICIES: &str = "APPLY_POLICIES";
 pub const ENV_METADATA_CLAIMS: &str = "METADATA_CLAIMS";
 pub const ENV_JWT_IN_METADATA: &str = "JWT_IN_METADATA";
 pub const ENV_COMMA_SEPARATED_CLAIMS: &str = "COMMA_SEPARATED_CLAIMS";
+pub const ENV_ANALYTICS_ALIAS_CLAIM: &str = "ANALYTICS_ALIAS_CLAIM";
+pub const ENV_ANALYTICS_TAG_CLAIMS: &str = "ANALYTICS_TAG_CLAIMS";
 pub const ENV_LOG_FORMAT: &str = "LOG_FORMAT";
 pub const ENV_LOG_LEVEL: &str = "LOG_LEVEL";
 
@@ -106,6 +108,8 @@ pub const ALL_VARIABLES: &[&str] = &[
     ENV_METADATA_CLAIMS,
     ENV_JWT_IN_METADATA,
     ENV_COMMA_SEPARATED_CLAIMS,
+    ENV_ANALYTICS_ALIAS_CLAIM,
+    ENV_ANALYTICS_TAG_CLAIMS,
     ENV_GRPC_MAX_MESSAGE_BYTES,
     ENV_SHUTDOWN_GRACE_SECONDS,
     ENV_LOG_FORMAT,
@@ -696,6 +700,10 @@ impl Reader<'_> {
                 .unwrap_or(false),
             comma_separated_claims: self
                 .optional(ENV_COMMA_SEPARATED_CLAIMS, policy::env::claim_names)
+                .unwrap_or_default(),
+            analytics_alias_claim: self.optional(ENV_ANALYTICS_ALIAS_CLAIM, claim).flatten(),
+            analytics_tag_claims: self
+                .optional(ENV_ANALYTICS_TAG_CLAIMS, policy::env::claim_names)
                 .unwrap_or_default(),
         };
         if rules.policy_map.is_some() && rules.policy_claim.is_none() {

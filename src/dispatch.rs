@@ -16,7 +16,9 @@ use crate::cache::{Lookup, unix_now};
 use crate::config::{ChallengeConfig, Config, SessionConfig};
 use crate::introspect::IntrospectError;
 use crate::metrics::Decision;
-use crate::policy::{ApiPolicies, ApiPolicy, META_JWT, PolicyDenial, is_safe_meta_value};
+use crate::policy::{
+    ApiPolicies, ApiPolicy, META_JWT, PolicyDenial, identity_value, is_safe_meta_value,
+};
 use crate::token::{TokenDigest, extract_bearer};
 use crate::trace::TraceContext;
 use crate::tyk::pb::dispatcher_server::Dispatcher;
@@ -251,6 +253,10 @@ impl DispatchService {
             // answer is due for revalidation.
             id_extractor_deadline: saturating_i64(grant.cached_until),
             apply_policies: rules.policies(claims),
+            // Tyk's analytics records carry these: without them a record
+            // names only a hashed key.
+            alias: rules.alias(claims),
+            tags: rules.tags(claims),
             last_updated: now.to_string(),
             ..Default::default()
         };
@@ -295,15 +301,6 @@ impl DispatchService {
             }
         }
         tyk::deny(object, &deny);
-    }
-}
-
-/// The value identifying the caller: a string claim, or a number's digits.
-fn identity_value(claims: &crate::jwt::Claims, claim: &str) -> Option<String> {
-    match claims.get(claim)? {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
     }
 }
 

@@ -32,6 +32,9 @@ pub const MAX_CONFIG_DATA_BYTES: usize = 64 * 1024;
 /// used is forgotten (and parsed again if it comes back).
 const MAX_REMEMBERED_CONFIGS: u64 = 1024;
 
+/// Analytics tags a session carries at most (a claim may be a long list).
+pub const MAX_ANALYTICS_TAGS: usize = 32;
+
 /// How the Tyk session of an allowed request is built from the JWT's claims.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdentityRules {
@@ -54,6 +57,12 @@ pub struct IdentityRules {
     /// scope tokens may contain commas, so splitting `scope` at them would
     /// turn one granted scope into others.
     pub comma_separated_claims: Vec<String>,
+    /// Claim naming the identity in Tyk's analytics (the session's `alias`).
+    /// `None`: the session-key claim when one is set and present, else `sub`.
+    pub analytics_alias_claim: Option<String>,
+    /// Claims whose values become the session's analytics tags
+    /// (`claim:value`).
+    pub analytics_tag_claims: Vec<String>,
 }
 
 impl IdentityRules {
@@ -91,6 +100,56 @@ impl IdentityRules {
         claims.scopes(|name| self.splits_commas(name))
     }
 
+    /// The claim naming the identity in analytics.
+    fn alias_claim<'a>(&'a self, claims: &Claims) -> &'a str {
+        match (&self.analytics_alias_claim, &self.session_key_claim) {
+            (Some(claim), _) => claim,
+            (None, Some(claim)) if identity_value(claims, claim).is_some() => claim,
+            _ => "sub",
+        }
+    }
+
+    /// The session's analytics `alias`: the identity, so that Tyk's analytics
+    /// records can be read per caller instead of per hashed key. Empty when
+    /// the claim is missing or unsafe.
+    pub fn alias(&self, claims: &Claims) -> String {
+        identity_value(claims, self.alias_claim(claims))
+            .filter(|v| is_safe_meta_value(v))
+            .unwrap_or_default()
+    }
+
+    /// The session's analytics tags: `claim:value` for each configured
+    /// claim (one per string of a list; numbers and booleans as text), in
+    /// order, without duplicates or unsafe values, at most
+    /// [`MAX_ANALYTICS_TAGS`].
+    pub fn tags(&self, claims: &Claims) -> Vec<String> {
+        let mut tags: Vec<String> = Vec::new();
+        for claim in &self.analytics_tag_claims {
+            let values: Vec<String> = match claims.get(claim) {
+                Some(serde_json::Value::String(s)) => vec![s.clone()],
+                Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
+                    vec![v.to_string()]
+                }
+                Some(serde_json::Value::Array(items)) => items
+                    .iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for value in values {
+                if tags.len() >= MAX_ANALYTICS_TAGS {
+                    return tags;
+                }
+                let tag = format!("{claim}:{value}");
+                if !value.is_empty() && is_safe_meta_value(&tag) && !tags.contains(&tag) {
+                    tags.push(tag);
+                }
+            }
+        }
+        tags
+    }
+
     /// The `(metadata key, value)` pairs for the configured claims. Strings are
     /// copied, numbers and booleans written as JSON, lists of strings joined by
     /// spaces; other types and unsafe values are left out.
@@ -111,6 +170,16 @@ impl IdentityRules {
             };
             is_safe_meta_value(&value).then_some((key.as_str(), value))
         })
+    }
+}
+
+/// The value identifying the caller by `claim`: a non-empty string, or a
+/// number's digits.
+pub fn identity_value(claims: &Claims, claim: &str) -> Option<String> {
+    match claims.get(claim)? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -149,6 +218,8 @@ impl ApiPolicy {
         rules.session_key_claim.as_ref().is_some_and(beyond)
             || rules.policy_claim.as_ref().is_some_and(beyond)
             || rules.metadata_claims.iter().any(|(claim, _)| beyond(claim))
+            || rules.analytics_alias_claim.as_ref().is_some_and(beyond)
+            || rules.analytics_tag_claims.iter().any(beyond)
     }
 
     /// The API's checks, run on every request, cached answer or not.

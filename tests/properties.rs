@@ -1042,6 +1042,8 @@ fn global_rules() -> impl Strategy<Value = IdentityRules> {
                 metadata_claims: vec![("sub".into(), "sub".into())],
                 jwt_in_metadata: jwt,
                 comma_separated_claims: policy_claim.into_iter().map(str::to_owned).collect(),
+                analytics_alias_claim: None,
+                analytics_tag_claims: Vec::new(),
             },
         )
 }

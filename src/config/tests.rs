@@ -395,10 +395,19 @@ fn global_identity_rules_are_read_and_checked() {
 
     let config = TestEnv::minimal()
         .with(ENV_COMMA_SEPARATED_CLAIMS, "roles, groups")
+        .with(ENV_ANALYTICS_ALIAS_CLAIM, "email")
+        .with(ENV_ANALYTICS_TAG_CLAIMS, "tenant tier")
         .parse()
         .unwrap();
     let rules = &config.identity;
     assert_eq!(rules.comma_separated_claims, vec!["roles", "groups"]);
+    assert_eq!(rules.analytics_alias_claim.as_deref(), Some("email"));
+    assert_eq!(rules.analytics_tag_claims, vec!["tenant", "tier"]);
+    let problems = TestEnv::minimal()
+        .with(ENV_ANALYTICS_ALIAS_CLAIM, "two words")
+        .with(ENV_ANALYTICS_TAG_CLAIMS, "ok\u{1}")
+        .problems();
+    assert_eq!(problems.len(), 2, "{problems:?}");
 
     let problems = TestEnv::minimal()
         .with(ENV_POLICY_MAP, r#"{"a":"p"}"#)

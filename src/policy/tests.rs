@@ -324,3 +324,54 @@ fn claims_named_comma_separated_are_split_at_commas_too() {
         assert!(parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn the_analytics_alias_is_the_identity() {
+    let c = claims(r#"{"sub":"alice","email":"a@example.com","client_id":"web","n":42}"#);
+    let mut rules = IdentityRules::default();
+    assert_eq!(rules.alias(&c), "alice", "sub by default");
+    rules.session_key_claim = Some("email".into());
+    assert_eq!(rules.alias(&c), "a@example.com", "the session-key claim");
+    rules.session_key_claim = Some("missing".into());
+    assert_eq!(rules.alias(&c), "alice", "sub when the key claim is absent");
+    rules.analytics_alias_claim = Some("n".into());
+    assert_eq!(rules.alias(&c), "42", "the chosen claim wins");
+    rules.analytics_alias_claim = Some("missing".into());
+    assert_eq!(rules.alias(&c), "");
+    let unsafe_sub = claims(r#"{"sub":"line\nbreak"}"#);
+    assert_eq!(IdentityRules::default().alias(&unsafe_sub), "");
+}
+
+#[test]
+fn analytics_tags_come_from_the_chosen_claims_safely() {
+    let rules = IdentityRules {
+        analytics_tag_claims: vec![
+            "tenant".into(),
+            "groups".into(),
+            "tier".into(),
+            "bad".into(),
+        ],
+        ..IdentityRules::default()
+    };
+    let c =
+        claims(r#"{"tenant":"acme","groups":["ops","dev","ops",""],"tier":2,"bad":"a\u0000b"}"#);
+    assert_eq!(
+        rules.tags(&c),
+        vec!["tenant:acme", "groups:ops", "groups:dev", "tier:2"]
+    );
+    let many: Vec<String> = (0..100).map(|n| format!("g{n}")).collect();
+    let c = claims(&serde_json::json!({ "groups": many }).to_string());
+    assert_eq!(rules.tags(&c).len(), MAX_ANALYTICS_TAGS);
+    assert!(IdentityRules::default().tags(&c).is_empty());
+}
+
+#[test]
+fn rules_naming_claims_outside_the_summary_read_the_whole_jwt() {
+    let mut policy = ApiPolicy::default();
+    assert!(!policy.needs_full_claims());
+    policy.identity.analytics_tag_claims = vec!["tenant".into()];
+    assert!(policy.needs_full_claims());
+    policy.identity.analytics_tag_claims = vec!["sub".into()];
+    policy.identity.analytics_alias_claim = Some("email".into());
+    assert!(policy.needs_full_claims());
+}
