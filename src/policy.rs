@@ -32,6 +32,10 @@ pub const MAX_CONFIG_DATA_BYTES: usize = 64 * 1024;
 /// used is forgotten (and parsed again if it comes back).
 const MAX_REMEMBERED_CONFIGS: u64 = 1024;
 
+/// The version of an API that is not versioned, as Tyk names it; used when
+/// `config_data` lists no `api_versions`.
+pub const DEFAULT_API_VERSION: &str = "Default";
+
 /// Analytics tags a session carries at most (a claim may be a long list).
 pub const MAX_ANALYTICS_TAGS: usize = 32;
 
@@ -196,6 +200,9 @@ pub struct ApiPolicy {
     pub required_scopes: Vec<String>,
     /// The token's `aud` must contain this.
     pub required_audience: Option<String>,
+    /// Versions of this API the session may use (Tyk checks them for a
+    /// versioned API). `None`: [`DEFAULT_API_VERSION`].
+    pub api_versions: Option<Vec<String>>,
     pub identity: IdentityRules,
 }
 
@@ -220,6 +227,13 @@ impl ApiPolicy {
             || rules.metadata_claims.iter().any(|(claim, _)| beyond(claim))
             || rules.analytics_alias_claim.as_ref().is_some_and(beyond)
             || rules.analytics_tag_claims.iter().any(beyond)
+    }
+
+    /// The API versions the session's access rights name.
+    pub fn api_versions(&self) -> Vec<String> {
+        self.api_versions
+            .clone()
+            .unwrap_or_else(|| vec![DEFAULT_API_VERSION.to_owned()])
     }
 
     /// The API's checks, run on every request, cached answer or not.
@@ -263,6 +277,7 @@ struct ConfigData {
     metadata_claims: Option<MetadataClaims>,
     jwt_in_metadata: Option<bool>,
     comma_separated_claims: Option<OneOrMany>,
+    api_versions: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -366,6 +381,10 @@ pub fn parse_config_data(text: &str, global: &IdentityRules) -> Result<ApiPolicy
         }
         None => Vec::new(),
     };
+    let api_versions = match data.api_versions {
+        Some(versions) => Some(check_versions(versions).map_err(|e| format!("api_versions: {e}"))?),
+        None => None,
+    };
     let required_audience = match data.required_audience {
         Some(aud) if aud.is_empty() || aud.chars().any(char::is_control) => {
             return Err("required_audience: expected a non-empty string".to_owned());
@@ -375,6 +394,7 @@ pub fn parse_config_data(text: &str, global: &IdentityRules) -> Result<ApiPolicy
     Ok(ApiPolicy {
         required_scopes,
         required_audience,
+        api_versions,
         identity,
     })
 }
@@ -436,6 +456,21 @@ fn check_claim_names(names: Vec<String>) -> Result<Vec<String>, String> {
         optional_claim(name)?.ok_or("a claim name is empty")?;
     }
     Ok(names)
+}
+
+/// Tyk version names: free text, but not empty, bounded, without control
+/// characters; at least one.
+fn check_versions(versions: Vec<String>) -> Result<Vec<String>, String> {
+    if versions.is_empty() {
+        return Err("expected at least one version name".to_owned());
+    }
+    match versions
+        .iter()
+        .find(|v| v.is_empty() || v.len() > 256 || v.chars().any(char::is_control))
+    {
+        Some(bad) => Err(format!("{bad:?} is not a version name")),
+        None => Ok(versions),
+    }
 }
 
 /// RFC 6750 §3: scope tokens are `%x21 / %x23-5B / %x5D-7E`. A comma is

@@ -717,6 +717,7 @@ const CONFIG_DATA_KEYS: &[&str] = &[
     "metadata_claims",
     "jwt_in_metadata",
     "comma_separated_claims",
+    "api_versions",
 ];
 
 /// A list a key accepts either as a JSON array or as a string split at
@@ -788,6 +789,17 @@ struct ConfigDataGen {
     metadata_claims: Option<MetadataGen>,
     jwt_in_metadata: Option<bool>,
     comma_separated_claims: Option<OneOrMany>,
+    api_versions: Option<Vec<String>>,
+}
+
+/// A Tyk version name: free text, now and then empty or with a control
+/// character.
+fn version_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        12 => "[^\\p{Cc}]{1,12}",
+        1 => select(&["", "v\n1", "tab\t"][..]).prop_map(str::to_owned),
+        1 => "[a-z]{257,260}",
+    ]
 }
 
 fn scope() -> impl Strategy<Value = String> {
@@ -848,6 +860,7 @@ fn config_data_gen() -> impl Strategy<Value = ConfigDataGen> {
         prop::option::of(metadata),
         prop::option::of(any::<bool>()),
         prop::option::weighted(0.3, one_or_many(claim_name())),
+        prop::option::weighted(0.3, prop::collection::vec(version_name(), 0..3)),
     )
         .prop_map(
             |(
@@ -860,6 +873,7 @@ fn config_data_gen() -> impl Strategy<Value = ConfigDataGen> {
                 metadata,
                 jwt,
                 comma,
+                versions,
             )| {
                 ConfigDataGen {
                     required_scopes: scopes,
@@ -871,6 +885,7 @@ fn config_data_gen() -> impl Strategy<Value = ConfigDataGen> {
                     metadata_claims: metadata,
                     jwt_in_metadata: jwt,
                     comma_separated_claims: comma,
+                    api_versions: versions,
                 }
             },
         )
@@ -913,6 +928,9 @@ impl ConfigDataGen {
         }
         if let Some(v) = &self.comma_separated_claims {
             out.insert("comma_separated_claims".into(), v.to_json());
+        }
+        if let Some(v) = &self.api_versions {
+            out.insert("api_versions".into(), json!(v));
         }
         out
     }
@@ -1011,6 +1029,19 @@ impl ConfigDataGen {
                 scopes
             }
         };
+        let api_versions = match &self.api_versions {
+            None => None,
+            Some(versions) => {
+                let valid = !versions.is_empty()
+                    && versions.iter().all(|v| {
+                        !v.is_empty() && v.len() <= 256 && !v.chars().any(char::is_control)
+                    });
+                if !valid {
+                    return None;
+                }
+                Some(versions.clone())
+            }
+        };
         if let Some(aud) = &self.required_audience
             && (aud.is_empty() || aud.chars().any(char::is_control))
         {
@@ -1019,6 +1050,7 @@ impl ConfigDataGen {
         Some(ApiPolicy {
             required_scopes,
             required_audience: self.required_audience.clone(),
+            api_versions,
             identity,
         })
     }
@@ -1205,8 +1237,8 @@ proptest! {
     #![proptest_config(cases(64))]
 
     /// `config_data` must be a JSON object. serde also reads a struct from a
-    /// JSON array of its eight fields in declaration order, so such an array
-    /// slips past the unknown-key rule (not reachable through Tyk, which
+    /// JSON array of its fields in declaration order, so such an array would
+    /// slip past the unknown-key rule (not reachable through Tyk, which
     /// always sends an object).
     #[test]
     fn config_data_that_is_an_array_is_refused(
@@ -1219,10 +1251,12 @@ proptest! {
             prop_oneof![Just(Value::Null), Just(json!(["base"]))],
             prop_oneof![Just(Value::Null), Just(json!(["email"]))],
             prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::Bool)],
+            prop_oneof![Just(Value::Null), Just(json!(["roles"]))],
+            prop_oneof![Just(Value::Null), Just(json!(["v1"]))],
         ),
     ) {
-        let (a, b, c, d, e, f, g, h) = fields;
-        let text = json!([a, b, c, d, e, f, g, h]).to_string();
+        let (a, b, c, d, e, f, g, h, i, j) = fields;
+        let text = json!([a, b, c, d, e, f, g, h, i, j]).to_string();
         let got = parse_config_data(&text, &IdentityRules::default());
         prop_assert!(got.is_err(), "{} accepted: {:?}", text, got);
     }

@@ -326,6 +326,25 @@ fn claims_named_comma_separated_are_split_at_commas_too() {
 }
 
 #[test]
+fn api_versions_default_to_tyks_unversioned_name() {
+    assert_eq!(parse("{}").unwrap().api_versions(), vec!["Default"]);
+    let listed = parse(r#"{"api_versions":["v1","Version 2"]}"#).unwrap();
+    assert_eq!(listed.api_versions(), vec!["v1", "Version 2"]);
+    for bad in [
+        r#"{"api_versions":[]}"#,
+        r#"{"api_versions":[""]}"#,
+        r#"{"api_versions":["v\n1"]}"#,
+        r#"{"api_versions":"v1"}"#,
+    ] {
+        let err = parse(bad).unwrap_err();
+        assert!(
+            err.contains("api_versions") || err.contains("config_data"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
 fn the_analytics_alias_is_the_identity() {
     let c = claims(r#"{"sub":"alice","email":"a@example.com","client_id":"web","n":42}"#);
     let mut rules = IdentityRules::default();
