@@ -78,6 +78,12 @@ impl App {
         for name in &config.ignored {
             info!(variable = name, "Accepted for compatibility; has no effect");
         }
+        if config.session.key_secret_is_client_secret {
+            tracing::warn!(
+                "SESSION_KEY_SECRET is not set: Tyk session keys are derived from the client secret, \
+                 which the authorization server and anything on the way to it see; set a separate secret"
+            );
+        }
         let metrics = Arc::new(Metrics::new());
         let authz = Arc::new(Authorizer::new(config, metrics)?);
         let listener = server::bind(&config.listen).map_err(|source| StartError::Listen {

@@ -33,8 +33,11 @@ pub struct Grant {
     /// Tyk's per-token session key (`metadata["token"]` unless the API keys
     /// sessions by a claim).
     pub session_key: Box<str>,
-    /// When the cache entry for this token ends, unix seconds (rounded down):
-    /// Tyk's id_extractor may skip the plugin until then.
+    /// Until when Tyk's id_extractor may skip the plugin, unix seconds
+    /// (rounded down): the end of the cache entry, or, with revalidation on,
+    /// when the answer is due for it if that comes first. Tyk must call the
+    /// plugin by then, or a revoked token would outlive the revalidation
+    /// bound in that mode.
     pub cached_until: u64,
     /// When it was fetched, in [`millis_since_start`].
     fetched_at: u64,
@@ -305,11 +308,12 @@ impl Authorizer {
             Introspection::Active(active) => {
                 let now = unix_now();
                 let ttl = self.ttl.active(active.claims.exp, active.max_age, now);
+                let due = self.revalidate_after.map_or(ttl, |after| ttl.min(after));
                 let grant = Grant::new(
                     &active.jwt,
                     &active.claims,
                     self.keys.session_key(digest),
-                    (now + ttl).as_secs(),
+                    (now + due).as_secs(),
                 );
                 Cached {
                     weight: grant.weight(),

@@ -294,7 +294,14 @@ pub fn check(args: &CheckArgs) -> ExitCode {
                     let _ = writeln!(out, "  {claim}: {value}");
                 }
             }
-            let _ = writeln!(out, "  scope: {}", active.claims.scopes().join(" "));
+            let _ = writeln!(
+                out,
+                "  scope: {}",
+                active
+                    .claims
+                    .scopes(|name| config.identity.splits_commas(name))
+                    .join(" ")
+            );
             let _ = writeln!(out, "  aud: {}", active.claims.audiences().join(" "));
             if args.show_jwt {
                 let _ = writeln!(out, "  jwt: {}", active.jwt);

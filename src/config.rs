@@ -57,6 +57,9 @@ pub const ENV_POLICY_MAP: &str = "POLICY_MAP";
 pub const ENV_APPLY_POLICIES: &str = "APPLY_POLICIES";
 pub const ENV_METADATA_CLAIMS: &str = "METADATA_CLAIMS";
 pub const ENV_JWT_IN_METADATA: &str = "JWT_IN_METADATA";
+pub const ENV_COMMA_SEPARATED_CLAIMS: &str = "COMMA_SEPARATED_CLAIMS";
+pub const ENV_ANALYTICS_ALIAS_CLAIM: &str = "ANALYTICS_ALIAS_CLAIM";
+pub const ENV_ANALYTICS_TAG_CLAIMS: &str = "ANALYTICS_TAG_CLAIMS";
 pub const ENV_LOG_FORMAT: &str = "LOG_FORMAT";
 pub const ENV_LOG_LEVEL: &str = "LOG_LEVEL";
 
@@ -103,6 +106,9 @@ pub const ALL_VARIABLES: &[&str] = &[
     ENV_APPLY_POLICIES,
     ENV_METADATA_CLAIMS,
     ENV_JWT_IN_METADATA,
+    ENV_COMMA_SEPARATED_CLAIMS,
+    ENV_ANALYTICS_ALIAS_CLAIM,
+    ENV_ANALYTICS_TAG_CLAIMS,
     ENV_GRPC_MAX_MESSAGE_BYTES,
     ENV_SHUTDOWN_GRACE_SECONDS,
     ENV_LOG_FORMAT,
@@ -276,6 +282,10 @@ pub struct SessionConfig {
     pub lifetime_grace_seconds: u64,
     /// Key of the HMAC that turns a token digest into Tyk's session key.
     pub key_secret: Secret,
+    /// `SESSION_KEY_SECRET` is not set, so `key_secret` is the client
+    /// secret: the authorization server, and anything that sees the
+    /// introspection requests, knows it. Warned about at start-up.
+    pub key_secret_is_client_secret: bool,
 }
 
 /// Reads a listen address as `LISTEN_ADDR` does (`host:port` or
@@ -641,10 +651,9 @@ impl Reader<'_> {
         let grace = self
             .optional(ENV_SESSION_LIFETIME_GRACE_SECONDS, parse::seconds)
             .unwrap_or(DEFAULT_SESSION_LIFETIME_GRACE_SECONDS);
-        let key_secret = self
-            .raw(ENV_SESSION_KEY_SECRET)
-            .map(Secret::new)
-            .or(client_secret);
+        let own_key_secret = self.raw(ENV_SESSION_KEY_SECRET).map(Secret::new);
+        let key_secret_is_client_secret = own_key_secret.is_none();
+        let key_secret = own_key_secret.or(client_secret);
 
         if rate.is_some_and(|r| r > 0.0) && per.is_none_or(|p| p <= 0.0) {
             self.problems.push(format!(
@@ -666,6 +675,7 @@ impl Reader<'_> {
             quota_renewal_seconds: renewal.unwrap_or(0),
             lifetime_grace_seconds: grace,
             key_secret: key_secret?,
+            key_secret_is_client_secret,
         })
     }
 }
@@ -687,6 +697,13 @@ impl Reader<'_> {
             jwt_in_metadata: self
                 .optional(ENV_JWT_IN_METADATA, parse::boolean)
                 .unwrap_or(false),
+            comma_separated_claims: self
+                .optional(ENV_COMMA_SEPARATED_CLAIMS, policy::env::claim_names)
+                .unwrap_or_default(),
+            analytics_alias_claim: self.optional(ENV_ANALYTICS_ALIAS_CLAIM, claim).flatten(),
+            analytics_tag_claims: self
+                .optional(ENV_ANALYTICS_TAG_CLAIMS, policy::env::claim_names)
+                .unwrap_or_default(),
         };
         if rules.policy_map.is_some() && rules.policy_claim.is_none() {
             self.problems

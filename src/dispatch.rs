@@ -16,11 +16,13 @@ use crate::cache::{Lookup, unix_now};
 use crate::config::{ChallengeConfig, Config, SessionConfig};
 use crate::introspect::IntrospectError;
 use crate::metrics::Decision;
-use crate::policy::{ApiPolicies, ApiPolicy, META_JWT, PolicyDenial, is_safe_meta_value};
+use crate::policy::{
+    ApiPolicies, ApiPolicy, META_JWT, PolicyDenial, identity_value, is_safe_meta_value,
+};
 use crate::token::{TokenDigest, extract_bearer};
 use crate::trace::TraceContext;
 use crate::tyk::pb::dispatcher_server::Dispatcher;
-use crate::tyk::pb::{Event, EventReply, HookType, Object, SessionState};
+use crate::tyk::pb::{AccessDefinition, Event, EventReply, HookType, Object, SessionState};
 use crate::tyk::{
     self, Allow, Deny, INJECT_JWT_HOOK, META_CLIENT_ID, META_SCOPE, META_SUB, META_TOKEN,
 };
@@ -231,6 +233,20 @@ impl DispatchService {
             metadata.push((META_JWT, grant.jwt().to_owned()));
         }
 
+        // Tyk reads empty access rights as "every API". In id_extractor mode
+        // the session is stored under a key the client can compute (org + MD5
+        // of its Authorization value), and it would open every auth-token API
+        // of the organisation: name this API only. Policies the session names
+        // replace these rights with their own (Tyk's policy engine).
+        let api_id = object.spec.get("APIID").cloned().unwrap_or_default();
+        let access = AccessDefinition {
+            // Tyk sends no API name in `spec`; the field is informational.
+            api_name: String::new(),
+            api_id: api_id.clone(),
+            versions: policy.api_versions(),
+            // No per-path restriction: every path and method of this API.
+            allowed_urls: Vec::new(),
+        };
         let state = SessionState {
             rate: session.rate,
             per: session.per,
@@ -247,9 +263,15 @@ impl DispatchService {
             ),
             // With an id_extractor, Tyk answers from its own cache until then
             // without calling the plugin; never past our cache entry, which
-            // itself ends before the token's expiry.
+            // itself ends before the token's expiry, nor past the time the
+            // answer is due for revalidation.
             id_extractor_deadline: saturating_i64(grant.cached_until),
             apply_policies: rules.policies(claims),
+            access_rights: std::collections::HashMap::from([(api_id, access)]),
+            // Tyk's analytics records carry these: without them a record
+            // names only a hashed key.
+            alias: rules.alias(claims),
+            tags: rules.tags(claims),
             last_updated: now.to_string(),
             ..Default::default()
         };
@@ -294,15 +316,6 @@ impl DispatchService {
             }
         }
         tyk::deny(object, &deny);
-    }
-}
-
-/// The value identifying the caller: a string claim, or a number's digits.
-fn identity_value(claims: &crate::jwt::Claims, claim: &str) -> Option<String> {
-    match claims.get(claim)? {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
     }
 }
 

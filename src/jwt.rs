@@ -98,12 +98,15 @@ impl Claims {
         self.get(name).and_then(serde_json::Value::as_str)
     }
 
-    /// The values of a list-like claim: a string split at spaces and commas,
-    /// or the strings of an array.
-    pub fn values(&self, name: &str) -> Vec<&str> {
+    /// The values of a list-like claim: the strings of an array, or a string
+    /// split at spaces (RFC 6749 §3.3), and also at commas when
+    /// `comma_separated` (the operator said this claim's values are written
+    /// that way).
+    pub fn values(&self, name: &str, comma_separated: bool) -> Vec<&str> {
         match self.get(name) {
             Some(serde_json::Value::String(s)) => {
-                s.split([' ', ',']).filter(|v| !v.is_empty()).collect()
+                let separators: &[char] = if comma_separated { &[' ', ','] } else { &[' '] };
+                s.split(separators).filter(|v| !v.is_empty()).collect()
             }
             Some(serde_json::Value::Array(items)) => {
                 items.iter().filter_map(serde_json::Value::as_str).collect()
@@ -112,14 +115,17 @@ impl Claims {
         }
     }
 
-    /// Granted scopes: `scope` (RFC 9068: space-separated string), or `scp`
-    /// (an array, as some servers send).
-    pub fn scopes(&self) -> Vec<&str> {
-        if self.get("scope").is_some() {
-            self.values("scope")
+    /// Granted scopes: `scope` (RFC 9068: a string of scope tokens separated
+    /// by spaces; a token may contain a comma), or `scp` (an array, as some
+    /// servers send). `comma_separated` says whether the claim's strings are
+    /// also split at commas.
+    pub fn scopes(&self, comma_separated: impl Fn(&str) -> bool) -> Vec<&str> {
+        let name = if self.get("scope").is_some() {
+            "scope"
         } else {
-            self.values("scp")
-        }
+            "scp"
+        };
+        self.values(name, comma_separated(name))
     }
 
     /// Audiences: `aud` as a string or an array of strings.
@@ -235,7 +241,7 @@ mod tests {
         assert_eq!(claims.exp, Some(1_900_000_000));
         assert_eq!(claims.string("sub"), Some("alice"));
         assert_eq!(claims.string("client_id"), Some("web"));
-        assert_eq!(claims.scopes(), vec!["read", "write"]);
+        assert_eq!(claims.scopes(|_| false), vec!["read", "write"]);
         assert_eq!(claims.audiences(), vec!["a", "b"]);
     }
 
@@ -271,7 +277,7 @@ mod tests {
         assert_eq!(claims.string("sub"), None);
         assert_eq!(claims.string("client_id"), None);
         assert!(claims.audiences().is_empty());
-        assert!(claims.scopes().is_empty());
+        assert!(claims.scopes(|_| false).is_empty());
     }
 
     #[test]
@@ -284,7 +290,7 @@ mod tests {
         let summary = claims.summary();
         assert_eq!(summary.exp, Some(1_900_000_000));
         assert_eq!(summary.string("sub"), Some("a"));
-        assert_eq!(summary.scopes(), vec!["s"]);
+        assert_eq!(summary.scopes(|_| false), vec!["s"]);
         assert_eq!(summary.audiences(), vec!["x"]);
         assert_eq!(summary.get("email"), None);
         assert!(summary.byte_len() < claims.byte_len());
@@ -298,13 +304,31 @@ mod tests {
             r#"{"scp":["a","b",3],"aud":"api","roles":"admin, ops  dev","groups":["x","y"]}"#,
         ))
         .unwrap();
-        assert_eq!(claims.scopes(), vec!["a", "b"]);
+        assert_eq!(claims.scopes(|_| false), vec!["a", "b"]);
         assert_eq!(claims.audiences(), vec!["api"]);
-        assert_eq!(claims.values("roles"), vec!["admin", "ops", "dev"]);
-        assert_eq!(claims.values("groups"), vec!["x", "y"]);
-        assert!(claims.values("missing").is_empty());
+        assert_eq!(claims.values("roles", true), vec!["admin", "ops", "dev"]);
+        assert_eq!(claims.values("groups", false), vec!["x", "y"]);
+        assert!(claims.values("missing", false).is_empty());
         let both = parse(&jwt(RS256, r#"{"scope":"s1","scp":["other"]}"#)).unwrap();
-        assert_eq!(both.scopes(), vec!["s1"], "scope wins over scp");
+        assert_eq!(both.scopes(|_| false), vec!["s1"], "scope wins over scp");
+    }
+
+    #[test]
+    fn strings_are_split_at_spaces_only_unless_commas_are_asked_for() {
+        let claims = parse(&jwt(
+            RS256,
+            r#"{"scope":"orders:x,orders:admin  openid","roles":"admin, ops  dev"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            claims.scopes(|_| false),
+            vec!["orders:x,orders:admin", "openid"]
+        );
+        assert_eq!(claims.values("roles", false), vec!["admin,", "ops", "dev"]);
+        assert_eq!(
+            claims.scopes(|name| name == "scope"),
+            vec!["orders:x", "orders:admin", "openid"]
+        );
     }
 
     #[test]

@@ -136,6 +136,60 @@ fn serves_from_a_dot_env_file_and_stops_cleanly_on_sigterm() {
     assert!(!stderr.contains("dot-env-secret"));
 }
 
+/// Starts the plugin with the minimal settings plus `extra`, waits until it
+/// reports SERVING, stops it with SIGTERM, and returns its standard error.
+fn serve_and_stop(extra: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut command = plugin(dir.path());
+    command
+        .env("INTROSPECTION_URL", "http://127.0.0.1:9/introspect")
+        .env("INTROSPECTION_ALLOW_HTTP", "true")
+        .env("CLIENT_ID", "gateway")
+        .env("CLIENT_SECRET", "startup-secret")
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"));
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    let child = command.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut serving = false;
+    while !serving && Instant::now() < deadline {
+        let health = plugin(dir.path())
+            .args(["health", "--addr", &format!("127.0.0.1:{port}")])
+            .args(["--timeout", "1"])
+            .output()
+            .unwrap();
+        serving = health.status.success();
+        if !serving {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(serving, "the plugin never reported SERVING");
+    String::from_utf8(output.stderr).unwrap()
+}
+
+#[test]
+fn start_up_warns_once_when_session_keys_derive_from_the_client_secret() {
+    const WARNING: &str = "SESSION_KEY_SECRET is not set";
+    let without = serve_and_stop(&[]);
+    assert_eq!(without.matches(WARNING).count(), 1, "{without}");
+    assert!(!without.contains("startup-secret"));
+    let with = serve_and_stop(&[("SESSION_KEY_SECRET", "a-separate-key")]);
+    assert!(with.contains("Listening for Tyk"), "{with}");
+    assert!(!with.contains(WARNING), "{with}");
+    assert!(!with.contains("a-separate-key"));
+}
+
 #[test]
 fn health_fails_when_nothing_serves() {
     let dir = tempfile::tempdir().unwrap();

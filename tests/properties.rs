@@ -716,10 +716,12 @@ const CONFIG_DATA_KEYS: &[&str] = &[
     "apply_policies",
     "metadata_claims",
     "jwt_in_metadata",
+    "comma_separated_claims",
+    "api_versions",
 ];
 
 /// A list a key accepts either as a JSON array or as a string split at
-/// spaces and commas.
+/// spaces and commas (at spaces only for `required_scopes`).
 #[derive(Debug, Clone)]
 struct OneOrMany {
     items: Vec<String>,
@@ -740,9 +742,18 @@ impl OneOrMany {
 
     /// What the plugin should read: the array as is, or the string's pieces.
     fn read(&self) -> Vec<String> {
+        self.read_split_at(&[' ', ','])
+    }
+
+    /// The same for scopes: RFC 6749 §3.3 separates them by spaces only.
+    fn read_scopes(&self) -> Vec<String> {
+        self.read_split_at(&[' '])
+    }
+
+    fn read_split_at(&self, separators: &[char]) -> Vec<String> {
         match self.to_json() {
             Value::String(s) => s
-                .split([' ', ','])
+                .split(separators)
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned)
                 .collect(),
@@ -777,6 +788,18 @@ struct ConfigDataGen {
     apply_policies: Option<OneOrMany>,
     metadata_claims: Option<MetadataGen>,
     jwt_in_metadata: Option<bool>,
+    comma_separated_claims: Option<OneOrMany>,
+    api_versions: Option<Vec<String>>,
+}
+
+/// A Tyk version name: free text, now and then empty or with a control
+/// character.
+fn version_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        12 => "[^\\p{Cc}]{1,12}",
+        1 => select(&["", "v\n1", "tab\t"][..]).prop_map(str::to_owned),
+        1 => "[a-z]{257,260}",
+    ]
 }
 
 fn scope() -> impl Strategy<Value = String> {
@@ -836,9 +859,22 @@ fn config_data_gen() -> impl Strategy<Value = ConfigDataGen> {
         prop::option::of(one_or_many(policy_id())),
         prop::option::of(metadata),
         prop::option::of(any::<bool>()),
+        prop::option::weighted(0.3, one_or_many(claim_name())),
+        prop::option::weighted(0.3, prop::collection::vec(version_name(), 0..3)),
     )
         .prop_map(
-            |(scopes, aud, session_key, policy_claim, policy_map, apply, metadata, jwt)| {
+            |(
+                scopes,
+                aud,
+                session_key,
+                policy_claim,
+                policy_map,
+                apply,
+                metadata,
+                jwt,
+                comma,
+                versions,
+            )| {
                 ConfigDataGen {
                     required_scopes: scopes,
                     required_audience: aud,
@@ -848,6 +884,8 @@ fn config_data_gen() -> impl Strategy<Value = ConfigDataGen> {
                     apply_policies: apply,
                     metadata_claims: metadata,
                     jwt_in_metadata: jwt,
+                    comma_separated_claims: comma,
+                    api_versions: versions,
                 }
             },
         )
@@ -887,6 +925,12 @@ impl ConfigDataGen {
         }
         if let Some(v) = self.jwt_in_metadata {
             out.insert("jwt_in_metadata".into(), json!(v));
+        }
+        if let Some(v) = &self.comma_separated_claims {
+            out.insert("comma_separated_claims".into(), v.to_json());
+        }
+        if let Some(v) = &self.api_versions {
+            out.insert("api_versions".into(), json!(v));
         }
         out
     }
@@ -954,23 +998,48 @@ impl ConfigDataGen {
         if let Some(on) = self.jwt_in_metadata {
             identity.jwt_in_metadata = on;
         }
+        if let Some(list) = &self.comma_separated_claims {
+            let names = list.read();
+            if !names.iter().all(|n| claim(n).flatten().is_some()) {
+                return None;
+            }
+            identity.comma_separated_claims = names;
+        }
         if identity.policy_map.is_some() && identity.policy_claim.is_none() {
             return None;
         }
+        // At least one scope, each an RFC 6750 scope token without a comma.
         let required_scopes = match &self.required_scopes {
             None => Vec::new(),
             Some(list) => {
-                let scopes = list.read();
-                let valid = scopes.iter().all(|s| {
-                    !s.is_empty()
-                        && s.bytes().all(|b| {
-                            b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)
-                        })
-                });
+                let scopes = list.read_scopes();
+                let valid = !scopes.is_empty()
+                    && scopes.iter().all(|s| {
+                        !s.is_empty()
+                            && !s.contains(',')
+                            && s.bytes().all(|b| {
+                                b == 0x21
+                                    || (0x23..=0x5b).contains(&b)
+                                    || (0x5d..=0x7e).contains(&b)
+                            })
+                    });
                 if !valid {
                     return None;
                 }
                 scopes
+            }
+        };
+        let api_versions = match &self.api_versions {
+            None => None,
+            Some(versions) => {
+                let valid = !versions.is_empty()
+                    && versions.iter().all(|v| {
+                        !v.is_empty() && v.len() <= 256 && !v.chars().any(char::is_control)
+                    });
+                if !valid {
+                    return None;
+                }
+                Some(versions.clone())
             }
         };
         if let Some(aud) = &self.required_audience
@@ -981,6 +1050,7 @@ impl ConfigDataGen {
         Some(ApiPolicy {
             required_scopes,
             required_audience: self.required_audience.clone(),
+            api_versions,
             identity,
         })
     }
@@ -1003,6 +1073,9 @@ fn global_rules() -> impl Strategy<Value = IdentityRules> {
                 apply_policies: apply.into_iter().map(str::to_owned).collect(),
                 metadata_claims: vec![("sub".into(), "sub".into())],
                 jwt_in_metadata: jwt,
+                comma_separated_claims: policy_claim.into_iter().map(str::to_owned).collect(),
+                analytics_alias_claim: None,
+                analytics_tag_claims: Vec::new(),
             },
         )
 }
@@ -1060,16 +1133,17 @@ proptest! {
         }
     }
 
-    /// `required_scopes` holds RFC 6750 scope tokens only (`%x21 / %x23-5B /
-    /// %x5D-7E`: no blanks, quotes, backslashes, controls or non-ASCII), kept
-    /// in order.
+    /// `required_scopes` holds at least one scope, each an RFC 6750 scope
+    /// token (`%x21 / %x23-5B / %x5D-7E`: no blanks, quotes, backslashes,
+    /// controls or non-ASCII) without a comma, kept in order.
     #[test]
     fn required_scopes_follow_rfc6750(
         scopes in prop::collection::vec("[ -~\u{0}-\u{1f}\u{7f}-\u{ff}]{0,6}", 0..5),
     ) {
         let text = json!({ "required_scopes": scopes }).to_string();
-        let valid = scopes.iter().all(|s| {
-            !s.is_empty() && s.chars().all(|c| ('!'..='~').contains(&c) && c != '"' && c != '\\')
+        let valid = !scopes.is_empty() && scopes.iter().all(|s| {
+            !s.is_empty()
+                && s.chars().all(|c| ('!'..='~').contains(&c) && c != '"' && c != '\\' && c != ',')
         });
         match parse_config_data(&text, &IdentityRules::default()) {
             Ok(policy) => {
@@ -1163,8 +1237,8 @@ proptest! {
     #![proptest_config(cases(64))]
 
     /// `config_data` must be a JSON object. serde also reads a struct from a
-    /// JSON array of its eight fields in declaration order, so such an array
-    /// slips past the unknown-key rule (not reachable through Tyk, which
+    /// JSON array of its fields in declaration order, so such an array would
+    /// slip past the unknown-key rule (not reachable through Tyk, which
     /// always sends an object).
     #[test]
     fn config_data_that_is_an_array_is_refused(
@@ -1177,12 +1251,45 @@ proptest! {
             prop_oneof![Just(Value::Null), Just(json!(["base"]))],
             prop_oneof![Just(Value::Null), Just(json!(["email"]))],
             prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::Bool)],
+            prop_oneof![Just(Value::Null), Just(json!(["roles"]))],
+            prop_oneof![Just(Value::Null), Just(json!(["v1"]))],
         ),
     ) {
-        let (a, b, c, d, e, f, g, h) = fields;
-        let text = json!([a, b, c, d, e, f, g, h]).to_string();
+        let (a, b, c, d, e, f, g, h, i, j) = fields;
+        let text = json!([a, b, c, d, e, f, g, h, i, j]).to_string();
         let got = parse_config_data(&text, &IdentityRules::default());
         prop_assert!(got.is_err(), "{} accepted: {:?}", text, got);
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    /// Granted scopes are the tokens of `scope` separated by spaces (RFC 6749
+    /// §3.3): a comma belongs to its token, unless the operator names `scope`
+    /// as a comma-separated claim.
+    #[test]
+    fn granted_scopes_are_split_at_spaces_only(
+        tokens in prop::collection::vec("[!#-\\[\\]-~]{1,10}", 0..6),
+        gaps in prop::collection::vec(1usize..4, 6),
+        commas in any::<bool>(),
+    ) {
+        let mut text = String::new();
+        for (i, token) in tokens.iter().enumerate() {
+            if i > 0 {
+                text.push_str(&" ".repeat(gaps[i]));
+            }
+            text.push_str(token);
+        }
+        let map = json!({ "scope": text }).as_object().cloned().unwrap();
+        let claims = jwt::Claims::from_map(map).unwrap();
+        let got = claims.scopes(|name| commas && name == "scope");
+        let expected: Vec<&str> = if commas {
+            tokens.iter().flat_map(|t| t.split(',')).filter(|p| !p.is_empty()).collect()
+        } else {
+            tokens.iter().map(String::as_str).collect()
+        };
+        prop_assert_eq!(got, expected);
     }
 }
 

@@ -393,6 +393,22 @@ fn global_identity_rules_are_read_and_checked() {
     assert_eq!(rules.metadata_claims.len(), 2);
     assert!(rules.jwt_in_metadata);
 
+    let config = TestEnv::minimal()
+        .with(ENV_COMMA_SEPARATED_CLAIMS, "roles, groups")
+        .with(ENV_ANALYTICS_ALIAS_CLAIM, "email")
+        .with(ENV_ANALYTICS_TAG_CLAIMS, "tenant tier")
+        .parse()
+        .unwrap();
+    let rules = &config.identity;
+    assert_eq!(rules.comma_separated_claims, vec!["roles", "groups"]);
+    assert_eq!(rules.analytics_alias_claim.as_deref(), Some("email"));
+    assert_eq!(rules.analytics_tag_claims, vec!["tenant", "tier"]);
+    let problems = TestEnv::minimal()
+        .with(ENV_ANALYTICS_ALIAS_CLAIM, "two words")
+        .with(ENV_ANALYTICS_TAG_CLAIMS, "ok\u{1}")
+        .problems();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+
     let problems = TestEnv::minimal()
         .with(ENV_POLICY_MAP, r#"{"a":"p"}"#)
         .with(ENV_JWT_IN_METADATA, "perhaps")
@@ -477,4 +493,17 @@ fn credentials_in_a_rejected_url_are_masked_in_the_message() {
         problems[0].contains("https://***@idsvr.example.com/introspect"),
         "{problems:?}"
     );
+}
+
+#[test]
+fn session_keys_from_the_client_secret_are_flagged() {
+    let shared = TestEnv::minimal().parse().unwrap();
+    assert!(shared.session.key_secret_is_client_secret);
+    assert_eq!(shared.session.key_secret.expose(), "s3cr3t-value");
+    let own = TestEnv::minimal()
+        .with(ENV_SESSION_KEY_SECRET, "separate-key")
+        .parse()
+        .unwrap();
+    assert!(!own.session.key_secret_is_client_secret);
+    assert_eq!(own.session.key_secret.expose(), "separate-key");
 }

@@ -38,9 +38,9 @@ fn required_scopes_are_all_required() {
 }
 
 #[test]
-fn no_required_scopes_means_no_scope_check() {
-    let policy = parse(r#"{"required_scopes":[]}"#).unwrap();
-    assert_eq!(policy.check(&claims(r#"{}"#)), Ok(()));
+fn no_required_scopes_key_means_no_scope_check() {
+    let policy = parse(r#"{"required_audience":"orders-api"}"#).unwrap();
+    assert_eq!(policy.check(&claims(r#"{"aud":"orders-api"}"#)), Ok(()));
 }
 
 #[test]
@@ -211,4 +211,186 @@ fn each_distinct_config_is_parsed_once_and_invalid_ones_logged_once() {
     );
     let default = policies.resolve(None, |_| panic!("no config")).unwrap();
     assert!(default.required_scopes.is_empty());
+}
+
+#[test]
+fn a_comma_inside_a_granted_scope_does_not_split_it() {
+    let policy = parse(r#"{"required_scopes":["orders:admin"]}"#).unwrap();
+    assert_eq!(
+        policy.check(&claims(r#"{"scope":"orders:x,orders:admin"}"#)),
+        Err(PolicyDenial::InsufficientScope("orders:admin".into()))
+    );
+    assert_eq!(
+        policy.check(&claims(r#"{"scope":"openid orders:admin"}"#)),
+        Ok(())
+    );
+}
+
+#[test]
+fn required_scopes_with_commas_or_blanks_are_refused() {
+    for text in [
+        r#"{"required_scopes":["orders:read,orders:write"]}"#,
+        r#"{"required_scopes":"orders:read,orders:write"}"#,
+        r#"{"required_scopes":"orders:read, orders:write"}"#,
+        r#"{"required_scopes":["orders:read orders:write"]}"#,
+    ] {
+        let err = parse(text).unwrap_err();
+        assert!(err.contains("required_scopes"), "{text}: {err}");
+    }
+}
+
+#[test]
+fn an_empty_scope_requirement_is_refused() {
+    for text in [
+        r#"{"required_scopes":""}"#,
+        r#"{"required_scopes":" "}"#,
+        r#"{"required_scopes":[]}"#,
+    ] {
+        let err = parse(text).unwrap_err();
+        assert!(err.contains("required_scopes"), "{text}: {err}");
+    }
+}
+
+#[test]
+fn one_claim_value_with_a_comma_names_one_policy() {
+    let policy = parse(r#"{"policy_claim":"roles"}"#).unwrap();
+    assert_eq!(
+        policy
+            .identity
+            .policies(&claims(r#"{"roles":"gold,silver bronze"}"#)),
+        vec!["gold,silver", "bronze"]
+    );
+}
+
+#[test]
+fn oversized_config_data_is_refused_without_being_stored() {
+    let policies = ApiPolicies::new(IdentityRules::default());
+    let huge = format!(
+        r#"{{"required_audience":"{}"}}"#,
+        "a".repeat(MAX_CONFIG_DATA_BYTES)
+    );
+    for _ in 0..3 {
+        let refused = policies.resolve(Some(&huge), |_| {}).unwrap_err();
+        assert!(refused.contains("larger than"), "{refused}");
+    }
+    assert_eq!(policies.remembered(), 0, "the oversized text is not kept");
+}
+
+#[test]
+fn configs_in_use_are_not_parsed_again_however_many_others_come() {
+    let policies = ApiPolicies::new(IdentityRules::default());
+    let hot = r#"{"required_scopes":"orders:read"}"#;
+    let first = policies.resolve(Some(hot), |_| panic!("valid")).unwrap();
+    for n in 0..3000 {
+        let text = format!(r#"{{"required_audience":"api-{n}"}}"#);
+        policies.resolve(Some(&text), |_| panic!("valid")).unwrap();
+        if n % 16 == 0 {
+            let again = policies.resolve(Some(hot), |_| panic!("valid")).unwrap();
+            assert!(
+                Arc::ptr_eq(&first, &again),
+                "parsed again after {n} other configs"
+            );
+        }
+    }
+    assert!(policies.remembered() <= 1024, "{}", policies.remembered());
+}
+
+#[test]
+fn claims_named_comma_separated_are_split_at_commas_too() {
+    let policy = parse(
+        r#"{"policy_claim":"roles","comma_separated_claims":["roles","scope"],"required_scopes":"orders:admin"}"#,
+    )
+    .unwrap();
+    let c = claims(r#"{"roles":"gold,silver bronze","scope":"orders:x,orders:admin"}"#);
+    assert_eq!(
+        policy.identity.policies(&c),
+        vec!["gold", "silver", "bronze"]
+    );
+    assert_eq!(
+        policy.check(&c),
+        Ok(()),
+        "the operator said scope uses commas"
+    );
+    let from_string = parse(r#"{"comma_separated_claims":"roles, groups"}"#).unwrap();
+    assert_eq!(
+        from_string.identity.comma_separated_claims,
+        vec!["roles", "groups"]
+    );
+    for bad in [
+        r#"{"comma_separated_claims":["two words"]}"#,
+        r#"{"comma_separated_claims":[""]}"#,
+        r#"{"comma_separated_claims":42}"#,
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn api_versions_default_to_tyks_unversioned_name() {
+    assert_eq!(parse("{}").unwrap().api_versions(), vec!["Default"]);
+    let listed = parse(r#"{"api_versions":["v1","Version 2"]}"#).unwrap();
+    assert_eq!(listed.api_versions(), vec!["v1", "Version 2"]);
+    for bad in [
+        r#"{"api_versions":[]}"#,
+        r#"{"api_versions":[""]}"#,
+        r#"{"api_versions":["v\n1"]}"#,
+        r#"{"api_versions":"v1"}"#,
+    ] {
+        let err = parse(bad).unwrap_err();
+        assert!(
+            err.contains("api_versions") || err.contains("config_data"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_analytics_alias_is_the_identity() {
+    let c = claims(r#"{"sub":"alice","email":"a@example.com","client_id":"web","n":42}"#);
+    let mut rules = IdentityRules::default();
+    assert_eq!(rules.alias(&c), "alice", "sub by default");
+    rules.session_key_claim = Some("email".into());
+    assert_eq!(rules.alias(&c), "a@example.com", "the session-key claim");
+    rules.session_key_claim = Some("missing".into());
+    assert_eq!(rules.alias(&c), "alice", "sub when the key claim is absent");
+    rules.analytics_alias_claim = Some("n".into());
+    assert_eq!(rules.alias(&c), "42", "the chosen claim wins");
+    rules.analytics_alias_claim = Some("missing".into());
+    assert_eq!(rules.alias(&c), "");
+    let unsafe_sub = claims(r#"{"sub":"line\nbreak"}"#);
+    assert_eq!(IdentityRules::default().alias(&unsafe_sub), "");
+}
+
+#[test]
+fn analytics_tags_come_from_the_chosen_claims_safely() {
+    let rules = IdentityRules {
+        analytics_tag_claims: vec![
+            "tenant".into(),
+            "groups".into(),
+            "tier".into(),
+            "bad".into(),
+        ],
+        ..IdentityRules::default()
+    };
+    let c =
+        claims(r#"{"tenant":"acme","groups":["ops","dev","ops",""],"tier":2,"bad":"a\u0000b"}"#);
+    assert_eq!(
+        rules.tags(&c),
+        vec!["tenant:acme", "groups:ops", "groups:dev", "tier:2"]
+    );
+    let many: Vec<String> = (0..100).map(|n| format!("g{n}")).collect();
+    let c = claims(&serde_json::json!({ "groups": many }).to_string());
+    assert_eq!(rules.tags(&c).len(), MAX_ANALYTICS_TAGS);
+    assert!(IdentityRules::default().tags(&c).is_empty());
+}
+
+#[test]
+fn rules_naming_claims_outside_the_summary_read_the_whole_jwt() {
+    let mut policy = ApiPolicy::default();
+    assert!(!policy.needs_full_claims());
+    policy.identity.analytics_tag_claims = vec!["tenant".into()];
+    assert!(policy.needs_full_claims());
+    policy.identity.analytics_tag_claims = vec!["sub".into()];
+    policy.identity.analytics_alias_claim = Some("email".into());
+    assert!(policy.needs_full_claims());
 }

@@ -286,3 +286,78 @@ async fn chosen_claims_reach_metadata_and_upstream_headers_via_tyk_meta() {
     );
     assert!(!session.metadata.contains_key("phantom_jwt"));
 }
+
+#[tokio::test]
+async fn a_comma_inside_a_granted_scope_is_part_of_that_scope() {
+    let app = spawn_app().await;
+    app.fake_as.script(
+        "comma-scope",
+        Behaviour::Jwt(claims(
+            "jo",
+            serde_json::json!({ "scope": "openid orders:x,orders:admin" }),
+        )),
+    );
+    let admin = gateway_with(
+        &app,
+        "admin-api",
+        serde_json::json!({ "required_scopes": ["orders:admin"] }),
+    )
+    .await;
+    let outcome = admin
+        .request(ClientRequest::get("/").bearer("comma-scope"))
+        .await;
+    assert_eq!(outcome.status(), 403, "{:?}", outcome.client);
+    assert_eq!(outcome.response().body, template_body("Insufficient scope"));
+}
+
+#[tokio::test]
+async fn analytics_alias_and_tags_identify_the_caller() {
+    let app = spawn_app_with(|s| {
+        s.env("ANALYTICS_TAG_CLAIMS", "tenant,groups,note");
+    })
+    .await;
+    app.fake_as.script(
+        "analytics",
+        Behaviour::Jwt(claims(
+            "kim",
+            serde_json::json!({
+                "email": "kim@example.com",
+                "tenant": "acme",
+                "groups": ["ops", "dev"],
+                "note": "line\nbreak",
+            }),
+        )),
+    );
+    let outcome = app.get_with_token("analytics").await;
+    assert_eq!(outcome.status(), 200);
+    let session = app.gateway.stored(&outcome.session_key.unwrap()).unwrap();
+    assert_eq!(session.alias, "kim", "sub by default");
+    assert_eq!(session.tags, ["tenant:acme", "groups:ops", "groups:dev"]);
+
+    // Keyed by a claim: the alias is that identity.
+    let by_email = gateway_with(
+        &app,
+        "email-api",
+        serde_json::json!({ "session_key_claim": "email" }),
+    )
+    .await;
+    let outcome = by_email
+        .request(ClientRequest::get("/").bearer("analytics"))
+        .await;
+    let session = by_email.stored(&outcome.session_key.unwrap()).unwrap();
+    assert_eq!(session.alias, "kim@example.com");
+}
+
+#[tokio::test]
+async fn the_analytics_alias_claim_can_be_chosen() {
+    let app = spawn_app_with(|s| {
+        s.env("ANALYTICS_ALIAS_CLAIM", "client_id");
+    })
+    .await;
+    app.fake_as
+        .script("by-client", Behaviour::Jwt(Claims::valid_for("lee", 600)));
+    let outcome = app.get_with_token("by-client").await;
+    let session = app.gateway.stored(&outcome.session_key.unwrap()).unwrap();
+    assert_eq!(session.alias, "web-app");
+    assert!(session.tags.is_empty());
+}

@@ -109,3 +109,47 @@ async fn extractor_misses_answer_400_without_calling_the_plugin() {
     assert_eq!(outcome.status(), 400);
     assert!(!outcome.plugin_called);
 }
+
+#[tokio::test]
+async fn with_revalidation_a_revoked_token_stops_working_within_the_bound() {
+    let app = spawn_app_with(|s| {
+        s.env("REVALIDATE_AFTER_SECONDS", "1");
+        extractor_api(s);
+    })
+    .await;
+    app.fake_as.script(
+        "revoked-later",
+        Behaviour::Jwt(Claims::valid_for("rae", 600)),
+    );
+
+    let first = app.get_with_token("revoked-later").await;
+    assert_eq!(first.status(), 200);
+    let session = app.gateway.stored(&first.session_key.unwrap()).unwrap();
+    let now = crate::support::fake_as::now() as i64;
+    assert!(
+        session.id_extractor_deadline <= now + 1,
+        "Tyk must come back once the answer is due for revalidation, not at exp: \
+         deadline {} at {now}",
+        session.id_extractor_deadline
+    );
+
+    // Revoked at the AS. Past the bound, Tyk calls the plugin again; that
+    // request is still served (and starts the re-introspection), later ones
+    // are refused.
+    app.fake_as.script("revoked-later", Behaviour::NoContent);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let due = app.get_with_token("revoked-later").await;
+    assert!(due.plugin_called, "past the deadline Tyk asks the plugin");
+    let mut refused = false;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let outcome = app.get_with_token("revoked-later").await;
+        if outcome.status() == 401 {
+            refused = true;
+            break;
+        }
+        assert_eq!(outcome.status(), 200);
+    }
+    assert!(refused, "the revoked token kept working past the bound");
+    assert_eq!(app.fake_as.calls_for("revoked-later"), 2);
+}

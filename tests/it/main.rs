@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod access_rights;
 mod api_config;
 mod as_faults;
 mod auth_check;

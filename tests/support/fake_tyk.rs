@@ -5,8 +5,11 @@
 //! reply like `ObjectPostProcess` (including its failure modes), applies
 //! `return_overrides`, the session/token rule, session storage with its
 //! lifetime, `post_key_auth` hooks, the expiry / access / rate / quota checks,
-//! `$tyk_meta` header injection, and the id_extractor cache. It reports what the
-//! client received and what the upstream would have received.
+//! `$tyk_meta` header injection, and the id_extractor cache. One gateway may
+//! serve several APIs over the same Redis ([`Gateway::request_to`]), some
+//! with Tyk's own auth-token check, and apply the policies a test defines. It
+//! reports what the client received and what the upstream would have
+//! received.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -19,7 +22,7 @@ use md5::{Digest, Md5};
 use tonic::transport::{Channel, Endpoint};
 use tyk_phantom_token::pb::dispatcher_client::DispatcherClient;
 use tyk_phantom_token::pb::{
-    Event, HookType, MiniRequestObject, Object, ReturnOverrides, SessionState,
+    AccessDefinition, Event, HookType, MiniRequestObject, Object, ReturnOverrides, SessionState,
 };
 
 /// The API definition the gateway serves (the parts that matter to us).
@@ -40,6 +43,33 @@ pub struct Api {
     pub inject_headers: Vec<(String, String)>,
     /// `cp_dynamic_handler` name for AuthFailure events.
     pub event_handler: Option<String>,
+    /// How clients authenticate: the plugin, or Tyk's own auth-token check.
+    pub auth: Auth,
+    /// `None`: not versioned (`version_data.not_versioned`), so Tyk checks
+    /// only the API ID in `access_rights`. `Some(name)`: the version every
+    /// request to this API asks for, which `access_rights` must list.
+    pub version: Option<String>,
+}
+
+/// An API's authentication mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Auth {
+    /// Custom auth through the plugin's `auth_check` hook.
+    #[default]
+    Plugin,
+    /// Tyk's standard auth-token check (`AuthKey`): the `Authorization`
+    /// value, `Bearer ` stripped, is a key looked up in Redis.
+    AuthToken,
+}
+
+/// A Tyk policy (the parts the policy engine uses for access rights).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub id: String,
+    pub org_id: String,
+    /// API ID → versions this policy grants.
+    pub access_rights: Vec<(String, Vec<String>)>,
+    pub tags: Vec<String>,
 }
 
 impl Default for Api {
@@ -55,6 +85,8 @@ impl Default for Api {
             id_extractor_header: None,
             inject_headers: Vec::new(),
             event_handler: None,
+            auth: Auth::Plugin,
+            version: None,
         }
     }
 }
@@ -185,6 +217,10 @@ pub struct Gateway {
     store: Mutex<HashMap<String, Stored>>,
     auth_calls: AtomicUsize,
     events: Mutex<Vec<String>>,
+    /// The policies Tyk knows; `None` until a test defines one, and then
+    /// policies are applied as Tyk does (tests that define none leave
+    /// `apply_policies` unchecked).
+    policies: Mutex<Option<HashMap<String, Policy>>>,
 }
 
 /// `{"error": "<message>"}` exactly as Tyk's default template writes it.
@@ -221,6 +257,13 @@ pub fn canonical(name: &str) -> String {
 
 fn md5_hex(data: &[u8]) -> String {
     hex::encode(Md5::digest(data))
+}
+
+/// The id_extractor's session ID for a credential with Tyk's legacy (empty)
+/// `hash_key_function`: the org ID then the MD5 hex of the value (§5.2). A
+/// client can compute it from its own `Authorization` value.
+pub fn extractor_id(org_id: &str, value: &str) -> String {
+    format!("{org_id}{}", md5_hex(value.as_bytes()))
 }
 
 /// `config_data` as Tyk sends it: compact JSON, keys sorted, `<>&` escaped.
@@ -288,7 +331,18 @@ impl Gateway {
             store: Mutex::new(HashMap::new()),
             auth_calls: AtomicUsize::new(0),
             events: Mutex::new(Vec::new()),
+            policies: Mutex::new(None),
         }
+    }
+
+    /// Makes `policy` known to the gateway, and from then on applies the
+    /// policies sessions name.
+    pub fn define_policy(&self, policy: Policy) {
+        self.policies
+            .lock()
+            .unwrap()
+            .get_or_insert_with(HashMap::new)
+            .insert(policy.id.clone(), policy);
     }
 
     /// How many times the auth hook was called.
@@ -320,17 +374,23 @@ impl Gateway {
     }
 
     pub async fn request(&self, request: ClientRequest) -> Outcome {
+        self.request_to(&self.api, request).await
+    }
+
+    /// A request to another API served by the same gateway: same Redis, same
+    /// policies, same plugin connection.
+    pub async fn request_to(&self, api: &Api, request: ClientRequest) -> Outcome {
         let mut events = Vec::new();
-        let mut outcome = self.run(request, &mut events).await;
+        let mut outcome = self.run(api, request, &mut events).await;
         for event in &events {
-            self.fire_event(event).await;
+            self.fire_event(api, event).await;
         }
         self.events.lock().unwrap().extend(events.iter().cloned());
         outcome.events = events;
         outcome
     }
 
-    async fn run(&self, request: ClientRequest, events: &mut Vec<String>) -> Outcome {
+    async fn run(&self, api: &Api, request: ClientRequest, events: &mut Vec<String>) -> Outcome {
         let (path, query) = split_target(&request.target);
         let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, value) in &request.headers {
@@ -361,7 +421,31 @@ impl Gateway {
         // §5.2: the id_extractor runs before the plugin.
         let mut session_id: Option<String> = None;
         let mut cached: Option<SessionState> = None;
-        if let Some(header) = &self.api.id_extractor_header {
+        if api.auth == Auth::AuthToken {
+            // Tyk's standard auth-token check: the header value, `Bearer `
+            // stripped, is the key; policies are applied to what Redis holds.
+            let value = live
+                .headers
+                .get("Authorization")
+                .and_then(|v| v.first())
+                .cloned()
+                .unwrap_or_default();
+            if value.is_empty() {
+                outcome.client = Some(self.error(401, "Authorization field missing"));
+                return outcome;
+            }
+            let key = strip_bearer(&value).to_owned();
+            let found = self
+                .stored(&key)
+                .and_then(|mut session| self.apply_policies(&mut session).ok().map(|()| session));
+            let Some(session) = found else {
+                events.push("AuthFailure".into());
+                outcome.client = Some(self.error(403, "Access to this API has been disallowed"));
+                return outcome;
+            };
+            cached = Some(session);
+            session_id = Some(key);
+        } else if let Some(header) = &api.id_extractor_header {
             let value = live
                 .headers
                 .get(&canonical(header))
@@ -371,10 +455,12 @@ impl Gateway {
                 outcome.client = Some(self.error(400, "Authorization field missing"));
                 return outcome;
             };
-            let id = format!("{}{}", self.api.org_id, md5_hex(value.as_bytes()));
+            let id = extractor_id(&api.org_id, &value);
             let now = unix_now();
-            if let Some(session) = self.stored(&id)
+            // A session whose policies no longer apply counts as not found.
+            if let Some(mut session) = self.stored(&id)
                 && session.id_extractor_deadline > now
+                && self.apply_policies(&mut session).is_ok()
             {
                 cached = Some(session);
             }
@@ -390,7 +476,7 @@ impl Gateway {
                 outcome.plugin_called = true;
                 self.auth_calls.fetch_add(1, Ordering::SeqCst);
                 let object =
-                    self.build_object(HookType::CustomKeyCheck, &self.api.auth_check, &live, None);
+                    self.build_object(api, HookType::CustomKeyCheck, &api.auth_check, &live, None);
                 let mut call = tonic::Request::new(object);
                 if let Some(traceparent) = &request.traceparent {
                     call.metadata_mut()
@@ -426,7 +512,12 @@ impl Gateway {
                     outcome.client = Some(self.error(403, "Forbidden"));
                     return outcome;
                 }
-                session.org_id = self.api.org_id.clone();
+                session.org_id = api.org_id.clone();
+                if self.apply_policies(&mut session).is_err() {
+                    events.push("AuthFailure".into());
+                    outcome.client = Some(self.error(403, "Forbidden"));
+                    return outcome;
+                }
                 let key = session_id.clone().unwrap_or(token);
                 session.key_id = key.clone();
                 (session, key)
@@ -436,8 +527,8 @@ impl Gateway {
         outcome.session_key = Some(key.clone());
 
         // §2.5 phase 5: post_key_auth hooks, with session and metadata.
-        for name in &self.api.post_key_auth {
-            let object = self.build_object(HookType::PostKeyAuth, name, &live, Some(&session));
+        for name in &api.post_key_auth {
+            let object = self.build_object(api, HookType::PostKeyAuth, name, &live, Some(&session));
             let reply = match self.client.clone().dispatch(object).await {
                 Ok(reply) => reply.into_inner(),
                 Err(_) => {
@@ -461,9 +552,7 @@ impl Gateway {
             outcome.client = Some(self.error(401, "Key has expired, please renew"));
             return outcome;
         }
-        if !session.access_rights.is_empty()
-            && !session.access_rights.contains_key(&self.api.api_id)
-        {
+        if !access_allowed(&session, api) {
             outcome.client = Some(self.error(403, "Access to this API has been disallowed"));
             return outcome;
         }
@@ -473,7 +562,7 @@ impl Gateway {
         }
 
         // Header injection with $tyk_meta.
-        for (name, value) in &self.api.inject_headers {
+        for (name, value) in &api.inject_headers {
             let value = replace_meta(value, &session.metadata);
             live.headers.insert(canonical(name), vec![value]);
         }
@@ -495,6 +584,7 @@ impl Gateway {
     /// §3: the object Tyk sends.
     fn build_object(
         &self,
+        api: &Api,
         hook: HookType,
         name: &str,
         live: &Live,
@@ -511,20 +601,17 @@ impl Gateway {
         for (k, v) in parse_query(query) {
             params.entry(k).or_insert(v);
         }
-        let body = if !self.api.raw_body_only {
+        let body = if !api.raw_body_only {
             String::from_utf8(live.body.clone()).unwrap_or_default()
         } else {
             String::new()
         };
         let mut spec = HashMap::from([
-            ("OrgID".to_owned(), self.api.org_id.clone()),
-            ("APIID".to_owned(), self.api.api_id.clone()),
-            (
-                "bundle_hash".to_owned(),
-                md5_hex(self.api.bundle.as_bytes()),
-            ),
+            ("OrgID".to_owned(), api.org_id.clone()),
+            ("APIID".to_owned(), api.api_id.clone()),
+            ("bundle_hash".to_owned(), md5_hex(api.bundle.as_bytes())),
         ]);
-        if let Some(config) = &self.api.config_data {
+        if let Some(config) = &api.config_data {
             spec.insert("config_data".into(), encode_config_data(config));
         }
         Object {
@@ -637,6 +724,62 @@ impl Gateway {
         Flow::Continue
     }
 
+    /// Tyk's policy engine (`internal/policy` `Apply`), for access rights
+    /// and tags: unknown policies are skipped when several are named and an
+    /// error when one is; a policy of another organisation is an error; the
+    /// access rights of the policies replace the session's, and none at all
+    /// is an error. Nothing happens until a test defines a policy.
+    fn apply_policies(&self, session: &mut SessionState) -> Result<(), ()> {
+        let guard = self.policies.lock().unwrap();
+        let Some(known) = guard.as_ref() else {
+            return Ok(());
+        };
+        let mut ids = session.apply_policies.clone();
+        if !session.apply_policy_id.is_empty() && !ids.contains(&session.apply_policy_id) {
+            ids.push(session.apply_policy_id.clone());
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut rights: HashMap<String, AccessDefinition> = HashMap::new();
+        let mut tags = session.tags.clone();
+        for id in &ids {
+            let Some(policy) = known.get(id) else {
+                if ids.len() > 1 {
+                    continue;
+                }
+                return Err(());
+            };
+            if policy.org_id != session.org_id {
+                return Err(());
+            }
+            for (api_id, versions) in &policy.access_rights {
+                let entry = rights
+                    .entry(api_id.clone())
+                    .or_insert_with(|| AccessDefinition {
+                        api_id: api_id.clone(),
+                        ..Default::default()
+                    });
+                for version in versions {
+                    if !entry.versions.contains(version) {
+                        entry.versions.push(version.clone());
+                    }
+                }
+            }
+            for tag in &policy.tags {
+                if !tags.contains(tag) {
+                    tags.push(tag.clone());
+                }
+            }
+        }
+        if rights.is_empty() {
+            return Err(());
+        }
+        session.access_rights = rights;
+        session.tags = tags;
+        Ok(())
+    }
+
     /// §4.1 step 13 and §4.8: keep a stored session's quota counters; store
     /// with the lifetime as TTL (0: no TTL).
     fn store_session(&self, key: &str, mut session: SessionState) -> SessionState {
@@ -706,14 +849,14 @@ impl Gateway {
     }
 
     /// §8: events go to the plugin only when the API registers a handler.
-    async fn fire_event(&self, event: &str) {
-        let Some(handler) = &self.api.event_handler else {
+    async fn fire_event(&self, api: &Api, event: &str) {
+        let Some(handler) = &api.event_handler else {
             return;
         };
         let payload = serde_json::json!({
             "message": { "Type": event, "Meta": { "Message": "Auth Failure", "Key": "", "Path": "/" }, "TimeStamp": "" },
             "handler_name": handler,
-            "spec": { "APIID": self.api.api_id, "OrgID": self.api.org_id },
+            "spec": { "APIID": api.api_id, "OrgID": api.org_id },
         });
         let _ = self
             .client
@@ -722,6 +865,30 @@ impl Gateway {
                 payload: payload.to_string(),
             })
             .await;
+    }
+}
+
+/// Tyk's access-rights check (`AccessRightsCheck`): no rights means every
+/// API; otherwise this API's ID must be listed, and for a versioned API the
+/// version asked for too.
+fn access_allowed(session: &SessionState, api: &Api) -> bool {
+    if session.access_rights.is_empty() {
+        return true;
+    }
+    let Some(granted) = session.access_rights.get(&api.api_id) else {
+        return false;
+    };
+    match &api.version {
+        None => true,
+        Some(version) => granted.versions.contains(version),
+    }
+}
+
+/// Tyk's auth-token middleware drops a leading `Bearer ` (any case).
+fn strip_bearer(value: &str) -> &str {
+    match value.get(..7) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("bearer ") => &value[7..],
+        _ => value,
     }
 }
 
