@@ -287,3 +287,45 @@ fn bundle_subcommands_build_and_verify() {
     assert_eq!(unreadable.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unreadable.stderr).contains("bundle verify failed"));
 }
+
+/// `LISTEN_ADDR=unix://…` naming something that is not a socket: start-up
+/// stops with an error naming the path, and the file is left as it was.
+#[test]
+fn a_unix_listen_path_that_is_not_a_socket_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plugin.sock");
+    std::fs::write(&file, "operator's data\n").unwrap();
+    let mut child = plugin(dir.path())
+        .env(
+            "INTROSPECTION_URL",
+            "http://127.0.0.1:9/oauth/v2/oauth-introspect",
+        )
+        .env("INTROSPECTION_ALLOW_HTTP", "true")
+        .env("CLIENT_ID", "gateway")
+        .env("CLIENT_SECRET", "s")
+        .env("LISTEN_ADDR", format!("unix://{}", file.display()))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&file).ok().as_deref(),
+        Some("operator's data\n"),
+        "the file was replaced; stderr: {stderr}"
+    );
+    let status = status.expect("the plugin started serving instead of refusing the path");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not a socket"), "{stderr}");
+    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+}
