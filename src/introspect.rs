@@ -160,8 +160,11 @@ const FORM: HeaderValue = HeaderValue::from_static("application/x-www-form-urlen
 
 impl IntrospectionClient {
     /// Builds the pooled client: rustls with the system's roots plus the extra
-    /// CA, no redirects (they would carry the token elsewhere), and the time
-    /// budget applied to the whole exchange, body included.
+    /// CA, no redirects (they would carry the token elsewhere), the time
+    /// budget applied to the whole exchange, body included, and no proxy but
+    /// `INTROSPECTION_PROXY`: the environment's `HTTP_PROXY`, `HTTPS_PROXY`
+    /// and `ALL_PROXY` are set for other traffic, and must not route tokens
+    /// and client credentials through a proxy nobody chose for them.
     ///
     /// # Errors
     ///
@@ -177,6 +180,12 @@ impl IntrospectionClient {
             .connect_timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true);
+        builder = match &config.proxy {
+            // Used for every introspection request: NO_PROXY does not apply.
+            Some(proxy) => builder
+                .proxy(reqwest::Proxy::all(proxy.url().clone()).map_err(|e| e.without_url())?),
+            None => builder.no_proxy(),
+        };
         if let Some(path) = &config.ca_file {
             let display = path.display().to_string();
             let pem = std::fs::read(path).map_err(|source| ClientBuildError::CaFile {
