@@ -608,11 +608,23 @@ fn failed_builds_name_the_fault_and_write_nothing() {
 fn committed_bundles_match_their_manifests() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    for (manifest, bundle) in [
-        ("manifest/manifest.json", "bundles/phantom-bundle-v1.zip"),
+    for (manifest, bundle, hooks) in [
+        (
+            "manifest/manifest.json",
+            "bundles/phantom-bundle-v1.zip",
+            &[][..],
+        ),
         (
             "manifest/manifest-id-extractor.json",
             "bundles/phantom-bundle-idx-v1.zip",
+            &[],
+        ),
+        // The name API definitions written for Curity's tutorial ask for,
+        // with the hooks of Curity's manifest.
+        (
+            "manifest/manifest-curity.json",
+            "bundles/phantom-bundle.zip",
+            &["post_key_auth:InjectJwtPostKeyAuth"],
         ),
     ] {
         let fresh = dir.path().join("fresh.zip");
@@ -625,6 +637,7 @@ fn committed_bundles_match_their_manifests() {
         let report = tyk_phantom_token::bundle::verify(&root.join(bundle), None).unwrap();
         assert_eq!(report.driver, "grpc");
         assert_eq!(report.auth_check.as_deref(), Some("PhantomAuthCheck"));
+        assert_eq!(report.hooks, hooks, "{bundle}");
     }
 }
 
