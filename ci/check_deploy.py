@@ -31,12 +31,19 @@ BINARY = "/usr/local/bin/tyk-phantom-token"
 SHUTDOWN_GRACE_DEFAULT_S = 10  # SHUTDOWN_GRACE_SECONDS
 MIN_GRPC_MESSAGE = 64 * 1024 * 1024  # GRPC_MAX_MESSAGE_BYTES default
 AUTH_HOOK = "PhantomAuthCheck"
+INJECT_HOOK = "InjectJwtPostKeyAuth"
 DEFAULT_EXTERNAL_NETWORK = "tyk-self-managed-trial_tyk"
-# Bundle served to the gateway -> (its manifest, whether it has an id_extractor).
+# Bundle served to the gateway -> (its manifest, whether it has an id_extractor,
+# its post_key_auth hooks).
 BUNDLES = {
-    "phantom-bundle-v1.zip": ("manifest/manifest.json", False),
-    "phantom-bundle-idx-v1.zip": ("manifest/manifest-id-extractor.json", True),
+    "phantom-bundle-v1.zip": ("manifest/manifest.json", False, ()),
+    "phantom-bundle-idx-v1.zip": ("manifest/manifest-id-extractor.json", True, ()),
+    # The name in Curity's tutorial, with the hooks of Curity's manifest: API
+    # definitions written for Curity's plugin load unchanged.
+    "phantom-bundle.zip": ("manifest/manifest-curity.json", False, (INJECT_HOOK,)),
 }
+# Served for API definitions from elsewhere; the demo need not use them.
+UNUSED_BY_DEMO_OK = {"phantom-bundle.zip"}
 JWT_FROM_METADATA = "Bearer $tyk_meta.phantom_jwt"
 
 problems = []
@@ -318,7 +325,7 @@ def check_apis(services):
         elif injected:
             fail(where, "injects Authorization without the id_extractor bundle: the plugin's JWT would be overwritten")
     for bundle in BUNDLES:
-        if bundle not in used:
+        if bundle not in used and bundle not in UNUSED_BY_DEMO_OK:
             fail("examples/demo/apps", f"no API definition uses {bundle}")
     return used
 
@@ -335,6 +342,11 @@ def essentials(custom_middleware):
     return {
         "driver": cm.get("driver"),
         "auth_check": (auth.get("name"), bool(auth.get("raw_body_only")), bool(auth.get("disabled"))),
+        "post_key_auth": tuple(
+            (hook.get("name"), bool(hook.get("raw_body_only")))
+            for hook in cm.get("post_key_auth") or []
+            if not hook.get("disabled")
+        ),
         "id_extractor": (
             idx.get("extract_from"),
             idx.get("extract_with"),
@@ -343,10 +355,11 @@ def essentials(custom_middleware):
     }
 
 
-def expected(with_id_extractor):
+def expected(with_id_extractor, post_key_auth):
     return {
         "driver": "grpc",
         "auth_check": (AUTH_HOOK, True, False),
+        "post_key_auth": tuple((name, True) for name in post_key_auth),
         "id_extractor": ("header", "value", "authorization") if with_id_extractor else None,
     }
 
@@ -355,13 +368,14 @@ def check_bundles():
     if not (ROOT / "manifest").is_dir():
         print("note: no manifest/ folder yet; bundle manifests and zips not checked")
         return
-    for name, (manifest_path, with_idx) in BUNDLES.items():
+    for name, (manifest_path, with_idx, post_key_auth) in BUNDLES.items():
         if not (ROOT / manifest_path).is_file():
             fail(manifest_path, f"missing (source of {name})")
             continue
         source = essentials(load_json(manifest_path).get("custom_middleware"))
-        if source != expected(with_idx):
-            fail(manifest_path, f"custom_middleware is {source}, expected {expected(with_idx)}")
+        want = expected(with_idx, post_key_auth)
+        if source != want:
+            fail(manifest_path, f"custom_middleware is {source}, expected {want}")
         where = f"bundles/{name}"
         if not (ROOT / where).is_file():
             fail(where, "missing: the bundle server would answer 404 and the API would not load")

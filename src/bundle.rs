@@ -28,9 +28,17 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use archive::{BundleReader, BundleWriter};
+use archive::{BundleReader, BundleWriter, Limit};
 use digest::Digests;
 use manifest::{MANIFEST_NAME, Manifest};
+
+/// Largest `manifest.json` [`verify`] reads (ours are a few hundred bytes).
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+/// Largest listed file [`verify`] reads, uncompressed.
+pub const MAX_LISTED_FILE_BYTES: u64 = 64 << 20;
+/// Largest total of the listed files [`verify`] reads, uncompressed. A file
+/// listed twice counts twice: it is hashed twice.
+pub const MAX_LISTED_BYTES: u64 = 256 << 20;
 
 /// What [`build`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +153,30 @@ pub enum BundleError {
     NoManifest,
     #[error("file_list names {name:?} but the bundle holds no such file")]
     MissingFile { name: String },
+    #[error(
+        "zip entry {name:?} declares {declared} bytes uncompressed, more than the {limit} \
+         allowed for {what}; the bundle is refused without inflating it"
+    )]
+    DeclaredTooLarge {
+        name: String,
+        declared: u64,
+        limit: u64,
+        what: &'static str,
+    },
+    #[error(
+        "the files in file_list declare {declared} bytes uncompressed together, more than the \
+         {limit} allowed; the bundle is refused without inflating them"
+    )]
+    ListedTooLarge { declared: u64, limit: u64 },
+    #[error(
+        "zip entry {name:?} inflates to more than the {limit} bytes allowed for {what}, \
+         whatever its header declares; the bundle is refused"
+    )]
+    InflatesTooLarge {
+        name: String,
+        limit: u64,
+        what: &'static str,
+    },
     #[error("cannot read {name:?} from the bundle: {source}")]
     ReadEntry { name: String, source: io::Error },
     #[error(
@@ -227,7 +259,11 @@ pub fn build(
 /// Verifies a bundle as the gateway does after downloading it.
 ///
 /// Entries must be relative without `..`, stored or deflated, and nested ones
-/// need a directory entry before them. Then, in the gateway's order: with a
+/// need a directory entry before them. A downloaded zip may be crafted to
+/// inflate to gigabytes, so the manifest and the listed files are bounded
+/// ([`MAX_MANIFEST_BYTES`], [`MAX_LISTED_FILE_BYTES`], [`MAX_LISTED_BYTES`]),
+/// by their declared sizes before inflating and by the bytes actually read,
+/// and files are hashed as they are read, never held whole. Then, in the gateway's order: with a
 /// public key the manifest must carry a signature; the MD5 of the listed files
 /// must equal `checksum`; with a public key the signature must verify. Without
 /// a key a signature is not checked, only reported.
@@ -242,7 +278,10 @@ pub fn verify(bundle_path: &Path, public_key: Option<&Path>) -> Result<VerifyRep
         .map(|path| digest::read_public_key(path).map(|key| (path, key)))
         .transpose()?;
     let mut bundle = BundleReader::open(bundle_path)?;
-    let bytes = bundle.read_manifest()?;
+    let bytes = bundle.read_manifest(Limit {
+        bytes: MAX_MANIFEST_BYTES,
+        what: MANIFEST_NAME,
+    })?;
     let manifest = Manifest::parse(
         &bytes,
         &format!("{MANIFEST_NAME} in bundle {bundle_path:?}"),
@@ -253,9 +292,48 @@ pub fn verify(bundle_path: &Path, public_key: Option<&Path>) -> Result<VerifyRep
     if key.is_some() && !signature_present {
         return Err(BundleError::NotSigned);
     }
-    let mut digests = Digests::default();
+    // Declared sizes first, so that a bundle over a limit is refused before
+    // anything is inflated; then every file is read through a limit anyway,
+    // as the declared sizes may lie.
+    let mut declared: u64 = 0;
     for name in &manifest.file_list {
-        digests.update(&bundle.read_file(name)?);
+        let size = bundle.declared_size(name)?;
+        if size > MAX_LISTED_FILE_BYTES {
+            return Err(BundleError::DeclaredTooLarge {
+                name: name.clone(),
+                declared: size,
+                limit: MAX_LISTED_FILE_BYTES,
+                what: "a listed file",
+            });
+        }
+        declared = declared.saturating_add(size);
+    }
+    if declared > MAX_LISTED_BYTES {
+        return Err(BundleError::ListedTooLarge {
+            declared,
+            limit: MAX_LISTED_BYTES,
+        });
+    }
+    // Streamed into the digests, never held whole.
+    let mut digests = Digests::default();
+    let mut read: u64 = 0;
+    for name in &manifest.file_list {
+        let left = MAX_LISTED_BYTES - read.min(MAX_LISTED_BYTES);
+        let limit = if left < MAX_LISTED_FILE_BYTES {
+            Limit {
+                bytes: left,
+                what: "the listed files together",
+            }
+        } else {
+            Limit {
+                bytes: MAX_LISTED_FILE_BYTES,
+                what: "a listed file",
+            }
+        };
+        bundle.stream_file(name, limit, |chunk| {
+            read += chunk.len() as u64;
+            digests.update(chunk);
+        })?;
     }
     let sums = digests.finish();
     if sums.checksum != manifest.checksum {

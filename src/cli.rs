@@ -229,6 +229,17 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         "  introspection: {} as client {:?} (timeout {:?})",
         config.introspection.url, config.introspection.client_id, config.introspection.timeout
     );
+    match &config.introspection.proxy {
+        Some(proxy) => {
+            let _ = writeln!(out, "  proxy: {proxy}");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  proxy: none (HTTP_PROXY, HTTPS_PROXY and ALL_PROXY are ignored; set INTROSPECTION_PROXY to use one)"
+            );
+        }
+    }
     for name in &config.ignored {
         let _ = writeln!(
             out,

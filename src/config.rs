@@ -23,6 +23,7 @@ pub const ENV_INTROSPECTION_CA_FILE: &str = "INTROSPECTION_CA_FILE";
 pub const ENV_INTROSPECTION_CLIENT_CERT_FILE: &str = "INTROSPECTION_CLIENT_CERT_FILE";
 pub const ENV_INTROSPECTION_CLIENT_KEY_FILE: &str = "INTROSPECTION_CLIENT_KEY_FILE";
 pub const ENV_INTROSPECTION_ALLOW_HTTP: &str = "INTROSPECTION_ALLOW_HTTP";
+pub const ENV_INTROSPECTION_PROXY: &str = "INTROSPECTION_PROXY";
 pub const ENV_MAX_INFLIGHT_INTROSPECTIONS: &str = "MAX_INFLIGHT_INTROSPECTIONS";
 pub const ENV_INFLIGHT_WAIT_SECONDS: &str = "INFLIGHT_WAIT_SECONDS";
 pub const ENV_BREAKER_FAILURES: &str = "BREAKER_FAILURES";
@@ -74,6 +75,7 @@ pub const ALL_VARIABLES: &[&str] = &[
     ENV_INTROSPECTION_CLIENT_CERT_FILE,
     ENV_INTROSPECTION_CLIENT_KEY_FILE,
     ENV_INTROSPECTION_ALLOW_HTTP,
+    ENV_INTROSPECTION_PROXY,
     ENV_MAX_INFLIGHT_INTROSPECTIONS,
     ENV_INFLIGHT_WAIT_SECONDS,
     ENV_BREAKER_FAILURES,
@@ -200,6 +202,30 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A proxy URL (`http://` or `https://`, host and port, perhaps
+/// `user:password@`). `Debug` and `Display` mask the credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl(reqwest::Url);
+
+impl ProxyUrl {
+    /// The URL, credentials included: for building the client only.
+    pub fn url(&self) -> &reqwest::Url {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&without_userinfo(self.0.as_str()))
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProxyUrl({self})")
+    }
+}
+
 /// Every problem found in the configuration, reported together.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {}", .problems.join("; "))]
@@ -243,6 +269,11 @@ pub struct IntrospectionConfig {
     pub ca_file: Option<PathBuf>,
     /// Certificate chain and key (PEM) for mutual TLS to the AS.
     pub client_identity: Option<(PathBuf, PathBuf)>,
+    /// The proxy for introspection requests. `None`: straight to the AS,
+    /// whatever `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` say (tokens and
+    /// client credentials must not leave through a proxy set for other
+    /// traffic).
+    pub proxy: Option<ProxyUrl>,
     pub max_inflight: usize,
     pub inflight_wait: Duration,
     pub breaker_failures: u32,
@@ -321,6 +352,9 @@ impl Config {
         let allow_http = r
             .optional(ENV_INTROSPECTION_ALLOW_HTTP, parse::boolean)
             .unwrap_or(false);
+        let proxy = r
+            .optional(ENV_INTROSPECTION_PROXY, parse::proxy_url)
+            .map(ProxyUrl);
         if let Some(url) = &url
             && url.scheme() == "http"
             && !allow_http
@@ -468,6 +502,7 @@ impl Config {
                 max_jwt_bytes,
                 ca_file,
                 client_identity,
+                proxy,
                 max_inflight,
                 inflight_wait,
                 breaker_failures,

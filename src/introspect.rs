@@ -152,6 +152,23 @@ pub struct IntrospectionClient {
     metrics: Arc<Metrics>,
 }
 
+/// A failed attempt, and whether the AS can have seen the request.
+struct AttemptError {
+    error: IntrospectError,
+    /// No byte of the request was written (see [`request_unsent`]): the
+    /// only failure that is retried.
+    unsent: bool,
+}
+
+impl From<IntrospectError> for AttemptError {
+    fn from(error: IntrospectError) -> Self {
+        AttemptError {
+            error,
+            unsent: false,
+        }
+    }
+}
+
 /// The shortest time budget worth a retry.
 const MIN_RETRY_BUDGET: Duration = Duration::from_millis(20);
 
@@ -160,8 +177,11 @@ const FORM: HeaderValue = HeaderValue::from_static("application/x-www-form-urlen
 
 impl IntrospectionClient {
     /// Builds the pooled client: rustls with the system's roots plus the extra
-    /// CA, no redirects (they would carry the token elsewhere), and the time
-    /// budget applied to the whole exchange, body included.
+    /// CA, no redirects (they would carry the token elsewhere), the time
+    /// budget applied to the whole exchange, body included, and no proxy but
+    /// `INTROSPECTION_PROXY`: the environment's `HTTP_PROXY`, `HTTPS_PROXY`
+    /// and `ALL_PROXY` are set for other traffic, and must not route tokens
+    /// and client credentials through a proxy nobody chose for them.
     ///
     /// # Errors
     ///
@@ -177,6 +197,12 @@ impl IntrospectionClient {
             .connect_timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true);
+        builder = match &config.proxy {
+            // Used for every introspection request: NO_PROXY does not apply.
+            Some(proxy) => builder
+                .proxy(reqwest::Proxy::all(proxy.url().clone()).map_err(|e| e.without_url())?),
+            None => builder.no_proxy(),
+        };
         if let Some(path) = &config.ca_file {
             let display = path.display().to_string();
             let pem = std::fs::read(path).map_err(|source| ClientBuildError::CaFile {
@@ -219,8 +245,9 @@ impl IntrospectionClient {
     }
 
     /// Asks the AS about `token`, within the time budget, with at most one
-    /// retry for a connection failure, through the in-flight bound and the
-    /// breaker. `trace` is continued on the request.
+    /// retry for a failure before any byte of the request was written,
+    /// through the in-flight bound and the breaker. `trace` is continued on
+    /// the request.
     ///
     /// # Errors
     ///
@@ -267,15 +294,21 @@ impl IntrospectionClient {
         let _in_flight = self.metrics.in_flight();
         let deadline = Instant::now() + self.timeout;
         let mut result = self.send(token, trace, self.timeout).await;
-        // One retry, for a connection that failed before any answer (refused,
-        // reset), and only inside the budget.
-        if matches!(result, Err(IntrospectError::Unreachable(_))) {
+        // One retry, inside the budget, and only when the AS cannot have seen
+        // the request: once any of it was written, the AS may have read it
+        // (and a reset then says nothing about the next try). TLS failures
+        // and timeouts are not retried either.
+        if let Err(failed) = &result
+            && failed.unsent
+            && matches!(failed.error, IntrospectError::Unreachable(_))
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             if left >= MIN_RETRY_BUDGET {
-                debug!("Retrying introspection after a connection failure");
+                debug!("Retrying introspection: the request was not sent");
                 result = self.send(token, trace, left).await;
             }
         }
+        let result = result.map_err(|failed| failed.error);
         drop(slot);
         let reachable = !matches!(&result, Err(e) if e.is_connection_failure());
         if self.breaker.record(permit, reachable, Instant::now()) {
@@ -290,7 +323,7 @@ impl IntrospectionClient {
         token: &BearerToken<'_>,
         trace: Option<&TraceContext>,
         budget: Duration,
-    ) -> Result<Introspection, IntrospectError> {
+    ) -> Result<Introspection, AttemptError> {
         let mut request = self
             .http
             .post(self.url.clone())
@@ -305,18 +338,21 @@ impl IntrospectionClient {
                 request = request.header("tracestate", state);
             }
         }
-        let response = request.send().await.map_err(transport_error)?;
+        let response = request.send().await.map_err(|error| AttemptError {
+            unsent: request_unsent(&error),
+            error: transport_error(error),
+        })?;
 
         match response.status() {
             StatusCode::OK => {}
             StatusCode::NO_CONTENT => return Ok(Introspection::Inactive),
             s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
-                return Err(IntrospectError::CredentialsRejected(s.as_u16()));
+                return Err(IntrospectError::CredentialsRejected(s.as_u16()).into());
             }
             s @ (StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) => {
-                return Err(IntrospectError::Unavailable(s.as_u16()));
+                return Err(IntrospectError::Unavailable(s.as_u16()).into());
             }
-            s => return Err(IntrospectError::UnexpectedStatus(s.as_u16())),
+            s => return Err(IntrospectError::UnexpectedStatus(s.as_u16()).into()),
         }
 
         let max_age = response
@@ -327,7 +363,7 @@ impl IntrospectionClient {
             .filter_map(cache_control_limit)
             .min();
         let body = read_capped(response, self.max_jwt_bytes).await?;
-        classify_ok_body(&body, max_age)
+        Ok(classify_ok_body(&body, max_age)?)
     }
 }
 
@@ -372,6 +408,23 @@ async fn read_capped(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Whether a request failed before any byte of it was written, so the AS
+/// cannot have seen it: the connection could not be made (refused,
+/// unreachable; through a proxy, the tunnel was refused; for an `https://`
+/// AS, the connection was cut during the TLS handshake).
+///
+/// Everything else came after hyper had started writing the request: a reset
+/// or "connection closed before message completed" while waiting for the
+/// answer, even on a reused connection the AS may have dropped at that
+/// moment, or a failure in the middle of the answer. The AS may have read the
+/// request, so none of those is retried. An idle pooled connection the AS had
+/// already closed never gets that far: hyper notices the close and the pool
+/// sends the request on a new connection, or hands it back unsent and the
+/// pool sends it again itself.
+fn request_unsent(error: &reqwest::Error) -> bool {
+    error.is_connect()
 }
 
 fn transport_error(error: reqwest::Error) -> IntrospectError {
@@ -468,6 +521,79 @@ pub fn cache_control_limit(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The error of a request to a loopback server that runs `serve` on the
+    /// one connection it accepts.
+    async fn failed_request<F>(serve: impl FnOnce(tokio::net::TcpStream) -> F) -> reqwest::Error
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let request = tokio::spawn(
+            client
+                .post(format!("http://{addr}/introspect"))
+                .body("token=abc")
+                .send(),
+        );
+        let (stream, _) = listener.accept().await.unwrap();
+        tokio::spawn(serve(stream));
+        request.await.unwrap().unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_was_not_sent() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let error = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .post(format!("http://{addr}/introspect"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(request_unsent(&error), "{error:?}");
+        assert!(matches!(
+            transport_error(error),
+            IntrospectError::Unreachable(_)
+        ));
+    }
+
+    /// Reads until the whole request (ending with the form body) is in.
+    async fn read_request(stream: &mut tokio::net::TcpStream) {
+        use tokio::io::AsyncReadExt;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !seen.ends_with(b"token=abc") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reset_after_the_request_was_read_was_sent() {
+        let error = failed_request(|mut stream| async move {
+            read_request(&mut stream).await;
+            let _ = stream.set_zero_linger();
+        })
+        .await;
+        assert!(!request_unsent(&error), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_close_after_the_request_was_read_was_sent() {
+        // hyper: "connection closed before message completed".
+        let error = failed_request(|mut stream| async move {
+            read_request(&mut stream).await;
+        })
+        .await;
+        assert!(!request_unsent(&error), "{error:?}");
+    }
 
     #[test]
     fn basic_credentials_follow_rfc6749_vectors() {

@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,7 +47,8 @@ impl Listener {
 /// An unspecified IPv6 address (`[::]`, the default) also accepts IPv4 where
 /// the host allows it, like Go's `:port`; on hosts without IPv6 it falls back
 /// to `0.0.0.0`. A Unix socket left behind by a process that is gone is
-/// replaced; one that still answers is not.
+/// replaced; one that still answers is not, and anything at the path that is
+/// not a socket is never removed.
 ///
 /// # Errors
 ///
@@ -84,6 +86,19 @@ fn bind_tcp(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
 fn bind_unix(path: &Path) -> io::Result<UnixListener> {
     match UnixListener::bind(path) {
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            // Only a socket is ours to replace: a file, folder or link at
+            // that path is somebody's data, and a typo in LISTEN_ADDR must
+            // not delete it.
+            if !is_socket(path)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} exists and is not a socket; it is left as it is \
+                         (remove it, or choose another path)",
+                        path.display()
+                    ),
+                ));
+            }
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
@@ -95,6 +110,11 @@ fn bind_unix(path: &Path) -> io::Result<UnixListener> {
         }
         other => other,
     }
+}
+
+/// Whether `path` itself (not what a link points to) is a socket.
+fn is_socket(path: &Path) -> io::Result<bool> {
+    Ok(std::fs::symlink_metadata(path)?.file_type().is_socket())
 }
 
 /// A gRPC channel to a plugin at `addr` (TCP or Unix socket), for the health
@@ -185,7 +205,10 @@ pub async fn serve<D: Drain>(
             serve_incoming(UnixListenerStream::new(l), service, options, shutdown).await
         }
     };
-    if let Some(path) = socket {
+    // Only if it is still a socket: never a file put there in the meantime.
+    if let Some(path) = socket
+        && is_socket(&path).unwrap_or(false)
+    {
         let _ = std::fs::remove_file(path);
     }
     result

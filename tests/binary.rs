@@ -341,3 +341,263 @@ fn bundle_subcommands_build_and_verify() {
     assert_eq!(unreadable.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unreadable.stderr).contains("bundle verify failed"));
 }
+
+/// `LISTEN_ADDR=unix://…` naming something that is not a socket: start-up
+/// stops with an error naming the path, and the file is left as it was.
+#[test]
+fn a_unix_listen_path_that_is_not_a_socket_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plugin.sock");
+    std::fs::write(&file, "operator's data\n").unwrap();
+    let mut child = plugin(dir.path())
+        .env(
+            "INTROSPECTION_URL",
+            "http://127.0.0.1:9/oauth/v2/oauth-introspect",
+        )
+        .env("INTROSPECTION_ALLOW_HTTP", "true")
+        .env("CLIENT_ID", "gateway")
+        .env("CLIENT_SECRET", "s")
+        .env("LISTEN_ADDR", format!("unix://{}", file.display()))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&file).ok().as_deref(),
+        Some("operator's data\n"),
+        "the file was replaced; stderr: {stderr}"
+    );
+    let status = status.expect("the plugin started serving instead of refusing the path");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not a socket"), "{stderr}");
+    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+}
+
+/// A forward proxy on loopback that records the first line of every
+/// connection (`CONNECT host:port …` or `POST http://host:port/… …`) and
+/// passes the traffic on, to loopback only.
+struct RecordingProxy {
+    addr: std::net::SocketAddr,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RecordingProxy {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = lines.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let record = record.clone();
+                std::thread::spawn(move || proxy_connection(client, &record));
+            }
+        });
+        Self { addr, lines }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+fn proxy_connection(mut client: std::net::TcpStream, record: &std::sync::Mutex<Vec<String>>) {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let line = head.lines().next().unwrap_or_default().to_owned();
+    record.lock().unwrap().push(line.clone());
+    let mut words = line.split(' ');
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (authority, rest) = if method == "CONNECT" {
+        (target.to_owned(), None)
+    } else {
+        let Some(after) = target.strip_prefix("http://") else {
+            return;
+        };
+        let slash = after.find('/').unwrap_or(after.len());
+        let origin_form = head.replacen(target, &after[slash..], 1);
+        (after[..slash].to_owned(), Some(origin_form))
+    };
+    let port = authority.rsplit_once(':').map_or("80", |(_, p)| p);
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority.as_str(), |(h, _)| h);
+    assert!(
+        host == "127.0.0.1" || host == "localhost",
+        "the test proxy forwards to loopback only, not {host}"
+    );
+    let Ok(mut upstream) = std::net::TcpStream::connect(format!("127.0.0.1:{port}")) else {
+        return;
+    };
+    match rest {
+        None => {
+            let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+        }
+        Some(origin_form) => {
+            let _ = upstream.write_all(origin_form.as_bytes());
+        }
+    }
+    let (mut client_in, mut upstream_out) =
+        (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_in, &mut upstream_out);
+        let _ = upstream_out.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut upstream, &mut client);
+    let _ = client.shutdown(std::net::Shutdown::Write);
+    let _ = up.join();
+}
+
+/// `check` with a token on standard input and extra environment variables.
+fn run_check_with(env: &[(&str, String)], token: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = plugin(dir.path());
+    command
+        .env("CLIENT_ID", support::CLIENT_ID)
+        .env("CLIENT_SECRET", support::CLIENT_SECRET)
+        .args(["check", "--token", "-"])
+        .stdin(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(token.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+];
+
+/// Two fakes, plain HTTP and TLS, with one active token each; the TLS one's
+/// CA written to a file in `dir`.
+fn fakes_for_proxy_tests(
+    runtime: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+) -> (support::FakeAs, support::FakeAs, String) {
+    let plain = runtime.block_on(support::FakeAs::start());
+    let tls = runtime.block_on(support::FakeAs::start_tls());
+    for fake in [&plain, &tls] {
+        fake.script(
+            "proxy-test-token",
+            support::Behaviour::Jwt(support::Claims::valid_for("pia", 600)),
+        );
+    }
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, tls.ca_pem().unwrap()).unwrap();
+    (plain, tls, ca.display().to_string())
+}
+
+#[test]
+fn introspection_ignores_proxy_variables_of_the_environment() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, tls, ca) = fakes_for_proxy_tests(&runtime, dir.path());
+    let proxy = RecordingProxy::start();
+    for fake in [&plain, &tls] {
+        let mut env: Vec<(&str, String)> = PROXY_VARIABLES
+            .iter()
+            .map(|name| (*name, proxy.url()))
+            .collect();
+        env.push(("INTROSPECTION_URL", fake.url()));
+        env.push(("INTROSPECTION_ALLOW_HTTP", "true".to_owned()));
+        env.push(("INTROSPECTION_CA_FILE", ca.clone()));
+        let output = run_check_with(&env, "proxy-test-token");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{}: {output:?}", fake.url());
+        assert!(stdout.contains("token: active"), "{stdout}");
+        assert!(stdout.contains("proxy: none"), "{stdout}");
+        assert_eq!(fake.calls_for("proxy-test-token"), 1, "{}", fake.url());
+    }
+    assert_eq!(
+        proxy.lines(),
+        Vec::<String>::new(),
+        "introspection went through a proxy nobody configured for it"
+    );
+}
+
+#[test]
+fn introspection_goes_through_introspection_proxy_when_set() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, tls, ca) = fakes_for_proxy_tests(&runtime, dir.path());
+    let proxy = RecordingProxy::start();
+    for fake in [&plain, &tls] {
+        let env = [
+            ("INTROSPECTION_URL", fake.url()),
+            ("INTROSPECTION_ALLOW_HTTP", "true".to_owned()),
+            ("INTROSPECTION_CA_FILE", ca.clone()),
+            ("INTROSPECTION_PROXY", proxy.url()),
+            // An explicit proxy is used for the AS whatever NO_PROXY says.
+            ("NO_PROXY", "127.0.0.1,localhost".to_owned()),
+        ];
+        let output = run_check_with(&env, "proxy-test-token");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{}: {output:?}", fake.url());
+        assert!(stdout.contains("token: active"), "{stdout}");
+        assert!(
+            stdout.contains(&format!("proxy: {}", proxy.url())),
+            "{stdout}"
+        );
+        assert_eq!(fake.calls_for("proxy-test-token"), 1, "{}", fake.url());
+    }
+    let plain_port = plain
+        .url()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let tls_port = tls
+        .url()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        proxy.lines(),
+        [
+            format!("POST http://127.0.0.1:{plain_port}/oauth/v2/oauth-introspect HTTP/1.1"),
+            format!("CONNECT localhost:{tls_port} HTTP/1.1"),
+        ]
+    );
+}

@@ -45,6 +45,80 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
         z.writestr(info, text.encode("latin-1"))
 "#;
 
+/// Writes a zip by hand from `[{"name", "text", "fill", "mib", "declared"}, ...]`:
+/// each entry deflated, holding `text` then `mib` MiB of `fill` (a NUL byte by
+/// default) as one compressed MiB repeated, so a gigabyte costs about one MiB
+/// of zip; the CRC-32 is the real one; `declared` overrides the uncompressed
+/// size written in the headers.
+const PY_BOMB: &str = r#"
+import json, struct, sys, zlib
+
+def gf2_times(mat, vec):
+    s, i = 0, 0
+    while vec:
+        if vec & 1:
+            s ^= mat[i]
+        vec >>= 1
+        i += 1
+    return s
+
+def gf2_square(mat):
+    return [gf2_times(mat, mat[n]) for n in range(32)]
+
+def crc_combine(crc1, crc2, len2):
+    """CRC-32 of A+B from crc(A), crc(B) and len(B), as zlib's crc32_combine."""
+    odd = [0xEDB88320] + [1 << n for n in range(31)]
+    even = gf2_square(odd)
+    odd = gf2_square(even)
+    while len2:
+        even = gf2_square(odd)
+        if len2 & 1:
+            crc1 = gf2_times(even, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+        odd = gf2_square(even)
+        if len2 & 1:
+            crc1 = gf2_times(odd, crc1)
+        len2 >>= 1
+    return crc1 ^ crc2
+
+def entry_data(text, fill, mib):
+    """Raw deflate of text + mib MiB of fill: one compressed MiB repeated
+    (each ends with a full flush, so each stands alone), and its CRC-32."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    data = c.compress(text) + c.flush(zlib.Z_FULL_FLUSH)
+    crc, size = zlib.crc32(text), len(text)
+    if mib:
+        block = fill * (1 << 20)
+        data += (c.compress(block) + c.flush(zlib.Z_FULL_FLUSH)) * mib
+        power, power_len, n = zlib.crc32(block), 1 << 20, mib
+        while n:
+            if n & 1:
+                crc = crc_combine(crc, power, power_len)
+            power, power_len, n = crc_combine(power, power, power_len), power_len * 2, n >> 1
+        size += mib << 20
+    return data + c.flush(zlib.Z_FINISH), crc, size
+
+with open(sys.argv[1], "wb") as out:
+    central = b""
+    entries = json.loads(sys.argv[2])
+    for e in entries:
+        name = e["name"].encode()
+        data, crc, size = entry_data(e.get("text", "").encode("latin-1"),
+                                     e.get("fill", "\0").encode("latin-1"), e.get("mib", 0))
+        declared = e.get("declared", size)
+        offset = out.tell()
+        fields = (20, 0, 8, 0, 33, crc, len(data), declared, len(name), 0)
+        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, *fields) + name + data)
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 0x0314, *fields,
+                               0, 0, 0, 0o100644 << 16, offset) + name
+    start = out.tell()
+    out.write(central)
+    out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries),
+                          len(central), start, 0))
+"#;
+
 fn run(program: &str, args: &[&str]) -> std::process::Output {
     let output = Command::new(program).args(args).output().unwrap();
     assert!(
@@ -534,11 +608,23 @@ fn failed_builds_name_the_fault_and_write_nothing() {
 fn committed_bundles_match_their_manifests() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    for (manifest, bundle) in [
-        ("manifest/manifest.json", "bundles/phantom-bundle-v1.zip"),
+    for (manifest, bundle, hooks) in [
+        (
+            "manifest/manifest.json",
+            "bundles/phantom-bundle-v1.zip",
+            &[][..],
+        ),
         (
             "manifest/manifest-id-extractor.json",
             "bundles/phantom-bundle-idx-v1.zip",
+            &[],
+        ),
+        // The name API definitions written for Curity's tutorial ask for,
+        // with the hooks of Curity's manifest.
+        (
+            "manifest/manifest-curity.json",
+            "bundles/phantom-bundle.zip",
+            &["post_key_auth:InjectJwtPostKeyAuth"],
         ),
     ] {
         let fresh = dir.path().join("fresh.zip");
@@ -551,5 +637,184 @@ fn committed_bundles_match_their_manifests() {
         let report = tyk_phantom_token::bundle::verify(&root.join(bundle), None).unwrap();
         assert_eq!(report.driver, "grpc");
         assert_eq!(report.auth_check.as_deref(), Some("PhantomAuthCheck"));
+        assert_eq!(report.hooks, hooks, "{bundle}");
     }
+}
+
+fn write_bomb(path: &Path, entries: Value) {
+    run(
+        "python3",
+        &["-c", PY_BOMB, path.to_str().unwrap(), &entries.to_string()],
+    );
+}
+
+/// The most memory this test process has held (Linux `VmHWM`), in bytes.
+fn peak_memory() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+const GIB_MIB: u64 = 1024;
+/// Far below the gigabyte a bomb inflates to.
+const MEMORY_BOUND: u64 = 256 << 20;
+
+fn bomb_manifest(files: &[&str]) -> String {
+    json!({
+        "file_list": files,
+        "custom_middleware": {"driver": "grpc", "auth_check": {"name": "PhantomAuthCheck"}},
+        "checksum": "d41d8cd98f00b204e9800998ecf8427e",
+    })
+    .to_string()
+}
+
+/// Verifies `zip` and returns the error, checking that it came fast and with
+/// bounded memory.
+fn refused(zip: &Path) -> BundleError {
+    let started = std::time::Instant::now();
+    let error = bundle::verify(zip, None).expect_err("the bundle must be refused");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}: {error}",
+        started.elapsed()
+    );
+    assert!(
+        peak_memory() < MEMORY_BOUND,
+        "peak memory {} bytes",
+        peak_memory()
+    );
+    error
+}
+
+#[test]
+fn a_listed_file_that_inflates_to_a_gigabyte_is_refused_before_inflating() {
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("bomb.zip");
+    write_bomb(
+        &zip,
+        json!([
+            {"name": "manifest.json", "text": bomb_manifest(&["bomb.py"])},
+            {"name": "bomb.py", "mib": GIB_MIB},
+        ]),
+    );
+    assert!(fs::metadata(&zip).unwrap().len() < 2 << 20, "a small zip");
+    let error = refused(&zip);
+    match &error {
+        BundleError::DeclaredTooLarge {
+            name,
+            declared,
+            limit,
+            ..
+        } => {
+            assert_eq!(name, "bomb.py");
+            assert_eq!(*declared, GIB_MIB << 20);
+            assert_eq!(*limit, bundle::MAX_LISTED_FILE_BYTES);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(error.to_string().contains("bomb.py"), "{error}");
+}
+
+#[test]
+fn an_entry_that_inflates_past_its_declared_size_is_stopped_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("liar.zip");
+    write_bomb(
+        &zip,
+        json!([
+            {"name": "manifest.json", "text": bomb_manifest(&["liar.py"])},
+            {"name": "liar.py", "mib": GIB_MIB, "declared": 4096},
+        ]),
+    );
+    let error = refused(&zip);
+    let text = error.to_string();
+    assert!(text.contains("liar.py"), "{text}");
+    assert!(text.contains("declared"), "{text}");
+}
+
+#[test]
+fn a_manifest_padded_to_a_gigabyte_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // JSON followed by a gigabyte of spaces is still valid JSON.
+    let manifest = bomb_manifest(&[]);
+    let honest = dir.path().join("manifest-bomb.zip");
+    write_bomb(
+        &honest,
+        json!([{"name": "manifest.json", "text": manifest, "fill": " ", "mib": GIB_MIB}]),
+    );
+    match refused(&honest) {
+        BundleError::DeclaredTooLarge { name, limit, .. } => {
+            assert_eq!(name, "manifest.json");
+            assert_eq!(limit, bundle::MAX_MANIFEST_BYTES);
+        }
+        other => panic!("{other:?}"),
+    }
+    let liar = dir.path().join("manifest-liar.zip");
+    write_bomb(
+        &liar,
+        json!([{"name": "manifest.json", "text": manifest, "fill": " ", "mib": GIB_MIB,
+                "declared": manifest.len()}]),
+    );
+    let error = refused(&liar);
+    assert!(error.to_string().contains("manifest.json"), "{error}");
+}
+
+#[test]
+fn listed_files_are_capped_in_total_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("repeated.zip");
+    // One file under the per-file limit, listed often enough to pass the total.
+    let mib = (bundle::MAX_LISTED_FILE_BYTES >> 20) - 1;
+    let times = (bundle::MAX_LISTED_BYTES / (mib << 20) + 1) as usize;
+    write_bomb(
+        &zip,
+        json!([
+            {"name": "manifest.json", "text": bomb_manifest(&vec!["a.py"; times])},
+            {"name": "a.py", "mib": mib},
+        ]),
+    );
+    match refused(&zip) {
+        BundleError::ListedTooLarge { declared, limit } => {
+            assert_eq!(declared, times as u64 * (mib << 20));
+            assert_eq!(limit, bundle::MAX_LISTED_BYTES);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_large_listed_file_is_hashed_without_holding_it_in_memory() {
+    use md5::{Digest, Md5};
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("large.zip");
+    let mib = 24;
+    assert!(mib << 20 < bundle::MAX_LISTED_FILE_BYTES);
+    let mut md5 = Md5::new();
+    let block = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        md5.update(&block);
+    }
+    drop(block);
+    let manifest = json!({
+        "file_list": ["data.bin"],
+        "custom_middleware": {"driver": "grpc", "auth_check": {"name": "PhantomAuthCheck"}},
+        "checksum": hex::encode(md5.finalize()),
+    })
+    .to_string();
+    write_bomb(
+        &zip,
+        json!([
+            {"name": "manifest.json", "text": manifest},
+            {"name": "data.bin", "mib": mib},
+        ]),
+    );
+    let before = peak_memory();
+    let report = bundle::verify(&zip, None).unwrap();
+    assert_eq!(report.auth_check.as_deref(), Some("PhantomAuthCheck"));
+    let grew = peak_memory().saturating_sub(before);
+    assert!(
+        grew < 8 << 20,
+        "verifying a {mib} MiB file raised peak memory by {grew} bytes"
+    );
 }

@@ -222,17 +222,42 @@ impl BundleReader {
         Ok(())
     }
 
-    /// The bytes of the top-level `manifest.json`.
-    pub fn read_manifest(&mut self) -> Result<Vec<u8>, BundleError> {
+    /// The bytes of the top-level `manifest.json`, at most `limit`.
+    pub fn read_manifest(&mut self, limit: Limit) -> Result<Vec<u8>, BundleError> {
         let index = self
             .zip
             .index_for_name(MANIFEST_NAME)
             .ok_or(BundleError::NoManifest)?;
-        self.read_index(index, MANIFEST_NAME)
+        let mut data = Vec::new();
+        self.stream_index(index, MANIFEST_NAME, limit, |chunk| {
+            data.extend_from_slice(chunk);
+        })?;
+        Ok(data)
     }
 
-    /// The bytes of the file entry named exactly `name`.
-    pub fn read_file(&mut self, name: &str) -> Result<Vec<u8>, BundleError> {
+    /// The uncompressed size the file entry named exactly `name` declares.
+    pub fn declared_size(&self, name: &str) -> Result<u64, BundleError> {
+        let index = self.file_index(name)?;
+        let entry = self
+            .zip
+            .by_index_data(index)
+            .map_err(|source| self.read_error(source))?;
+        Ok(entry.size())
+    }
+
+    /// Feeds the bytes of the file entry named exactly `name` to `sink`, a
+    /// piece at a time, reading at most `limit` of them.
+    pub fn stream_file(
+        &mut self,
+        name: &str,
+        limit: Limit,
+        sink: impl FnMut(&[u8]),
+    ) -> Result<(), BundleError> {
+        let index = self.file_index(name)?;
+        self.stream_index(index, name, limit, sink)
+    }
+
+    fn file_index(&self, name: &str) -> Result<usize, BundleError> {
         let missing = || BundleError::MissingFile {
             name: name.to_owned(),
         };
@@ -244,22 +269,45 @@ impl BundleReader {
         if entry.is_dir() {
             return Err(missing());
         }
-        self.read_index(index, name)
+        Ok(index)
     }
 
-    fn read_index(&mut self, index: usize, name: &str) -> Result<Vec<u8>, BundleError> {
+    /// Refuses an entry whose declared size is over `limit` before inflating
+    /// anything, then reads through a reader that stops after `limit` bytes
+    /// whatever the header said (a header can lie).
+    fn stream_index(
+        &mut self,
+        index: usize,
+        name: &str,
+        limit: Limit,
+        sink: impl FnMut(&[u8]),
+    ) -> Result<(), BundleError> {
         let read_entry = |source| BundleError::ReadEntry {
             name: name.to_owned(),
             source,
         };
-        let mut entry = self
+        let entry = self
             .zip
             .by_index(index)
             .map_err(|source| read_entry(source.into()))?;
-        let mut data = Vec::new();
+        if entry.size() > limit.bytes {
+            return Err(BundleError::DeclaredTooLarge {
+                name: name.to_owned(),
+                declared: entry.size(),
+                limit: limit.bytes,
+                what: limit.what,
+            });
+        }
         // The zip reader also checks the entry's CRC-32 at the end.
-        entry.read_to_end(&mut data).map_err(read_entry)?;
-        Ok(data)
+        match feed_capped(entry, limit.bytes, sink) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(BundleError::InflatesTooLarge {
+                name: name.to_owned(),
+                limit: limit.bytes,
+                what: limit.what,
+            }),
+            Err(source) => Err(read_entry(source)),
+        }
     }
 
     fn read_error(&self, source: zip::result::ZipError) -> BundleError {
@@ -267,6 +315,34 @@ impl BundleReader {
             path: self.path.clone(),
             source,
         }
+    }
+}
+
+/// A bound on the bytes read from an entry, and what it bounds (for messages).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limit {
+    pub bytes: u64,
+    pub what: &'static str,
+}
+
+/// Feeds `reader` to `sink` in pieces of at most 64 KiB until it ends; `false`
+/// as soon as it holds more than `limit` bytes (the excess is never fed).
+fn feed_capped(reader: impl Read, limit: u64, mut sink: impl FnMut(&[u8])) -> io::Result<bool> {
+    let mut reader = reader.take(limit.saturating_add(1));
+    let mut buffer = vec![0; 64 * 1024];
+    let mut total: u64 = 0;
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => return Ok(true),
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        total += n as u64;
+        if total > limit {
+            return Ok(false);
+        }
+        sink(&buffer[..n]);
     }
 }
 
@@ -290,6 +366,21 @@ fn describe(method: CompressionMethod) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feeding_stops_past_the_limit_whatever_the_reader_holds() {
+        let mut fed = Vec::new();
+        let data = vec![7u8; 200_000];
+        assert!(feed_capped(&data[..], 200_000, |c| fed.extend_from_slice(c)).unwrap());
+        assert_eq!(fed, data);
+
+        fed.clear();
+        assert!(!feed_capped(&data[..], 199_999, |c| fed.extend_from_slice(c)).unwrap());
+        assert!(fed.len() <= 199_999, "{}", fed.len());
+        // An endless reader ends at the limit too.
+        assert!(!feed_capped(io::repeat(0), 1 << 20, |_| {}).unwrap());
+        assert!(feed_capped(io::empty(), 0, |_| {}).unwrap());
+    }
 
     #[test]
     fn segments_ignore_empty_and_dot_parts() {

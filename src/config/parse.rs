@@ -115,6 +115,23 @@ pub fn introspection_url(raw: &str) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
+/// A proxy URL: `http://` or `https://`, a host, an optional port and
+/// credentials, and nothing else.
+pub fn proxy_url(raw: &str) -> Result<reqwest::Url, String> {
+    const HINT: &str = "expected a proxy URL such as http://proxy.internal:3128";
+    let url = reqwest::Url::parse(raw).map_err(|e| format!("{HINT} ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{HINT} (http:// or https://)"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{HINT} (the URL has no host)"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{HINT} (no path, query or fragment)"));
+    }
+    Ok(url)
+}
+
 /// The `realm` of the `WWW-Authenticate` challenge: it is written inside a quoted
 /// string, so quotes, backslashes and control characters are refused.
 pub fn realm(raw: &str) -> Result<String, String> {

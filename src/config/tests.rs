@@ -507,3 +507,70 @@ fn session_keys_from_the_client_secret_are_flagged() {
     assert!(!own.session.key_secret_is_client_secret);
     assert_eq!(own.session.key_secret.expose(), "separate-key");
 }
+
+#[test]
+fn introspection_proxy_is_off_unless_set_and_must_be_a_plain_proxy_url() {
+    assert_eq!(
+        TestEnv::minimal().parse().unwrap().introspection.proxy,
+        None
+    );
+    for good in [
+        "http://proxy.internal:3128",
+        "https://proxy.internal",
+        "http://user:pa%3Ass@10.0.0.1:8080/",
+    ] {
+        let config = TestEnv::minimal()
+            .with(ENV_INTROSPECTION_PROXY, good)
+            .parse()
+            .unwrap();
+        let proxy = config.introspection.proxy.expect(good);
+        assert_eq!(
+            proxy.url().as_str().trim_end_matches('/'),
+            good.trim_end_matches('/')
+        );
+    }
+    for bad in [
+        "proxy.internal:3128",
+        "socks5://proxy.internal:1080",
+        "http://",
+        "http://proxy.internal:3128/path",
+        "http://proxy.internal:3128/?q=1",
+        "not a url",
+    ] {
+        let problems = TestEnv::minimal()
+            .with(ENV_INTROSPECTION_PROXY, bad)
+            .problems();
+        assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+        assert!(
+            problems[0].starts_with("INTROSPECTION_PROXY="),
+            "{problems:?}"
+        );
+    }
+}
+
+#[test]
+fn proxy_credentials_are_never_shown() {
+    let config = TestEnv::minimal()
+        .with(
+            ENV_INTROSPECTION_PROXY,
+            "http://user:Pw-4e5f@proxy.internal:3128",
+        )
+        .parse()
+        .unwrap();
+    let proxy = config.introspection.proxy.clone().unwrap();
+    for shown in [
+        proxy.to_string(),
+        format!("{proxy:?}"),
+        format!("{config:?}"),
+    ] {
+        assert!(!shown.contains("Pw-4e5f"), "{shown}");
+    }
+    assert!(
+        proxy.to_string().contains("***@proxy.internal:3128"),
+        "{proxy}"
+    );
+    let problems = TestEnv::minimal()
+        .with(ENV_INTROSPECTION_PROXY, "ftp://user:Pw-4e5f@proxy.internal")
+        .problems();
+    assert!(!problems[0].contains("Pw-4e5f"), "{problems:?}");
+}

@@ -164,8 +164,45 @@ async fn a_failed_probe_keeps_the_breaker_open() {
     assert_eq!(outcome.response().header("Retry-After"), Some("1"));
 }
 
+/// The plugin against a TLS fake AS, trusting its CA.
+async fn spawn_app_over_tls(dir: &std::path::Path) -> TestApp {
+    let fake_as = FakeAs::start_tls().await;
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, fake_as.ca_pem().unwrap()).unwrap();
+    let ca = ca.display().to_string();
+    spawn_app_against(fake_as, |s| {
+        s.env("INTROSPECTION_CA_FILE", &ca);
+    })
+    .await
+}
+
 #[tokio::test]
-async fn a_reset_connection_is_retried_once_within_the_budget() {
+async fn a_connection_cut_before_the_request_is_written_is_retried_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Cut during the TLS handshake: not a byte of the request has gone out.
+    let app = spawn_app_over_tls(dir.path()).await;
+    app.fake_as
+        .script("cut-once", Behaviour::Jwt(Claims::valid_for("cy", 600)));
+    app.fake_as.drop_next_connections(1);
+    assert_eq!(app.get_with_token("cut-once").await.status(), 200);
+    assert_eq!(app.fake_as.calls_for("cut-once"), 1);
+    assert_eq!(
+        app.fake_as.connections(),
+        2,
+        "one retry on a new connection"
+    );
+
+    let app = spawn_app_over_tls(dir.path()).await;
+    app.fake_as.drop_next_connections(3);
+    let outcome = app.get_with_token("cut-thrice").await;
+    assert_eq!(outcome.status(), 503, "at most one retry");
+    assert!(outcome.response().header("Retry-After").is_some());
+    assert_eq!(app.fake_as.connections(), 2);
+    assert_eq!(app.fake_as.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_reset_after_the_request_was_sent_is_not_retried() {
     let app = spawn_app().await;
     app.fake_as.script_sequence(
         "reset-once",
@@ -174,23 +211,46 @@ async fn a_reset_connection_is_retried_once_within_the_budget() {
             Behaviour::Jwt(Claims::valid_for("cy", 600)),
         ],
     );
-    assert_eq!(app.get_with_token("reset-once").await.status(), 200);
-    assert_eq!(app.fake_as.calls_for("reset-once"), 2);
+    let outcome = app.get_with_token("reset-once").await;
+    assert_eq!(outcome.status(), 503);
+    assert!(outcome.response().header("Retry-After").is_some());
+    assert_eq!(
+        app.fake_as.calls_for("reset-once"),
+        1,
+        "the AS had the request"
+    );
+}
 
+#[tokio::test]
+async fn a_failure_in_the_middle_of_the_answer_is_not_retried() {
+    let app = spawn_app().await;
     app.fake_as.script_sequence(
-        "reset-twice",
+        "cut-short",
         vec![
-            Behaviour::Reset,
-            Behaviour::Reset,
+            Behaviour::Truncated,
             Behaviour::Jwt(Claims::valid_for("cy", 600)),
         ],
     );
-    assert_eq!(
-        app.get_with_token("reset-twice").await.status(),
-        503,
-        "at most one retry"
+    assert_eq!(app.get_with_token("cut-short").await.status(), 503);
+    assert_eq!(app.fake_as.calls_for("cut-short"), 1);
+}
+
+#[tokio::test]
+async fn an_idle_pooled_connection_reset_by_the_as_does_not_fail_the_next_request() {
+    let app = spawn_app().await;
+    app.fake_as.script(
+        "before-idle-reset",
+        Behaviour::ThenResetIdle(Box::new(Behaviour::Jwt(Claims::valid_for("cy", 600)))),
     );
-    assert_eq!(app.fake_as.calls_for("reset-twice"), 2);
+    app.fake_as.script(
+        "after-idle-reset",
+        Behaviour::Jwt(Claims::valid_for("cy", 600)),
+    );
+    assert_eq!(app.get_with_token("before-idle-reset").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(app.get_with_token("after-idle-reset").await.status(), 200);
+    assert_eq!(app.fake_as.calls_for("after-idle-reset"), 1);
+    assert_eq!(app.fake_as.connections(), 2);
 }
 
 #[tokio::test]

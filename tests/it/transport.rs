@@ -204,3 +204,44 @@ async fn the_plugin_can_listen_on_a_unix_socket_only() {
     assert!(socket.exists());
     assert!(server::bind(&config.listen).is_ok());
 }
+
+#[tokio::test]
+async fn only_sockets_are_replaced_at_a_unix_listen_path() {
+    use std::os::unix::fs::FileTypeExt;
+    use tyk_phantom_token::server::{self, ListenAddr};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file.sock");
+    std::fs::write(&file, "keep").unwrap();
+    let folder = dir.path().join("folder.sock");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("inside"), "keep").unwrap();
+    let link = dir.path().join("link.sock");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    for path in [&file, &folder, &link] {
+        let error = match server::bind(&ListenAddr::Unix(path.clone())) {
+            Ok(_) => panic!("{path:?} was replaced by a socket"),
+            Err(error) => error,
+        };
+        assert!(
+            error.to_string().contains("not a socket"),
+            "{path:?}: {error}"
+        );
+        assert!(
+            !std::fs::symlink_metadata(path)
+                .unwrap()
+                .file_type()
+                .is_socket()
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+    assert_eq!(
+        std::fs::read_to_string(folder.join("inside")).unwrap(),
+        "keep"
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}

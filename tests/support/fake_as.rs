@@ -31,6 +31,12 @@ pub enum Behaviour {
     Slow(Duration, Box<Behaviour>),
     /// Read the request, then reset the connection.
     Reset,
+    /// A 200 whose headers promise a longer body than is sent before the
+    /// connection is reset: a failure in the middle of the answer.
+    Truncated,
+    /// Behave, then reset the connection once it is idle (a keep-alive
+    /// connection the server drops between requests).
+    ThenResetIdle(Box<Behaviour>),
     /// 200 with this body and `Content-Type: text/html`.
     Garbage(&'static str),
 }
@@ -123,6 +129,8 @@ struct State {
     requests: Mutex<Vec<Recorded>>,
     calls: AtomicUsize,
     connections: AtomicUsize,
+    /// Connections still to be closed as soon as they are accepted.
+    drop_next: AtomicUsize,
 }
 
 /// Handle to a running fake; the server stops when the handle is dropped.
@@ -222,6 +230,10 @@ impl FakeAs {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                if drop_if_asked(&shared) {
+                    drop(stream);
+                    continue;
+                }
                 let (acceptor, shared) = (acceptor.clone(), shared.clone());
                 tokio::spawn(async move {
                     if let Ok(tls) = acceptor.accept(stream).await {
@@ -308,6 +320,12 @@ impl FakeAs {
         self.state.calls.load(Ordering::SeqCst)
     }
 
+    /// Closes the next `n` connections as soon as they are accepted, before
+    /// reading anything: for a TLS fake, before the handshake.
+    pub fn drop_next_connections(&self, n: usize) {
+        self.state.drop_next.store(n, Ordering::SeqCst);
+    }
+
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
@@ -342,10 +360,27 @@ fn accept_plain(listener: TcpListener, state: Arc<State>) -> tokio::task::JoinHa
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
+            if drop_if_asked(&state) {
+                drop(stream);
+                continue;
+            }
             let conn = tokio::spawn(serve_connection(stream, state.clone()));
             state.conns.lock().unwrap().push(conn.abort_handle());
         }
     })
+}
+
+/// Whether a connection just accepted is to be closed at once (counted as
+/// a connection, never read).
+fn drop_if_asked(state: &State) -> bool {
+    let dropped = state
+        .drop_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if dropped {
+        state.connections.fetch_add(1, Ordering::SeqCst);
+    }
+    dropped
 }
 
 /// A connection the fake can reset (TCP) or at least close (TLS).
@@ -391,9 +426,19 @@ async fn serve_connection(mut stream: impl Connection, state: Arc<State>) {
         let token = request.token.clone();
         state.requests.lock().unwrap().push(request);
         let mut behaviour = behaviour;
-        while let Behaviour::Slow(delay, then) = behaviour {
-            tokio::time::sleep(delay).await;
-            behaviour = *then;
+        let mut reset_when_idle = false;
+        loop {
+            match behaviour {
+                Behaviour::Slow(delay, then) => {
+                    tokio::time::sleep(delay).await;
+                    behaviour = *then;
+                }
+                Behaviour::ThenResetIdle(then) => {
+                    reset_when_idle = true;
+                    behaviour = *then;
+                }
+                _ => break,
+            }
         }
         let response = match behaviour {
             Behaviour::Jwt(claims) => {
@@ -418,9 +463,30 @@ async fn serve_connection(mut stream: impl Connection, state: Arc<State>) {
                 stream.reset();
                 return;
             }
-            Behaviour::Slow(..) => unreachable!(),
+            Behaviour::Truncated => {
+                let jwt = make_jwt(&Claims::valid_for("cut", 600), serial);
+                let head = format!(
+                    "HTTP/1.1 200 Scripted\r\nContent-Type: application/jwt\r\nContent-Length: {}\r\n\r\n",
+                    jwt.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&jwt.as_bytes()[..jwt.len() / 2]).await;
+                let _ = stream.flush().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                stream.reset();
+                return;
+            }
+            Behaviour::Slow(..) | Behaviour::ThenResetIdle(_) => unreachable!(),
         };
         if stream.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+        if reset_when_idle {
+            let _ = stream.flush().await;
+            // Long enough for the client to read the answer and pool the
+            // connection; then the connection dies while idle.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stream.reset();
             return;
         }
     }
