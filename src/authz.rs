@@ -59,6 +59,17 @@ const BEARER_PREFIX: &str = "Bearer ";
 /// 1.88 KB), so that `CACHE_MAX_BYTES` bounds the real memory.
 const GRANT_OVERHEAD: usize = 640;
 
+/// Bytes a cache entry for an inactive answer holds: moka's entry, expiry
+/// timer and sketch, the `Arc`'d value and the allocator's rounding — most of
+/// what [`GRANT_OVERHEAD`] counts, since every entry pays it. Measured like
+/// the positive figure, as resident memory: `phantom-bench cache-memory`
+/// (release build, mimalloc as in the plugin) inserts N inactive answers
+/// under distinct digests into a [`TokenCache`] and divides the growth of RSS
+/// by N: 420 bytes at N = 100 000, 403 at 500 000 and at 1 000 000
+/// (docs/performance.md). The largest figure is used, so that a flood of
+/// distinct junk tokens holds no more than `CACHE_MAX_BYTES`.
+pub const NEGATIVE_ENTRY_BYTES: u32 = 420;
+
 impl Grant {
     fn new(jwt: &str, claims: &Claims, session_key: String, cached_until: u64) -> Self {
         let now = millis_since_start();
@@ -320,7 +331,7 @@ impl Authorizer {
             Introspection::Inactive => Cached {
                 value: None,
                 ttl: self.ttl.inactive(),
-                weight: 96,
+                weight: NEGATIVE_ENTRY_BYTES,
             },
         }
     }

@@ -297,6 +297,49 @@ async fn an_unreachable_as_during_revalidation_keeps_serving_but_never_past_exp(
     );
 }
 
+#[tokio::test]
+async fn a_junk_flood_holds_no_more_memory_than_cache_max_bytes() {
+    /// Resident bytes of one inactive answer in the cache, measured with
+    /// `phantom-bench cache-memory --entries 500000` (see
+    /// `NEGATIVE_ENTRY_BYTES` in src/authz.rs and docs/performance.md).
+    const MEASURED_NEGATIVE_ENTRY_BYTES: u64 = 403;
+    const MAX_BYTES: u64 = 64 * 1024;
+    let app = Arc::new(
+        spawn_app_with(|s| {
+            s.env("CACHE_MAX_BYTES", "64KiB")
+                .env("NEGATIVE_CACHE_SECONDS", "600");
+            s.admin = true;
+        })
+        .await,
+    );
+    let mut lanes = Vec::new();
+    for lane in 0..8 {
+        let app = app.clone();
+        lanes.push(tokio::spawn(async move {
+            for n in 0..250 {
+                let status = app
+                    .get_with_token(&format!("junk-{lane}-{n}-{}", n * 7919))
+                    .await
+                    .status();
+                assert_eq!(status, 401);
+            }
+        }));
+    }
+    for lane in lanes {
+        lane.await.unwrap();
+    }
+    assert_eq!(app.fake_as.calls(), 2000);
+    let bytes = app.metric("phantom_cache_bytes").await as u64;
+    let entries = app.metric("phantom_cache_entries").await as u64;
+    assert!(entries > 0);
+    assert!(bytes <= MAX_BYTES, "{bytes}");
+    assert!(
+        entries * MEASURED_NEGATIVE_ENTRY_BYTES <= MAX_BYTES,
+        "{entries} inactive answers hold about {} bytes",
+        entries * MEASURED_NEGATIVE_ENTRY_BYTES
+    );
+}
+
 async fn wait_for_calls(app: &TestApp, calls: usize) {
     let deadline = Instant::now() + Duration::from_secs(3);
     while app.fake_as.calls() < calls {
