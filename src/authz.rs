@@ -315,7 +315,7 @@ impl Authorizer {
         match answer {
             Introspection::Active(active) => {
                 let now = unix_now();
-                let ttl = self.ttl.active(active.claims.exp, active.max_age, now);
+                let ttl = self.ttl.for_answer(active.claims.exp, &active.cache, now);
                 let grant = Grant::new(
                     &active.jwt,
                     &active.claims,

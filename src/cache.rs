@@ -13,6 +13,7 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 
 use crate::config::CacheConfig;
+use crate::introspect::CacheDirectives;
 use crate::token::TokenDigest;
 
 /// How long answers may be kept. Pure: give it the facts, it gives a duration.
@@ -22,6 +23,9 @@ pub struct TtlPolicy {
     pub max_ttl: Option<Duration>,
     pub default_ttl: Duration,
     pub negative_ttl: Duration,
+    /// Whether the AS's `no-store` / `no-cache` (and `Pragma: no-cache`) keep
+    /// an answer out of the cache (see [`CacheDirectives`]).
+    pub honor_no_store: bool,
 }
 
 impl TtlPolicy {
@@ -31,7 +35,20 @@ impl TtlPolicy {
             max_ttl: config.max_ttl,
             default_ttl: config.default_ttl,
             negative_ttl: config.negative_ttl,
+            honor_no_store: config.honor_no_store,
         }
+    }
+
+    /// TTL of an active answer carrying the AS's caching headers: as
+    /// [`TtlPolicy::active`], limited by what [`CacheDirectives::limit`] makes
+    /// of them.
+    pub fn for_answer(
+        &self,
+        exp: Option<u64>,
+        directives: &CacheDirectives,
+        now: Duration,
+    ) -> Duration {
+        self.active(exp, directives.limit(self.honor_no_store), now)
     }
 
     /// TTL of an active answer: until `exp` minus the clock skew (applied once),
@@ -230,6 +247,7 @@ mod tests {
             max_ttl: None,
             default_ttl: Duration::from_secs(20),
             negative_ttl: Duration::from_secs(5),
+            honor_no_store: false,
         }
     }
 
@@ -305,6 +323,37 @@ mod tests {
             ..policy()
         };
         assert_eq!(capped.active(None, None, NOW), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn no_store_limits_the_ttl_only_when_honoured() {
+        let exp = Some(NOW.as_secs() + 3600);
+        let no_store = CacheDirectives {
+            max_age: None,
+            no_store: true,
+        };
+        assert_eq!(
+            policy().for_answer(exp, &no_store, NOW),
+            Duration::from_secs(3570)
+        );
+        let strict = TtlPolicy {
+            honor_no_store: true,
+            ..policy()
+        };
+        assert_eq!(strict.for_answer(exp, &no_store, NOW), Duration::ZERO);
+        let capped = CacheDirectives {
+            max_age: Some(Duration::from_secs(60)),
+            no_store: true,
+        };
+        assert_eq!(
+            policy().for_answer(exp, &capped, NOW),
+            Duration::from_secs(60)
+        );
+        let zero = CacheDirectives {
+            max_age: Some(Duration::ZERO),
+            no_store: false,
+        };
+        assert_eq!(policy().for_answer(exp, &zero, NOW), Duration::ZERO);
     }
 
     fn digest(n: u8) -> TokenDigest {
