@@ -269,9 +269,19 @@ impl Authorizer {
             let answer = self.client.introspect(&token, trace).await?;
             Ok(self.to_cached(&digest, answer))
         };
+        // A cached JWT is forwarded only before its exp minus the skew, the
+        // end the TTL rule gave its entry (a step of the wall clock could
+        // outrun the entry's timer): past that, it is asked for again.
+        let now = unix_now();
+        let valid = |cached: &Cached<Answer>| {
+            cached
+                .value
+                .as_ref()
+                .is_none_or(|grant| self.ttl.forwardable(grant.claims.exp, now))
+        };
         let (answer, lookup) = match self
             .cache
-            .get_or_fetch::<IntrospectError, _>(digest, fetch)
+            .get_valid_or_fetch::<IntrospectError, _>(digest, valid, fetch)
             .await
         {
             Ok(found) => found,
@@ -286,28 +296,29 @@ impl Authorizer {
             (Lookup::Fetched, _) => CacheLookup::Miss,
             (Lookup::Coalesced, _) => CacheLookup::Coalesced,
         });
-        let result = match &answer.value {
-            None => Err(Denial::InvalidToken(InvalidToken::Inactive)),
-            Some(grant)
-                if grant
-                    .claims
-                    .exp
-                    .is_some_and(|exp| exp <= unix_now().as_secs()) =>
-            {
-                Err(Denial::InvalidToken(InvalidToken::Expired))
-            }
-            Some(grant) => {
-                if lookup == Lookup::Hit {
-                    self.maybe_revalidate(grant, &token, digest);
-                }
-                Ok(grant.clone())
-            }
+        // A hit was forwardable above, so it has not expired either.
+        if lookup == Lookup::Hit
+            && let Some(grant) = &answer.value
+        {
+            self.maybe_revalidate(grant, &token, digest);
+        }
+        let now = if lookup == Lookup::Hit {
+            now
+        } else {
+            unix_now()
         };
         Verdict {
             digest: Some(digest),
             lookup: Some(lookup),
-            result,
+            result: decide(&answer.value, now),
         }
+    }
+
+    /// Whether a cached JWT expiring at `exp` may still be forwarded now
+    /// (see [`TtlPolicy::forwardable`]). Every path that forwards a JWT from
+    /// the cache or from Tyk's session asks this first.
+    pub fn forwardable(&self, exp: Option<u64>) -> bool {
+        self.ttl.forwardable(exp, unix_now())
     }
 
     /// The cache entry for an answer of the AS, with its TTL.
@@ -392,9 +403,26 @@ impl Authorizer {
         });
     }
 
-    /// The cached grant for a token, without introspecting.
+    /// The cached grant for a token, without introspecting: none once its JWT
+    /// is no longer [`forwardable`](Authorizer::forwardable).
     pub async fn cached_grant(&self, digest: &TokenDigest) -> Option<Arc<Grant>> {
-        self.cache.peek(digest).await.and_then(|c| c.value.clone())
+        self.cache
+            .peek(digest)
+            .await
+            .and_then(|c| c.value.clone())
+            .filter(|grant| self.forwardable(grant.claims.exp))
+    }
+}
+
+/// The decision for an answer at `now`: inactive, expired (the AS answered
+/// with a JWT whose `exp` has passed), or the grant.
+fn decide(answer: &Answer, now: Duration) -> Result<Arc<Grant>, Denial> {
+    match answer {
+        None => Err(Denial::InvalidToken(InvalidToken::Inactive)),
+        Some(grant) if grant.claims.exp.is_some_and(|exp| exp <= now.as_secs()) => {
+            Err(Denial::InvalidToken(InvalidToken::Expired))
+        }
+        Some(grant) => Ok(Arc::clone(grant)),
     }
 }
 

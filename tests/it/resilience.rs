@@ -298,6 +298,56 @@ async fn an_unreachable_as_during_revalidation_keeps_serving_but_never_past_exp(
 }
 
 #[tokio::test]
+async fn a_revalidation_that_finds_the_token_inactive_keeps_it_only_for_the_negative_ttl() {
+    let app = spawn_app_with(|s| {
+        s.env("REVALIDATE_AFTER_SECONDS", "1")
+            .env("NEGATIVE_CACHE_SECONDS", "0");
+    })
+    .await;
+    app.fake_as.script(
+        "revoked-later",
+        Behaviour::Jwt(Claims::valid_for("hal", 600)),
+    );
+    assert_eq!(app.get_with_token("revoked-later").await.status(), 200);
+    app.fake_as.script("revoked-later", Behaviour::NoContent);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.get_with_token("revoked-later").await.status(), 200);
+    wait_for_calls(&app, 2).await;
+    // NEGATIVE_CACHE_SECONDS=0: the inactive answer is not kept, so each
+    // request asks again (not the rest of the old entry's life).
+    assert_eq!(app.get_with_token("revoked-later").await.status(), 401);
+    assert_eq!(app.fake_as.calls(), 3);
+    assert_eq!(app.get_with_token("revoked-later").await.status(), 401);
+    assert_eq!(app.fake_as.calls(), 4);
+}
+
+#[tokio::test]
+async fn a_refreshed_answer_with_a_longer_life_is_kept_longer() {
+    let app = spawn_app_with(|s| {
+        s.env("REVALIDATE_AFTER_SECONDS", "2");
+    })
+    .await;
+    let mut short = Claims::valid_for("ian", 600);
+    short.max_age = Some(3);
+    app.fake_as.script_sequence(
+        "lengthened",
+        vec![
+            Behaviour::Jwt(short),
+            Behaviour::Jwt(Claims::valid_for("ian", 600)),
+        ],
+    );
+    let started = Instant::now();
+    assert_eq!(app.get_with_token("lengthened").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(app.get_with_token("lengthened").await.status(), 200);
+    wait_for_calls(&app, 2).await;
+    // Past the first answer's max-age: the refreshed entry (no max-age) lives on.
+    tokio::time::sleep(Duration::from_millis(3300).saturating_sub(started.elapsed())).await;
+    assert_eq!(app.get_with_token("lengthened").await.status(), 200);
+    assert_eq!(app.fake_as.calls(), 2, "served from the refreshed entry");
+}
+
+#[tokio::test]
 async fn a_junk_flood_holds_no_more_memory_than_cache_max_bytes() {
     /// Resident bytes of one inactive answer in the cache, measured with
     /// `phantom-bench cache-memory --entries 500000` (see
