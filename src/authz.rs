@@ -4,7 +4,11 @@
 //! With `REVALIDATE_AFTER_SECONDS`, a cached token older than that is
 //! introspected again in the background while the request is served from the
 //! cache: an inactive answer drops it (revocation takes effect within that
-//! bound); a failure keeps it, never past its own expiry.
+//! bound); a failure keeps it, never past its own expiry. Revalidation runs in
+//! a free introspection slot or in one kept for it (see
+//! [`RESERVED_REVALIDATIONS`](crate::introspect::RESERVED_REVALIDATIONS)), so
+//! busy slots cannot starve it; an entry that still goes [`OVERDUE_PERIODS`]
+//! periods without an answer is re-introspected on the request path.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -69,6 +73,14 @@ const GRANT_OVERHEAD: usize = 640;
 /// (docs/performance.md). The largest figure is used, so that a flood of
 /// distinct junk tokens holds no more than `CACHE_MAX_BYTES`.
 pub const NEGATIVE_ENTRY_BYTES: u32 = 420;
+
+/// An entry not revalidated for this many periods of
+/// `REVALIDATE_AFTER_SECONDS` (every background attempt skipped or failed) is
+/// re-introspected on the request path instead of being served.
+pub const OVERDUE_PERIODS: u32 = 3;
+
+/// How soon a revalidation skipped for want of a slot is tried again.
+const SKIPPED_RETRY_MILLIS: u64 = 1000;
 
 impl Grant {
     fn new(jwt: &str, claims: &Claims, session_key: String, cached_until: u64) -> Self {
@@ -300,7 +312,14 @@ impl Authorizer {
         if lookup == Lookup::Hit
             && let Some(grant) = &answer.value
         {
-            self.maybe_revalidate(grant, &token, digest);
+            match self.revalidation_due(grant) {
+                None => {}
+                Some(Due::Background) => self.revalidate_in_background(grant, &token, digest),
+                Some(Due::Overdue) => {
+                    let grant = Arc::clone(grant);
+                    return Box::pin(self.revalidate_overdue(grant, &token, digest, trace)).await;
+                }
+            }
         }
         let now = if lookup == Lookup::Hit {
             now
@@ -347,8 +366,31 @@ impl Authorizer {
         }
     }
 
-    /// Starts a background revalidation of a cached grant when it is due.
-    fn maybe_revalidate(
+    /// Whether a hit on `grant` calls for a revalidation, and which. At most
+    /// one caller at a time gets `Some` for a grant.
+    fn revalidation_due(&self, grant: &Grant) -> Option<Due> {
+        let after = self.revalidate_after?;
+        let now = millis_since_start();
+        if !grant.is_stale(after, now) {
+            return None;
+        }
+        if !grant.claim_revalidation(now) {
+            self.metrics.stale_serve();
+            return None;
+        }
+        if grant.is_stale(after.saturating_mul(OVERDUE_PERIODS), now) {
+            Some(Due::Overdue)
+        } else {
+            self.metrics.stale_serve();
+            Some(Due::Background)
+        }
+    }
+
+    /// Revalidates a cached grant in the background while it is served: in a
+    /// free introspection slot, else in one of the
+    /// [`RESERVED_REVALIDATIONS`](crate::introspect::RESERVED_REVALIDATIONS);
+    /// when neither is free it is tried again a second later.
+    fn revalidate_in_background(
         self: &Arc<Self>,
         grant: &Arc<Grant>,
         token: &BearerToken<'_>,
@@ -357,42 +399,31 @@ impl Authorizer {
         let Some(after) = self.revalidate_after else {
             return;
         };
-        let now = millis_since_start();
-        if !grant.is_stale(after, now) {
-            return;
-        }
-        self.metrics.stale_serve();
-        if !grant.claim_revalidation(now) {
-            return;
-        }
-        // Background work must not take the slots requests need.
-        if !self.client.has_free_slot() {
-            grant.reschedule(now + 1000);
-            self.metrics.revalidation("skipped");
-            return;
-        }
         let (this, grant) = (Arc::clone(self), Arc::clone(grant));
         let token = token.expose().to_owned();
         tokio::spawn(async move {
             let bearer = BearerToken::from_trusted(&token);
-            match this.client.introspect(&bearer, None).await {
-                Ok(answer @ Introspection::Active(_)) => {
+            match this.client.introspect_in_background(&bearer).await {
+                None => {
+                    grant.reschedule(millis_since_start() + SKIPPED_RETRY_MILLIS);
+                    this.metrics.revalidation("skipped");
+                }
+                Some(Ok(answer)) => {
+                    let revoked = answer == Introspection::Inactive;
                     this.cache
                         .insert(digest, this.to_cached(&digest, answer))
                         .await;
-                    this.metrics.revalidation("refreshed");
+                    if revoked {
+                        this.metrics.revalidation("revoked");
+                        debug!(
+                            token.id = grant.log_id(),
+                            "Revalidation found the token inactive; dropped"
+                        );
+                    } else {
+                        this.metrics.revalidation("refreshed");
+                    }
                 }
-                Ok(Introspection::Inactive) => {
-                    this.cache
-                        .insert(digest, this.to_cached(&digest, Introspection::Inactive))
-                        .await;
-                    this.metrics.revalidation("revoked");
-                    debug!(
-                        token.id = grant.log_id(),
-                        "Revalidation found the token inactive; dropped"
-                    );
-                }
-                Err(e) => {
+                Some(Err(e)) => {
                     // Keep serving the cached JWT (its entry still ends
                     // before exp); try again after another period.
                     grant.reschedule(millis_since_start() + millis(after));
@@ -401,6 +432,64 @@ impl Authorizer {
                 }
             }
         });
+    }
+
+    /// Re-introspects, on the request path, a grant overdue past the bound:
+    /// the entry is dropped and fetched again like a miss (requests arriving
+    /// meanwhile share the introspection), so the AS's answer decides this
+    /// request. An AS fault keeps the cached JWT for the rest of its life, as
+    /// a failed background revalidation does; no free slot is the answer a
+    /// miss gets under overload (the entry stays dropped).
+    async fn revalidate_overdue(
+        &self,
+        grant: Arc<Grant>,
+        token: &BearerToken<'_>,
+        digest: TokenDigest,
+        trace: Option<&TraceContext>,
+    ) -> Verdict {
+        let after = self.revalidate_after.unwrap_or_default();
+        let fetch = || async {
+            match self.client.introspect(token, trace).await {
+                Ok(answer) => {
+                    self.metrics
+                        .revalidation(if answer == Introspection::Inactive {
+                            "revoked"
+                        } else {
+                            "refreshed"
+                        });
+                    Ok(self.to_cached(&digest, answer))
+                }
+                Err(IntrospectError::Overloaded) => {
+                    self.metrics.revalidation("skipped");
+                    Err(IntrospectError::Overloaded)
+                }
+                Err(e) => {
+                    grant.reschedule(millis_since_start() + millis(after));
+                    self.metrics.revalidation("failed");
+                    self.metrics.stale_serve();
+                    debug!(token.id = grant.log_id(), error = %e, "Revalidation failed; serving the cached JWT");
+                    let left = Duration::from_secs(grant.cached_until).saturating_sub(unix_now());
+                    Ok(Cached {
+                        weight: grant.weight(),
+                        value: Some(Arc::clone(&grant)),
+                        ttl: left,
+                    })
+                }
+            }
+        };
+        self.cache.invalidate(&digest).await;
+        match self
+            .cache
+            .get_or_fetch::<IntrospectError, _>(digest, fetch)
+            .await
+        {
+            Ok((answer, lookup)) => Verdict {
+                digest: Some(digest),
+                lookup: Some(lookup),
+                result: decide(&answer.value, unix_now()),
+            },
+            Err(e) => Verdict::denied(Some(digest), Denial::Introspection(e)),
+        }
     }
 
     /// The cached grant for a token, without introspecting: none once its JWT
@@ -412,6 +501,14 @@ impl Authorizer {
             .and_then(|c| c.value.clone())
             .filter(|grant| self.forwardable(grant.claims.exp))
     }
+}
+
+/// Which revalidation a hit calls for.
+enum Due {
+    /// In the background, serving the cached grant meanwhile.
+    Background,
+    /// On this request: past [`OVERDUE_PERIODS`] without a revalidation.
+    Overdue,
 }
 
 /// The decision for an answer at `now`: inactive, expired (the AS answered

@@ -256,6 +256,11 @@ impl<T: Send + Sync + 'static> TokenCache<T> {
         self.inner.insert(key, Arc::new(value)).await;
     }
 
+    /// Drops the entry for `key`, if any.
+    pub async fn invalidate(&self, key: &TokenDigest) {
+        self.inner.invalidate(key).await;
+    }
+
     /// The entry for `key` if present and unexpired, without fetching.
     pub async fn peek(&self, key: &TokenDigest) -> Option<Arc<Cached<T>>> {
         self.inner.get(key).await

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PRAGMA};
 use reqwest::{StatusCode, Url};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::{debug, warn};
 
 use crate::breaker::Breaker;
@@ -147,9 +147,18 @@ pub struct IntrospectionClient {
     /// Bounds introspections in flight; a miss waits at most `slot_wait`.
     slots: Semaphore,
     slot_wait: Duration,
+    /// Slots only background revalidations use, when every one of `slots`
+    /// is busy (see [`RESERVED_REVALIDATIONS`]).
+    reserve: Semaphore,
     breaker: Breaker,
     metrics: Arc<Metrics>,
 }
+
+/// Background revalidations that may run beyond `MAX_INFLIGHT_INTROSPECTIONS`
+/// when every slot is busy (a slow AS, a flood of new tokens): without them a
+/// revoked token would be served until its expiry for as long as the slots
+/// stay full. They only ever take a free slot or one of these, never wait.
+pub const RESERVED_REVALIDATIONS: usize = 2;
 
 /// The shortest time budget worth a retry.
 const MIN_RETRY_BUDGET: Duration = Duration::from_millis(20);
@@ -212,6 +221,7 @@ impl IntrospectionClient {
             timeout: config.timeout,
             slots: Semaphore::new(config.max_inflight),
             slot_wait: config.inflight_wait,
+            reserve: Semaphore::new(RESERVED_REVALIDATIONS),
             breaker: Breaker::new(config.breaker_failures, config.breaker_open),
             metrics,
         })
@@ -230,27 +240,49 @@ impl IntrospectionClient {
         trace: Option<&TraceContext>,
     ) -> Result<Introspection, IntrospectError> {
         let started = Instant::now();
-        let result = self.guarded(token, trace, started).await;
-        let outcome = match &result {
+        let result = self.guarded(token, trace, started, None).await;
+        self.record(&result, started);
+        result
+    }
+
+    /// Asks the AS about `token` for a background revalidation, now or never:
+    /// in a free slot if there is one (requests are not kept waiting), else in
+    /// one of the [`RESERVED_REVALIDATIONS`]. `None` when neither is free.
+    ///
+    /// Otherwise as [`IntrospectionClient::introspect`] (breaker, budget,
+    /// retry).
+    pub async fn introspect_in_background(
+        &self,
+        token: &BearerToken<'_>,
+    ) -> Option<Result<Introspection, IntrospectError>> {
+        let slot = self
+            .slots
+            .try_acquire()
+            .or_else(|_| self.reserve.try_acquire())
+            .ok()?;
+        let started = Instant::now();
+        let result = self.guarded(token, None, started, Some(slot)).await;
+        self.record(&result, started);
+        Some(result)
+    }
+
+    fn record(&self, result: &Result<Introspection, IntrospectError>, started: Instant) {
+        let outcome = match result {
             Ok(Introspection::Active(_)) => AsOutcome::Active,
             Ok(Introspection::Inactive) => AsOutcome::Inactive,
             Err(e) => e.outcome(),
         };
         self.metrics.introspection(outcome, started.elapsed());
-        result
     }
 
-    /// Whether a slot is free now (background work uses this to stay out of
-    /// the way of requests).
-    pub fn has_free_slot(&self) -> bool {
-        self.slots.available_permits() > 0
-    }
-
+    /// One exchange through the breaker and a slot: `slot` if given, else a
+    /// request slot waited for at most `slot_wait`.
     async fn guarded(
         &self,
         token: &BearerToken<'_>,
         trace: Option<&TraceContext>,
         started: Instant,
+        slot: Option<SemaphorePermit<'_>>,
     ) -> Result<Introspection, IntrospectError> {
         let permit =
             self.breaker
@@ -258,10 +290,13 @@ impl IntrospectionClient {
                 .map_err(|rejected| IntrospectError::BreakerOpen {
                     retry_after: rejected.retry_after,
                 })?;
-        let slot = match tokio::time::timeout(self.slot_wait, self.slots.acquire()).await {
-            Ok(Ok(slot)) => slot,
-            // Closed never happens; timing out is the overload case.
-            Ok(Err(_)) | Err(_) => return Err(IntrospectError::Overloaded),
+        let slot = match slot {
+            Some(slot) => slot,
+            None => match tokio::time::timeout(self.slot_wait, self.slots.acquire()).await {
+                Ok(Ok(slot)) => slot,
+                // Closed never happens; timing out is the overload case.
+                Ok(Err(_)) | Err(_) => return Err(IntrospectError::Overloaded),
+            },
         };
         let _in_flight = self.metrics.in_flight();
         let deadline = Instant::now() + self.timeout;
