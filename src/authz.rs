@@ -4,7 +4,11 @@
 //! With `REVALIDATE_AFTER_SECONDS`, a cached token older than that is
 //! introspected again in the background while the request is served from the
 //! cache: an inactive answer drops it (revocation takes effect within that
-//! bound); a failure keeps it, never past its own expiry.
+//! bound); a failure keeps it, never past its own expiry. Revalidation runs in
+//! a free introspection slot or in one kept for it (see
+//! [`RESERVED_REVALIDATIONS`](crate::introspect::RESERVED_REVALIDATIONS)), so
+//! busy slots cannot starve it; an entry that still goes [`OVERDUE_PERIODS`]
+//! periods without an answer is re-introspected on the request path.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -61,6 +65,25 @@ const BEARER_PREFIX: &str = "Bearer ";
 /// 1.83 KB of RSS per cached token with 866-byte JWTs, which this weighs at
 /// 1.88 KB), so that `CACHE_MAX_BYTES` bounds the real memory.
 const GRANT_OVERHEAD: usize = 640;
+
+/// Bytes a cache entry for an inactive answer holds: moka's entry, expiry
+/// timer and sketch, the `Arc`'d value and the allocator's rounding — most of
+/// what [`GRANT_OVERHEAD`] counts, since every entry pays it. Measured like
+/// the positive figure, as resident memory: `phantom-bench cache-memory`
+/// (release build, mimalloc as in the plugin) inserts N inactive answers
+/// under distinct digests into a [`TokenCache`] and divides the growth of RSS
+/// by N: 420 bytes at N = 100 000, 403 at 500 000 and at 1 000 000
+/// (docs/performance.md). The largest figure is used, so that a flood of
+/// distinct junk tokens holds no more than `CACHE_MAX_BYTES`.
+pub const NEGATIVE_ENTRY_BYTES: u32 = 420;
+
+/// An entry not revalidated for this many periods of
+/// `REVALIDATE_AFTER_SECONDS` (every background attempt skipped or failed) is
+/// re-introspected on the request path instead of being served.
+pub const OVERDUE_PERIODS: u32 = 3;
+
+/// How soon a revalidation skipped for want of a slot is tried again.
+const SKIPPED_RETRY_MILLIS: u64 = 1000;
 
 impl Grant {
     fn new(jwt: &str, claims: &Claims, session_key: String, cached_until: u64) -> Self {
@@ -261,9 +284,19 @@ impl Authorizer {
             let answer = self.client.introspect(&token, trace).await?;
             Ok(self.to_cached(&digest, answer))
         };
+        // A cached JWT is forwarded only before its exp minus the skew, the
+        // end the TTL rule gave its entry (a step of the wall clock could
+        // outrun the entry's timer): past that, it is asked for again.
+        let now = unix_now();
+        let valid = |cached: &Cached<Answer>| {
+            cached
+                .value
+                .as_ref()
+                .is_none_or(|grant| self.ttl.forwardable(grant.claims.exp, now))
+        };
         let (answer, lookup) = match self
             .cache
-            .get_or_fetch::<IntrospectError, _>(digest, fetch)
+            .get_valid_or_fetch::<IntrospectError, _>(digest, valid, fetch)
             .await
         {
             Ok(found) => found,
@@ -278,28 +311,36 @@ impl Authorizer {
             (Lookup::Fetched, _) => CacheLookup::Miss,
             (Lookup::Coalesced, _) => CacheLookup::Coalesced,
         });
-        let result = match &answer.value {
-            None => Err(Denial::InvalidToken(InvalidToken::Inactive)),
-            Some(grant)
-                if grant
-                    .claims
-                    .exp
-                    .is_some_and(|exp| exp <= unix_now().as_secs()) =>
-            {
-                Err(Denial::InvalidToken(InvalidToken::Expired))
-            }
-            Some(grant) => {
-                if lookup == Lookup::Hit {
-                    self.maybe_revalidate(grant, &token, digest);
+        // A hit was forwardable above, so it has not expired either.
+        if lookup == Lookup::Hit
+            && let Some(grant) = &answer.value
+        {
+            match self.revalidation_due(grant) {
+                None => {}
+                Some(Due::Background) => self.revalidate_in_background(grant, &token, digest),
+                Some(Due::Overdue) => {
+                    let grant = Arc::clone(grant);
+                    return Box::pin(self.revalidate_overdue(grant, &token, digest, trace)).await;
                 }
-                Ok(grant.clone())
             }
+        }
+        let now = if lookup == Lookup::Hit {
+            now
+        } else {
+            unix_now()
         };
         Verdict {
             digest: Some(digest),
             lookup: Some(lookup),
-            result,
+            result: decide(&answer.value, now),
         }
+    }
+
+    /// Whether a cached JWT expiring at `exp` may still be forwarded now
+    /// (see [`TtlPolicy::forwardable`]). Every path that forwards a JWT from
+    /// the cache or from Tyk's session asks this first.
+    pub fn forwardable(&self, exp: Option<u64>) -> bool {
+        self.ttl.forwardable(exp, unix_now())
     }
 
     /// The cache entry for an answer of the AS, with its TTL.
@@ -307,7 +348,7 @@ impl Authorizer {
         match answer {
             Introspection::Active(active) => {
                 let now = unix_now();
-                let ttl = self.ttl.active(active.claims.exp, active.max_age, now);
+                let ttl = self.ttl.for_answer(active.claims.exp, &active.cache, now);
                 let due = self.revalidate_after.map_or(ttl, |after| ttl.min(after));
                 let grant = Grant::new(
                     &active.jwt,
@@ -324,13 +365,36 @@ impl Authorizer {
             Introspection::Inactive => Cached {
                 value: None,
                 ttl: self.ttl.inactive(),
-                weight: 96,
+                weight: NEGATIVE_ENTRY_BYTES,
             },
         }
     }
 
-    /// Starts a background revalidation of a cached grant when it is due.
-    fn maybe_revalidate(
+    /// Whether a hit on `grant` calls for a revalidation, and which. At most
+    /// one caller at a time gets `Some` for a grant.
+    fn revalidation_due(&self, grant: &Grant) -> Option<Due> {
+        let after = self.revalidate_after?;
+        let now = millis_since_start();
+        if !grant.is_stale(after, now) {
+            return None;
+        }
+        if !grant.claim_revalidation(now) {
+            self.metrics.stale_serve();
+            return None;
+        }
+        if grant.is_stale(after.saturating_mul(OVERDUE_PERIODS), now) {
+            Some(Due::Overdue)
+        } else {
+            self.metrics.stale_serve();
+            Some(Due::Background)
+        }
+    }
+
+    /// Revalidates a cached grant in the background while it is served: in a
+    /// free introspection slot, else in one of the
+    /// [`RESERVED_REVALIDATIONS`](crate::introspect::RESERVED_REVALIDATIONS);
+    /// when neither is free it is tried again a second later.
+    fn revalidate_in_background(
         self: &Arc<Self>,
         grant: &Arc<Grant>,
         token: &BearerToken<'_>,
@@ -339,42 +403,31 @@ impl Authorizer {
         let Some(after) = self.revalidate_after else {
             return;
         };
-        let now = millis_since_start();
-        if !grant.is_stale(after, now) {
-            return;
-        }
-        self.metrics.stale_serve();
-        if !grant.claim_revalidation(now) {
-            return;
-        }
-        // Background work must not take the slots requests need.
-        if !self.client.has_free_slot() {
-            grant.reschedule(now + 1000);
-            self.metrics.revalidation("skipped");
-            return;
-        }
         let (this, grant) = (Arc::clone(self), Arc::clone(grant));
         let token = token.expose().to_owned();
         tokio::spawn(async move {
             let bearer = BearerToken::from_trusted(&token);
-            match this.client.introspect(&bearer, None).await {
-                Ok(answer @ Introspection::Active(_)) => {
+            match this.client.introspect_in_background(&bearer).await {
+                None => {
+                    grant.reschedule(millis_since_start() + SKIPPED_RETRY_MILLIS);
+                    this.metrics.revalidation("skipped");
+                }
+                Some(Ok(answer)) => {
+                    let revoked = answer == Introspection::Inactive;
                     this.cache
                         .insert(digest, this.to_cached(&digest, answer))
                         .await;
-                    this.metrics.revalidation("refreshed");
+                    if revoked {
+                        this.metrics.revalidation("revoked");
+                        debug!(
+                            token.id = grant.log_id(),
+                            "Revalidation found the token inactive; dropped"
+                        );
+                    } else {
+                        this.metrics.revalidation("refreshed");
+                    }
                 }
-                Ok(Introspection::Inactive) => {
-                    this.cache
-                        .insert(digest, this.to_cached(&digest, Introspection::Inactive))
-                        .await;
-                    this.metrics.revalidation("revoked");
-                    debug!(
-                        token.id = grant.log_id(),
-                        "Revalidation found the token inactive; dropped"
-                    );
-                }
-                Err(e) => {
+                Some(Err(e)) => {
                     // Keep serving the cached JWT (its entry still ends
                     // before exp); try again after another period.
                     grant.reschedule(millis_since_start() + millis(after));
@@ -385,9 +438,92 @@ impl Authorizer {
         });
     }
 
-    /// The cached grant for a token, without introspecting.
+    /// Re-introspects, on the request path, a grant overdue past the bound:
+    /// the entry is dropped and fetched again like a miss (requests arriving
+    /// meanwhile share the introspection), so the AS's answer decides this
+    /// request. An AS fault keeps the cached JWT for the rest of its life, as
+    /// a failed background revalidation does; no free slot is the answer a
+    /// miss gets under overload (the entry stays dropped).
+    async fn revalidate_overdue(
+        &self,
+        grant: Arc<Grant>,
+        token: &BearerToken<'_>,
+        digest: TokenDigest,
+        trace: Option<&TraceContext>,
+    ) -> Verdict {
+        let after = self.revalidate_after.unwrap_or_default();
+        let fetch = || async {
+            match self.client.introspect(token, trace).await {
+                Ok(answer) => {
+                    self.metrics
+                        .revalidation(if answer == Introspection::Inactive {
+                            "revoked"
+                        } else {
+                            "refreshed"
+                        });
+                    Ok(self.to_cached(&digest, answer))
+                }
+                Err(IntrospectError::Overloaded) => {
+                    self.metrics.revalidation("skipped");
+                    Err(IntrospectError::Overloaded)
+                }
+                Err(e) => {
+                    grant.reschedule(millis_since_start() + millis(after));
+                    self.metrics.revalidation("failed");
+                    self.metrics.stale_serve();
+                    debug!(token.id = grant.log_id(), error = %e, "Revalidation failed; serving the cached JWT");
+                    let left = Duration::from_secs(grant.cached_until).saturating_sub(unix_now());
+                    Ok(Cached {
+                        weight: grant.weight(),
+                        value: Some(Arc::clone(&grant)),
+                        ttl: left,
+                    })
+                }
+            }
+        };
+        self.cache.invalidate(&digest).await;
+        match self
+            .cache
+            .get_or_fetch::<IntrospectError, _>(digest, fetch)
+            .await
+        {
+            Ok((answer, lookup)) => Verdict {
+                digest: Some(digest),
+                lookup: Some(lookup),
+                result: decide(&answer.value, unix_now()),
+            },
+            Err(e) => Verdict::denied(Some(digest), Denial::Introspection(e)),
+        }
+    }
+
+    /// The cached grant for a token, without introspecting: none once its JWT
+    /// is no longer [`forwardable`](Authorizer::forwardable).
     pub async fn cached_grant(&self, digest: &TokenDigest) -> Option<Arc<Grant>> {
-        self.cache.peek(digest).await.and_then(|c| c.value.clone())
+        self.cache
+            .peek(digest)
+            .await
+            .and_then(|c| c.value.clone())
+            .filter(|grant| self.forwardable(grant.claims.exp))
+    }
+}
+
+/// Which revalidation a hit calls for.
+enum Due {
+    /// In the background, serving the cached grant meanwhile.
+    Background,
+    /// On this request: past [`OVERDUE_PERIODS`] without a revalidation.
+    Overdue,
+}
+
+/// The decision for an answer at `now`: inactive, expired (the AS answered
+/// with a JWT whose `exp` has passed), or the grant.
+fn decide(answer: &Answer, now: Duration) -> Result<Arc<Grant>, Denial> {
+    match answer {
+        None => Err(Denial::InvalidToken(InvalidToken::Inactive)),
+        Some(grant) if grant.claims.exp.is_some_and(|exp| exp <= now.as_secs()) => {
+            Err(Denial::InvalidToken(InvalidToken::Expired))
+        }
+        Some(grant) => Ok(Arc::clone(grant)),
     }
 }
 

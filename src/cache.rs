@@ -13,6 +13,7 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 
 use crate::config::CacheConfig;
+use crate::introspect::CacheDirectives;
 use crate::token::TokenDigest;
 
 /// How long answers may be kept. Pure: give it the facts, it gives a duration.
@@ -22,6 +23,9 @@ pub struct TtlPolicy {
     pub max_ttl: Option<Duration>,
     pub default_ttl: Duration,
     pub negative_ttl: Duration,
+    /// Whether the AS's `no-store` / `no-cache` (and `Pragma: no-cache`) keep
+    /// an answer out of the cache (see [`CacheDirectives`]).
+    pub honor_no_store: bool,
 }
 
 impl TtlPolicy {
@@ -31,7 +35,27 @@ impl TtlPolicy {
             max_ttl: config.max_ttl,
             default_ttl: config.default_ttl,
             negative_ttl: config.negative_ttl,
+            honor_no_store: config.honor_no_store,
         }
+    }
+
+    /// TTL of an active answer carrying the AS's caching headers: as
+    /// [`TtlPolicy::active`], limited by what [`CacheDirectives::limit`] makes
+    /// of them.
+    pub fn for_answer(
+        &self,
+        exp: Option<u64>,
+        directives: &CacheDirectives,
+        now: Duration,
+    ) -> Duration {
+        self.active(exp, directives.limit(self.honor_no_store), now)
+    }
+
+    /// Whether a cached JWT expiring at `exp` may still be forwarded at
+    /// `now`: before `exp` minus the clock skew, the end the TTL rule gives
+    /// its entry. (A JWT without `exp` lives by its entry alone.)
+    pub fn forwardable(&self, exp: Option<u64>, now: Duration) -> bool {
+        exp.is_none_or(|exp| Duration::from_secs(exp).saturating_sub(self.clock_skew) > now)
     }
 
     /// TTL of an active answer: until `exp` minus the clock skew (applied once),
@@ -76,6 +100,9 @@ pub struct Cached<T> {
     pub weight: u32,
 }
 
+/// Each entry lives for its own value's TTL, counted from when that value was
+/// stored: a replacement (a revalidation) does not inherit what was left of
+/// the entry it replaces, shorter or longer.
 struct FixedTtl;
 
 impl<T> Expiry<TokenDigest, Arc<Cached<T>>> for FixedTtl {
@@ -84,6 +111,16 @@ impl<T> Expiry<TokenDigest, Arc<Cached<T>>> for FixedTtl {
         _: &TokenDigest,
         value: &Arc<Cached<T>>,
         _: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &TokenDigest,
+        value: &Arc<Cached<T>>,
+        _: Instant,
+        _: Option<Duration>,
     ) -> Option<Duration> {
         Some(value.ttl)
     }
@@ -155,8 +192,30 @@ impl<T: Send + Sync + 'static> TokenCache<T> {
         E: Send + Sync + 'static,
         F: Future<Output = Result<Cached<T>, E>>,
     {
+        self.get_valid_or_fetch(key, |_| true, fetch).await
+    }
+
+    /// As [`TokenCache::get_or_fetch`], but an entry that `valid` refuses is
+    /// dropped and fetched again, as if it had expired.
+    ///
+    /// # Errors
+    ///
+    /// The error of the fetch this call ran or waited for.
+    pub async fn get_valid_or_fetch<E, F>(
+        &self,
+        key: TokenDigest,
+        valid: impl FnOnce(&Cached<T>) -> bool,
+        fetch: impl FnOnce() -> F,
+    ) -> Result<(Arc<Cached<T>>, Lookup), Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<Cached<T>, E>>,
+    {
         if let Some(hit) = self.inner.get(&key).await {
-            return Ok((hit, Lookup::Hit));
+            if valid(&hit) {
+                return Ok((hit, Lookup::Hit));
+            }
+            Box::pin(self.inner.invalidate(&key)).await;
         }
         // The miss path (moka's initialiser and the fetch, an HTTP exchange)
         // is a large future: boxed, so the hit path's future stays small and
@@ -197,6 +256,11 @@ impl<T: Send + Sync + 'static> TokenCache<T> {
         self.inner.insert(key, Arc::new(value)).await;
     }
 
+    /// Drops the entry for `key`, if any.
+    pub async fn invalidate(&self, key: &TokenDigest) {
+        self.inner.invalidate(key).await;
+    }
+
     /// The entry for `key` if present and unexpired, without fetching.
     pub async fn peek(&self, key: &TokenDigest) -> Option<Arc<Cached<T>>> {
         self.inner.get(key).await
@@ -230,6 +294,7 @@ mod tests {
             max_ttl: None,
             default_ttl: Duration::from_secs(20),
             negative_ttl: Duration::from_secs(5),
+            honor_no_store: false,
         }
     }
 
@@ -307,6 +372,47 @@ mod tests {
         assert_eq!(capped.active(None, None, NOW), Duration::from_secs(1));
     }
 
+    #[test]
+    fn no_store_limits_the_ttl_only_when_honoured() {
+        let exp = Some(NOW.as_secs() + 3600);
+        let no_store = CacheDirectives {
+            max_age: None,
+            no_store: true,
+        };
+        assert_eq!(
+            policy().for_answer(exp, &no_store, NOW),
+            Duration::from_secs(3570)
+        );
+        let strict = TtlPolicy {
+            honor_no_store: true,
+            ..policy()
+        };
+        assert_eq!(strict.for_answer(exp, &no_store, NOW), Duration::ZERO);
+        let capped = CacheDirectives {
+            max_age: Some(Duration::from_secs(60)),
+            no_store: true,
+        };
+        assert_eq!(
+            policy().for_answer(exp, &capped, NOW),
+            Duration::from_secs(60)
+        );
+        let zero = CacheDirectives {
+            max_age: Some(Duration::ZERO),
+            no_store: false,
+        };
+        assert_eq!(policy().for_answer(exp, &zero, NOW), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_jwt_is_forwardable_until_exp_minus_skew() {
+        let exp = NOW.as_secs() + 100;
+        assert!(policy().forwardable(Some(exp), NOW));
+        assert!(policy().forwardable(Some(exp), NOW + Duration::from_millis(69_999)));
+        assert!(!policy().forwardable(Some(exp), NOW + Duration::from_secs(70)));
+        assert!(!policy().forwardable(Some(NOW.as_secs() - 1), NOW));
+        assert!(policy().forwardable(None, NOW));
+    }
+
     fn digest(n: u8) -> TokenDigest {
         TokenDigest([n; 32])
     }
@@ -365,6 +471,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_entry_refused_as_invalid_is_fetched_again() {
+        let cache = TokenCache::<u32>::new(1 << 20, None, |_| {});
+        cache
+            .insert(digest(6), value(Duration::from_secs(60), 1))
+            .await;
+        let (_, how) = cache
+            .get_valid_or_fetch::<(), _>(
+                digest(6),
+                |c| c.value != 7,
+                || async {
+                    Ok(Cached {
+                        value: 8,
+                        ttl: Duration::from_secs(60),
+                        weight: 1,
+                    })
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(how, Lookup::Fetched);
+        let (found, how) = cache
+            .get_valid_or_fetch::<(), _>(digest(6), |c| c.value != 7, || async { Err(()) })
+            .await
+            .unwrap();
+        assert_eq!((found.value, how), (8, Lookup::Hit));
+    }
+
+    #[tokio::test]
     async fn entries_expire_after_their_own_ttl() {
         let cache = TokenCache::<u32>::new(1 << 20, None, |_| {});
         cache
@@ -376,6 +510,47 @@ mod tests {
         assert!(cache.peek(&digest(3)).await.is_some());
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(cache.peek(&digest(3)).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_replacement_lives_for_its_own_shorter_ttl() {
+        let cache = TokenCache::<u32>::new(1 << 20, None, |_| {});
+        cache
+            .insert(digest(4), value(Duration::from_secs(60), 1))
+            .await;
+        cache
+            .insert(digest(4), value(Duration::from_millis(80), 1))
+            .await;
+        assert!(cache.peek(&digest(4)).await.is_some());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            cache.peek(&digest(4)).await.is_none(),
+            "the old, longer life was kept"
+        );
+        cache
+            .insert(digest(4), value(Duration::from_secs(60), 1))
+            .await;
+        cache.insert(digest(4), value(Duration::ZERO, 1)).await;
+        assert!(
+            cache.peek(&digest(4)).await.is_none(),
+            "a zero TTL keeps nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replacement_lives_for_its_own_longer_ttl() {
+        let cache = TokenCache::<u32>::new(1 << 20, None, |_| {});
+        cache
+            .insert(digest(5), value(Duration::from_millis(100), 1))
+            .await;
+        cache
+            .insert(digest(5), value(Duration::from_secs(60), 1))
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            cache.peek(&digest(5)).await.is_some(),
+            "the old, shorter life was kept"
+        );
     }
 
     #[tokio::test]

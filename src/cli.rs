@@ -281,9 +281,9 @@ pub fn check(args: &CheckArgs) -> ExitCode {
     match answer {
         Ok(Introspection::Active(active)) => {
             let now = unix_now();
-            let ttl = TtlPolicy::from_config(&config.cache).active(
+            let ttl = TtlPolicy::from_config(&config.cache).for_answer(
                 active.claims.exp,
-                active.max_age,
+                &active.cache,
                 now,
             );
             let _ = writeln!(out, "token: active");
@@ -297,8 +297,16 @@ pub fn check(args: &CheckArgs) -> ExitCode {
                 }
             }
             let _ = writeln!(out, "  cached for: {} s", ttl.as_secs());
-            if let Some(max_age) = active.max_age {
+            if let Some(max_age) = active.cache.max_age {
                 let _ = writeln!(out, "  AS max-age: {} s", max_age.as_secs());
+            }
+            if active.cache.no_store {
+                let heeded = if config.cache.honor_no_store {
+                    "honoured"
+                } else {
+                    "ignored"
+                };
+                let _ = writeln!(out, "  AS no-store: {heeded}");
             }
             for claim in ["sub", "client_id", "iss"] {
                 if let Some(value) = active.claims.string(claim) {

@@ -41,6 +41,7 @@ pub const ENV_CACHE_JANITOR_SECONDS: &str = "CACHE_JANITOR_SECONDS";
 pub const ENV_CACHE_MAX_TTL_SECONDS: &str = "CACHE_MAX_TTL_SECONDS";
 pub const ENV_CACHE_DEFAULT_TTL_SECONDS: &str = "CACHE_DEFAULT_TTL_SECONDS";
 pub const ENV_NEGATIVE_CACHE_SECONDS: &str = "NEGATIVE_CACHE_SECONDS";
+pub const ENV_HONOR_CACHE_CONTROL_NO_STORE: &str = "HONOR_CACHE_CONTROL_NO_STORE";
 pub const ENV_CLOCK_SKEW_SECONDS: &str = "CLOCK_SKEW_SECONDS";
 pub const ENV_REALM: &str = "REALM";
 pub const ENV_RETRY_AFTER_SECONDS: &str = "RETRY_AFTER_SECONDS";
@@ -93,6 +94,7 @@ pub const ALL_VARIABLES: &[&str] = &[
     ENV_CACHE_MAX_TTL_SECONDS,
     ENV_CACHE_DEFAULT_TTL_SECONDS,
     ENV_NEGATIVE_CACHE_SECONDS,
+    ENV_HONOR_CACHE_CONTROL_NO_STORE,
     ENV_CLOCK_SKEW_SECONDS,
     ENV_REALM,
     ENV_RETRY_AFTER_SECONDS,
@@ -290,6 +292,11 @@ pub struct CacheConfig {
     pub max_ttl: Option<Duration>,
     pub default_ttl: Duration,
     pub negative_ttl: Duration,
+    /// Let the AS's `Cache-Control: no-store` / `no-cache` (and `Pragma:
+    /// no-cache`) keep its answers out of the token cache. Off by default:
+    /// most servers send them on every response, meaning HTTP caches between
+    /// the two parties, not the gateway's token cache.
+    pub honor_no_store: bool,
     /// Re-introspect cached tokens older than this in the background, so a
     /// revocation takes effect within it.
     pub revalidate_after: Option<Duration>,
@@ -429,6 +436,9 @@ impl Config {
                 parse::seconds(v).and_then(|n| in_range(n, 0, 3600))
             })
             .unwrap_or(DEFAULT_NEGATIVE_CACHE_SECONDS);
+        let honor_no_store = r
+            .optional(ENV_HONOR_CACHE_CONTROL_NO_STORE, parse::boolean)
+            .unwrap_or(false);
 
         let realm = r
             .optional(ENV_REALM, parse::realm)
@@ -515,6 +525,7 @@ impl Config {
                 max_ttl: max_ttl.map(Duration::from_secs),
                 default_ttl: Duration::from_secs(default_ttl),
                 negative_ttl: Duration::from_secs(negative_ttl),
+                honor_no_store,
                 revalidate_after: revalidate_after.map(Duration::from_secs),
             },
             max_token_bytes,

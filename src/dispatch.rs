@@ -167,7 +167,8 @@ impl DispatchService {
     /// request carries the JWT and nothing changes. When Tyk's id_extractor
     /// answered from its own cache, the auth hook did not run and the request
     /// still carries the opaque token: the JWT comes from our cache, or from
-    /// the session's `phantom_jwt` metadata when that is kept. Only if neither
+    /// the session's `phantom_jwt` metadata when that is kept, either only
+    /// while the JWT is before its `exp` minus the clock skew. Only if neither
     /// has it (e.g. after a restart) is the token decided in full.
     async fn inject_jwt(&self, object: &mut Object, trace: Option<&TraceContext>) {
         let header = authorization(object);
@@ -184,7 +185,9 @@ impl DispatchService {
         let kept = object
             .metadata
             .get(META_JWT)
-            .filter(|jwt| crate::jwt::parse(jwt).is_ok())
+            .filter(|jwt| {
+                crate::jwt::parse(jwt).is_ok_and(|claims| self.authz.forwardable(claims.exp))
+            })
             .map(|jwt| format!("Bearer {jwt}"));
         if let Some(authorization) = kept {
             return set_authorization(object, authorization);

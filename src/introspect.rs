@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PRAGMA};
 use reqwest::{StatusCode, Url};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::{debug, warn};
 
 use crate::breaker::Breaker;
@@ -37,9 +37,8 @@ pub enum Introspection {
 pub struct ActiveToken {
     pub jwt: String,
     pub claims: Claims,
-    /// The AS's `Cache-Control` limit, if it sent one. `Some(ZERO)` for
-    /// `no-store` / `no-cache`.
-    pub max_age: Option<Duration>,
+    /// What the AS's caching headers said.
+    pub cache: CacheDirectives,
 }
 
 impl std::fmt::Debug for ActiveToken {
@@ -47,7 +46,7 @@ impl std::fmt::Debug for ActiveToken {
         f.debug_struct("ActiveToken")
             .field("jwt", &"[redacted]")
             .field("exp", &self.claims.exp)
-            .field("max_age", &self.max_age)
+            .field("cache", &self.cache)
             .finish()
     }
 }
@@ -148,6 +147,9 @@ pub struct IntrospectionClient {
     /// Bounds introspections in flight; a miss waits at most `slot_wait`.
     slots: Semaphore,
     slot_wait: Duration,
+    /// Slots only background revalidations use, when every one of `slots`
+    /// is busy (see [`RESERVED_REVALIDATIONS`]).
+    reserve: Semaphore,
     breaker: Breaker,
     metrics: Arc<Metrics>,
 }
@@ -168,6 +170,12 @@ impl From<IntrospectError> for AttemptError {
         }
     }
 }
+
+/// Background revalidations that may run beyond `MAX_INFLIGHT_INTROSPECTIONS`
+/// when every slot is busy (a slow AS, a flood of new tokens): without them a
+/// revoked token would be served until its expiry for as long as the slots
+/// stay full. They only ever take a free slot or one of these, never wait.
+pub const RESERVED_REVALIDATIONS: usize = 2;
 
 /// The shortest time budget worth a retry.
 const MIN_RETRY_BUDGET: Duration = Duration::from_millis(20);
@@ -239,6 +247,7 @@ impl IntrospectionClient {
             timeout: config.timeout,
             slots: Semaphore::new(config.max_inflight),
             slot_wait: config.inflight_wait,
+            reserve: Semaphore::new(RESERVED_REVALIDATIONS),
             breaker: Breaker::new(config.breaker_failures, config.breaker_open),
             metrics,
         })
@@ -258,27 +267,49 @@ impl IntrospectionClient {
         trace: Option<&TraceContext>,
     ) -> Result<Introspection, IntrospectError> {
         let started = Instant::now();
-        let result = self.guarded(token, trace, started).await;
-        let outcome = match &result {
+        let result = self.guarded(token, trace, started, None).await;
+        self.record(&result, started);
+        result
+    }
+
+    /// Asks the AS about `token` for a background revalidation, now or never:
+    /// in a free slot if there is one (requests are not kept waiting), else in
+    /// one of the [`RESERVED_REVALIDATIONS`]. `None` when neither is free.
+    ///
+    /// Otherwise as [`IntrospectionClient::introspect`] (breaker, budget,
+    /// retry).
+    pub async fn introspect_in_background(
+        &self,
+        token: &BearerToken<'_>,
+    ) -> Option<Result<Introspection, IntrospectError>> {
+        let slot = self
+            .slots
+            .try_acquire()
+            .or_else(|_| self.reserve.try_acquire())
+            .ok()?;
+        let started = Instant::now();
+        let result = self.guarded(token, None, started, Some(slot)).await;
+        self.record(&result, started);
+        Some(result)
+    }
+
+    fn record(&self, result: &Result<Introspection, IntrospectError>, started: Instant) {
+        let outcome = match result {
             Ok(Introspection::Active(_)) => AsOutcome::Active,
             Ok(Introspection::Inactive) => AsOutcome::Inactive,
             Err(e) => e.outcome(),
         };
         self.metrics.introspection(outcome, started.elapsed());
-        result
     }
 
-    /// Whether a slot is free now (background work uses this to stay out of
-    /// the way of requests).
-    pub fn has_free_slot(&self) -> bool {
-        self.slots.available_permits() > 0
-    }
-
+    /// One exchange through the breaker and a slot: `slot` if given, else a
+    /// request slot waited for at most `slot_wait`.
     async fn guarded(
         &self,
         token: &BearerToken<'_>,
         trace: Option<&TraceContext>,
         started: Instant,
+        slot: Option<SemaphorePermit<'_>>,
     ) -> Result<Introspection, IntrospectError> {
         let permit =
             self.breaker
@@ -286,10 +317,13 @@ impl IntrospectionClient {
                 .map_err(|rejected| IntrospectError::BreakerOpen {
                     retry_after: rejected.retry_after,
                 })?;
-        let slot = match tokio::time::timeout(self.slot_wait, self.slots.acquire()).await {
-            Ok(Ok(slot)) => slot,
-            // Closed never happens; timing out is the overload case.
-            Ok(Err(_)) | Err(_) => return Err(IntrospectError::Overloaded),
+        let slot = match slot {
+            Some(slot) => slot,
+            None => match tokio::time::timeout(self.slot_wait, self.slots.acquire()).await {
+                Ok(Ok(slot)) => slot,
+                // Closed never happens; timing out is the overload case.
+                Ok(Err(_)) | Err(_) => return Err(IntrospectError::Overloaded),
+            },
         };
         let _in_flight = self.metrics.in_flight();
         let deadline = Instant::now() + self.timeout;
@@ -355,23 +389,25 @@ impl IntrospectionClient {
             s => return Err(IntrospectError::UnexpectedStatus(s.as_u16()).into()),
         }
 
-        let max_age = response
-            .headers()
+        let headers = response.headers();
+        let mut cache = headers
             .get_all(CACHE_CONTROL)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .filter_map(cache_control_limit)
-            .min();
+            .map(cache_control)
+            .fold(CacheDirectives::default(), CacheDirectives::merge);
+        cache.no_store |= headers
+            .get_all(PRAGMA)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(pragma_no_cache);
         let body = read_capped(response, self.max_jwt_bytes).await?;
-        Ok(classify_ok_body(&body, max_age)?)
+        Ok(classify_ok_body(&body, cache)?)
     }
 }
 
 /// Reads a 200 body: a JWT (active), `{"active":false}` (inactive), or a fault.
-fn classify_ok_body(
-    body: &[u8],
-    max_age: Option<Duration>,
-) -> Result<Introspection, IntrospectError> {
+fn classify_ok_body(body: &[u8], cache: CacheDirectives) -> Result<Introspection, IntrospectError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| IntrospectError::NotJwt(JwtError::NotCompact))?
         .trim_matches(|c: char| c.is_ascii_whitespace());
@@ -389,7 +425,7 @@ fn classify_ok_body(
     Ok(Introspection::Active(ActiveToken {
         jwt: text.to_owned(),
         claims,
-        max_age,
+        cache,
     }))
 }
 
@@ -492,30 +528,79 @@ fn basic_credentials(client_id: &str, secret: &str) -> HeaderValue {
     value
 }
 
-/// The caching limit in one `Cache-Control` header value: `max-age=N`, or zero
-/// for `no-store` / `no-cache`. Unknown directives are ignored.
-pub fn cache_control_limit(value: &str) -> Option<Duration> {
-    let mut limit: Option<Duration> = None;
+/// What an answer's caching headers say: `Cache-Control` (every line) and
+/// `Pragma`.
+///
+/// Only a positive `max-age` limits the token cache by default (Curity's own
+/// gateway plugins read it as an upper bound); `max-age=0` means "do not
+/// cache". `no-store`, `no-cache` and `Pragma: no-cache`, which most
+/// authorization servers send on every response, address HTTP caches between
+/// the AS and its client: the phantom-token pattern is the gateway keeping the
+/// answer until the token expires, so they are heeded only when
+/// `HONOR_CACHE_CONTROL_NO_STORE` asks for it. `private` never limits (the
+/// gateway is the answer's only recipient).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheDirectives {
+    /// The smallest `max-age`, if any.
+    pub max_age: Option<Duration>,
+    /// `no-store` or `no-cache` in `Cache-Control`, or `Pragma: no-cache`.
+    pub no_store: bool,
+}
+
+impl CacheDirectives {
+    /// The directives of two header values together: the smaller `max-age`,
+    /// and `no_store` if either has it.
+    #[must_use]
+    pub fn merge(self, other: CacheDirectives) -> CacheDirectives {
+        CacheDirectives {
+            max_age: match (self.max_age, other.max_age) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            no_store: self.no_store || other.no_store,
+        }
+    }
+
+    /// The limit these put on the token cache's TTL: `max-age`, or zero for
+    /// `no-store` / `no-cache` when `honor_no_store`.
+    pub fn limit(&self, honor_no_store: bool) -> Option<Duration> {
+        if honor_no_store && self.no_store {
+            Some(Duration::ZERO)
+        } else {
+            self.max_age
+        }
+    }
+}
+
+/// The directives in one `Cache-Control` header value. Unknown directives and
+/// unreadable `max-age` values are ignored.
+pub fn cache_control(value: &str) -> CacheDirectives {
+    let mut found = CacheDirectives::default();
     for directive in value.split(',') {
         let directive = directive.trim();
         let (name, arg) = match directive.split_once('=') {
             Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
             None => (directive, None),
         };
-        let this = if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache")
+        if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
+            found.no_store = true;
+        } else if name.eq_ignore_ascii_case("max-age")
+            && let Some(secs) = arg.and_then(|a| a.parse::<u64>().ok())
         {
-            Some(Duration::ZERO)
-        } else if name.eq_ignore_ascii_case("max-age") {
-            arg.and_then(|a| a.parse::<u64>().ok())
-                .map(Duration::from_secs)
-        } else {
-            None
-        };
-        if let Some(this) = this {
-            limit = Some(limit.map_or(this, |l| l.min(this)));
+            found = found.merge(CacheDirectives {
+                max_age: Some(Duration::from_secs(secs)),
+                no_store: false,
+            });
         }
     }
-    limit
+    found
+}
+
+/// Whether a `Pragma` header value holds `no-cache` (HTTP/1.0's `no-cache`).
+pub fn pragma_no_cache(value: &str) -> bool {
+    value
+        .split(',')
+        .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
 }
 
 #[cfg(test)]
@@ -615,34 +700,58 @@ mod tests {
         assert_eq!(form_body("a+b/c=="), "token=a%2Bb%2Fc%3D%3D");
     }
 
+    fn directives(max_age: Option<u64>, no_store: bool) -> CacheDirectives {
+        CacheDirectives {
+            max_age: max_age.map(Duration::from_secs),
+            no_store,
+        }
+    }
+
     #[test]
-    fn cache_control_gives_the_smallest_limit() {
+    fn cache_control_gives_the_smallest_max_age_and_any_no_store() {
+        assert_eq!(cache_control("max-age=300"), directives(Some(300), false));
         assert_eq!(
-            cache_control_limit("max-age=300"),
-            Some(Duration::from_secs(300))
+            cache_control("public, MAX-AGE=60, must-revalidate, max-age=90"),
+            directives(Some(60), false)
         );
+        assert_eq!(cache_control("max-age=\"90\""), directives(Some(90), false));
+        assert_eq!(cache_control("no-store"), directives(None, true));
         assert_eq!(
-            cache_control_limit("public, MAX-AGE=60, must-revalidate"),
-            Some(Duration::from_secs(60))
+            cache_control("max-age=300, no-cache"),
+            directives(Some(300), true)
         );
+        assert_eq!(cache_control("private"), directives(None, false));
+        assert_eq!(cache_control("max-age=soon"), directives(None, false));
+        assert_eq!(cache_control("max-age=-1"), directives(None, false));
+    }
+
+    #[test]
+    fn only_max_age_limits_the_cache_unless_no_store_is_honoured() {
+        let no_store = cache_control("no-store, private");
+        assert_eq!(no_store.limit(false), None);
+        assert_eq!(no_store.limit(true), Some(Duration::ZERO));
+        let capped = cache_control("no-cache, max-age=60");
+        assert_eq!(capped.limit(false), Some(Duration::from_secs(60)));
+        assert_eq!(capped.limit(true), Some(Duration::ZERO));
         assert_eq!(
-            cache_control_limit("max-age=\"90\""),
-            Some(Duration::from_secs(90))
+            cache_control("max-age=0").limit(false),
+            Some(Duration::ZERO),
+            "max-age=0 still means do not cache"
         );
-        assert_eq!(cache_control_limit("no-store"), Some(Duration::ZERO));
-        assert_eq!(
-            cache_control_limit("max-age=300, no-cache"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(cache_control_limit("private"), None);
-        assert_eq!(cache_control_limit("max-age=soon"), None);
-        assert_eq!(cache_control_limit("max-age=-1"), None);
+    }
+
+    #[test]
+    fn pragma_no_cache_is_read_in_any_case_among_other_directives() {
+        assert!(pragma_no_cache("no-cache"));
+        assert!(pragma_no_cache("x-thing, No-Cache "));
+        assert!(!pragma_no_cache("no-cache-please"));
+        assert!(!pragma_no_cache(""));
     }
 
     #[test]
     fn ok_bodies_are_classified() {
         let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjE5MDAwMDAwMDB9.c2ln";
-        match classify_ok_body(format!("{jwt}\r\n").as_bytes(), None) {
+        match classify_ok_body(format!("{jwt}\r\n").as_bytes(), CacheDirectives::default()) {
             Ok(Introspection::Active(active)) => {
                 assert_eq!(active.jwt, jwt);
                 assert_eq!(active.claims.exp, Some(1_900_000_000));
@@ -650,7 +759,7 @@ mod tests {
             other => panic!("expected active, got {other:?}"),
         }
         assert_eq!(
-            classify_ok_body(br#"{"active":false}"#, None),
+            classify_ok_body(br#"{"active":false}"#, CacheDirectives::default()),
             Ok(Introspection::Inactive)
         );
         for fault in [
@@ -663,7 +772,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    classify_ok_body(fault, None),
+                    classify_ok_body(fault, CacheDirectives::default()),
                     Err(IntrospectError::NotJwt(_))
                 ),
                 "{:?}",

@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use serde_json::{Value, json};
 use tyk_phantom_token::config::{self, ALL_VARIABLES, Config, Source};
-use tyk_phantom_token::introspect::cache_control_limit;
+use tyk_phantom_token::introspect::{CacheDirectives, cache_control};
 use tyk_phantom_token::jwt::{self, JwtError};
 use tyk_phantom_token::policy::{
     self, ApiPolicies, ApiPolicy, IdentityRules, MAX_CONFIG_DATA_BYTES, parse_config_data,
@@ -578,12 +578,18 @@ enum Directive {
 }
 
 impl Directive {
-    fn limit(&self) -> Option<u64> {
+    /// The `max-age` it gives: the only directive that limits the token cache
+    /// unless `no-store` is honoured.
+    fn max_age(&self) -> Option<u64> {
         match self {
             Directive::MaxAge { secs, .. } => Some(*secs),
-            Directive::NoStore | Directive::NoCache { .. } => Some(0),
-            Directive::Other(_) | Directive::BadMaxAge(_) => None,
+            _ => None,
         }
+    }
+
+    /// `no-store` or `no-cache`: heeded only with `HONOR_CACHE_CONTROL_NO_STORE`.
+    fn forbids_storing(&self) -> bool {
+        matches!(self, Directive::NoStore | Directive::NoCache { .. })
     }
 }
 
@@ -658,47 +664,47 @@ fn cache_control_header() -> impl Strategy<Value = (Vec<Directive>, String)> {
     )
 }
 
-fn min_limit(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 proptest! {
     #![proptest_config(cases(512))]
 
-    /// The limit is the smallest `max-age`, zero for `no-store`/`no-cache`,
-    /// none when no directive limits caching; case and blanks do not matter,
-    /// look-alikes (`s-maxage`, `max-ages`, `no-stores`) do not count.
+    /// `max-age` is the smallest one given and `no_store` is set by
+    /// `no-store`/`no-cache`; case and blanks do not matter, look-alikes
+    /// (`s-maxage`, `max-ages`, `no-stores`) and `private` do not count. The
+    /// token cache is limited by `max-age` alone (zero included), and by
+    /// `no-store`/`no-cache` only when they are honoured.
     #[test]
-    fn cache_control_is_the_min_of_its_limiting_directives((directives, text) in cache_control_header()) {
-        let expected = directives.iter().filter_map(Directive::limit).min().map(Duration::from_secs);
-        prop_assert_eq!(cache_control_limit(&text), expected, "header {:?}", text);
+    fn cache_control_reads_the_smallest_max_age_and_any_no_store((directives, text) in cache_control_header()) {
+        let max_age = directives.iter().filter_map(Directive::max_age).min().map(Duration::from_secs);
+        let no_store = directives.iter().any(Directive::forbids_storing);
+        let parsed = cache_control(&text);
+        prop_assert_eq!(parsed, CacheDirectives { max_age, no_store }, "header {:?}", text);
+        prop_assert_eq!(parsed.limit(false), max_age, "header {:?}", text);
+        let strict = if no_store { Some(Duration::ZERO) } else { max_age };
+        prop_assert_eq!(parsed.limit(true), strict, "header {:?}", text);
     }
 
-    /// Joining two header values with a comma limits like the stricter of the
-    /// two (so several `Cache-Control` lines combine the same way), for any
-    /// text at all.
+    /// Joining two header values with a comma reads like merging the two (so
+    /// several `Cache-Control` lines combine the same way), for any text at
+    /// all.
     #[test]
-    fn cache_control_of_a_list_is_the_min_of_its_parts(a in ".{0,40}", b in ".{0,40}") {
+    fn cache_control_of_a_list_is_the_merge_of_its_parts(a in ".{0,40}", b in ".{0,40}") {
         prop_assert_eq!(
-            cache_control_limit(&format!("{a},{b}")),
-            min_limit(cache_control_limit(&a), cache_control_limit(&b))
+            cache_control(&format!("{a},{b}")),
+            cache_control(&a).merge(cache_control(&b))
         );
     }
 
-    /// Arbitrary text never panics, and any limit found comes from a
-    /// directive named in it.
+    /// Arbitrary text never panics, and whatever is found comes from a
+    /// directive named in it: only a `max-age` limits the cache by default.
     #[test]
-    fn cache_control_limits_come_from_named_directives(text in any::<String>()) {
+    fn cache_control_findings_come_from_named_directives(text in any::<String>()) {
         let lower = text.to_ascii_lowercase();
-        match cache_control_limit(&text) {
-            None => {}
-            Some(d) if d.is_zero() => prop_assert!(
-                lower.contains("no-store") || lower.contains("no-cache") || lower.contains("max-age")
-            ),
-            Some(_) => prop_assert!(lower.contains("max-age")),
+        let parsed = cache_control(&text);
+        if parsed.max_age.is_some() || parsed.limit(false).is_some() {
+            prop_assert!(lower.contains("max-age"));
+        }
+        if parsed.no_store {
+            prop_assert!(lower.contains("no-store") || lower.contains("no-cache"));
         }
     }
 }

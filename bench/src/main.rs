@@ -8,6 +8,7 @@
 //!   errors, AS calls and RSS as it goes.
 //! - `echo-server`, `fake-as`: the baseline and the fake authorization
 //!   server on their own.
+//! - `cache-memory`: resident memory per inactive answer in the token cache.
 //!
 //! Everything listens and connects on loopback only. The machine is shared:
 //! read ratios and medians, not absolute figures.
@@ -15,6 +16,7 @@
 mod echo;
 mod fake_as;
 mod load;
+mod memory;
 mod procs;
 mod report;
 mod run;
@@ -59,6 +61,8 @@ enum Command {
         #[arg(long)]
         watch_stdin: bool,
     },
+    /// Measure the resident memory an inactive answer holds in the token cache.
+    CacheMemory(memory::CacheMemoryArgs),
     /// Serve a fake introspection endpoint that answers every token with a JWT.
     FakeAs {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => interruptible(run::run(args)).await,
             Command::Soak(args) => interruptible(soak::soak(args)).await,
+            Command::CacheMemory(args) => memory::measure(args).await,
             Command::EchoServer {
                 listen,
                 watch_stdin,

@@ -574,3 +574,25 @@ fn proxy_credentials_are_never_shown() {
         .problems();
     assert!(!problems[0].contains("Pw-4e5f"), "{problems:?}");
 }
+
+#[test]
+fn no_store_from_the_as_is_ignored_unless_asked_for() {
+    let config = TestEnv::minimal().parse().unwrap();
+    assert!(!config.cache.honor_no_store);
+    let config = TestEnv::minimal()
+        .with(ENV_HONOR_CACHE_CONTROL_NO_STORE, "true")
+        .parse()
+        .unwrap();
+    assert!(config.cache.honor_no_store);
+    let problems = TestEnv::minimal()
+        .with(ENV_HONOR_CACHE_CONTROL_NO_STORE, "sometimes")
+        .parse()
+        .unwrap_err()
+        .problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("HONOR_CACHE_CONTROL_NO_STORE=")),
+        "{problems:?}"
+    );
+}

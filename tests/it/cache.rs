@@ -1,9 +1,10 @@
-//! Caching: hits, coalescing, expiry, negative caching and the AS's max-age.
+//! Caching: hits, coalescing, expiry, negative caching, and what is read from
+//! the AS's `Cache-Control`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::fake_as::now;
+use crate::support::fake_as::{NO_STORE_HEADERS, now};
 use crate::support::*;
 
 #[tokio::test]
@@ -24,6 +25,72 @@ async fn twenty_sequential_requests_make_one_as_call() {
         assert_eq!(jwt_header(&outcome), jwt_header(&first));
     }
     assert_eq!(app.fake_as.calls(), 1);
+}
+
+#[tokio::test]
+async fn no_store_and_pragma_from_the_as_do_not_switch_the_cache_off() {
+    let app = spawn_app().await;
+    app.fake_as.always_send(NO_STORE_HEADERS);
+    app.fake_as.script(
+        "no-store-token",
+        Behaviour::Jwt(Claims::valid_for("ivy", 600)),
+    );
+    for _ in 0..20 {
+        assert_eq!(app.get_with_token("no-store-token").await.status(), 200);
+    }
+    assert_eq!(app.fake_as.calls(), 1);
+
+    // Inactive answers keep their own short life, whatever the headers.
+    app.fake_as.script("no-store-dead", Behaviour::NoContent);
+    for _ in 0..5 {
+        assert_eq!(app.get_with_token("no-store-dead").await.status(), 401);
+    }
+    assert_eq!(app.fake_as.calls_for("no-store-dead"), 1);
+}
+
+#[tokio::test]
+async fn honor_cache_control_no_store_makes_every_request_introspect() {
+    let app = spawn_app_with(|s| {
+        s.env("HONOR_CACHE_CONTROL_NO_STORE", "true");
+    })
+    .await;
+    app.fake_as.always_send(NO_STORE_HEADERS);
+    app.fake_as.script(
+        "strict-token",
+        Behaviour::Jwt(Claims::valid_for("ida", 600)),
+    );
+    for _ in 0..20 {
+        assert_eq!(app.get_with_token("strict-token").await.status(), 200);
+    }
+    assert_eq!(app.fake_as.calls(), 20);
+}
+
+#[tokio::test]
+async fn a_positive_max_age_still_caps_the_cache_life_beside_no_store() {
+    let app = spawn_app().await;
+    app.fake_as.always_send(NO_STORE_HEADERS);
+    let mut claims = Claims::valid_for("ike", 600);
+    claims.max_age = Some(1);
+    app.fake_as
+        .script("capped-no-store", Behaviour::Jwt(claims));
+    assert_eq!(app.get_with_token("capped-no-store").await.status(), 200);
+    assert_eq!(app.get_with_token("capped-no-store").await.status(), 200);
+    assert_eq!(app.fake_as.calls(), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.get_with_token("capped-no-store").await.status(), 200);
+    assert_eq!(app.fake_as.calls(), 2);
+}
+
+#[tokio::test]
+async fn max_age_zero_still_means_do_not_cache() {
+    let app = spawn_app().await;
+    let mut claims = Claims::valid_for("ira", 600);
+    claims.max_age = Some(0);
+    app.fake_as.script("max-age-zero", Behaviour::Jwt(claims));
+    for _ in 0..3 {
+        assert_eq!(app.get_with_token("max-age-zero").await.status(), 200);
+    }
+    assert_eq!(app.fake_as.calls(), 3);
 }
 
 #[tokio::test]

@@ -1,10 +1,13 @@
 //! Hook routing: every CustomKeyCheck is decided, Curity's post_key_auth hook
 //! works without a second introspection, every other hook is echoed.
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use tyk_phantom_token::pb::dispatcher_client::DispatcherClient;
 use tyk_phantom_token::pb::{Event, HookType, MiniRequestObject, Object, ReturnOverrides};
 
+use crate::support::fake_as;
 use crate::support::*;
 
 fn object(hook: HookType, name: &str, authorization: &str) -> Object {
@@ -137,6 +140,58 @@ async fn the_post_key_auth_hook_swaps_a_still_opaque_token_from_the_cache() {
         sent
     );
     assert_eq!(app.fake_as.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_refreshed_jwt_with_an_earlier_exp_ends_its_entry_and_is_never_forwarded_expired() {
+    let app = spawn_app_with(|s| {
+        s.env("REVALIDATE_AFTER_SECONDS", "1")
+            .env("CLOCK_SKEW_SECONDS", "0");
+    })
+    .await;
+    let mut shorter = Claims::valid_for("una", 0);
+    shorter.exp = Some(fake_as::now() + 3);
+    app.fake_as.script_sequence(
+        "shortened",
+        vec![
+            Behaviour::Jwt(Claims::valid_for("una", 600)),
+            Behaviour::Jwt(shorter),
+            Behaviour::Jwt(Claims::valid_for("una", 600)),
+        ],
+    );
+    assert_eq!(app.get_with_token("shortened").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Served from the cache; the background revalidation brings the JWT
+    // that expires sooner.
+    assert_eq!(app.get_with_token("shortened").await.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while app.fake_as.calls() < 2 {
+        assert!(Instant::now() < deadline, "the revalidation never came");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // Past that JWT's exp: Tyk's id_extractor skipped the auth hook, and
+    // post_key_auth must not forward the expired JWT.
+    let mut client = DispatcherClient::new(app.channel().await);
+    let reply = client
+        .dispatch(object(
+            HookType::PostKeyAuth,
+            "InjectJwtPostKeyAuth",
+            "Bearer shortened",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let forwarded = reply.request.unwrap().set_headers["Authorization"].clone();
+    assert_eq!(
+        app.fake_as.calls(),
+        3,
+        "asked again, not served from the cache"
+    );
+    let fresh = app.fake_as.jwt_for("shortened").unwrap();
+    assert_eq!(forwarded, format!("Bearer {fresh}"));
+    assert_eq!(app.get_with_token("shortened").await.status(), 200);
 }
 
 #[tokio::test]

@@ -357,6 +357,234 @@ async fn an_unreachable_as_during_revalidation_keeps_serving_but_never_past_exp(
     );
 }
 
+#[tokio::test]
+async fn a_revalidation_that_finds_the_token_inactive_keeps_it_only_for_the_negative_ttl() {
+    let app = spawn_app_with(|s| {
+        s.env("REVALIDATE_AFTER_SECONDS", "1")
+            .env("NEGATIVE_CACHE_SECONDS", "0");
+    })
+    .await;
+    app.fake_as.script(
+        "revoked-later",
+        Behaviour::Jwt(Claims::valid_for("hal", 600)),
+    );
+    assert_eq!(app.get_with_token("revoked-later").await.status(), 200);
+    app.fake_as.script("revoked-later", Behaviour::NoContent);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.get_with_token("revoked-later").await.status(), 200);
+    wait_for_calls(&app, 2).await;
+    // NEGATIVE_CACHE_SECONDS=0: the inactive answer is not kept, so each
+    // request asks again (not the rest of the old entry's life).
+    assert_eq!(app.get_with_token("revoked-later").await.status(), 401);
+    assert_eq!(app.fake_as.calls(), 3);
+    assert_eq!(app.get_with_token("revoked-later").await.status(), 401);
+    assert_eq!(app.fake_as.calls(), 4);
+}
+
+#[tokio::test]
+async fn a_refreshed_answer_with_a_longer_life_is_kept_longer() {
+    let app = spawn_app_with(|s| {
+        s.env("REVALIDATE_AFTER_SECONDS", "2");
+    })
+    .await;
+    let mut short = Claims::valid_for("ian", 600);
+    short.max_age = Some(3);
+    app.fake_as.script_sequence(
+        "lengthened",
+        vec![
+            Behaviour::Jwt(short),
+            Behaviour::Jwt(Claims::valid_for("ian", 600)),
+        ],
+    );
+    let started = Instant::now();
+    assert_eq!(app.get_with_token("lengthened").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(app.get_with_token("lengthened").await.status(), 200);
+    wait_for_calls(&app, 2).await;
+    // Past the first answer's max-age: the refreshed entry (no max-age) lives on.
+    tokio::time::sleep(Duration::from_millis(3300).saturating_sub(started.elapsed())).await;
+    assert_eq!(app.get_with_token("lengthened").await.status(), 200);
+    assert_eq!(app.fake_as.calls(), 2, "served from the refreshed entry");
+}
+
+/// Keeps every introspection slot busy with distinct junk tokens (answered
+/// slowly by the fake AS's default script) until dropped.
+struct Flood(Vec<tokio::task::JoinHandle<()>>);
+
+impl Flood {
+    async fn start(app: &Arc<TestApp>, slots: usize) -> Flood {
+        let before = app.fake_as.max_in_flight();
+        let tasks = (0..slots * 2)
+            .map(|lane| {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    for n in 0.. {
+                        app.get_with_token(&format!("flood-{lane}-{n}")).await;
+                    }
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while app.fake_as.max_in_flight() < slots.max(before + 1) {
+            assert!(
+                Instant::now() < deadline,
+                "the flood never filled the slots"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Flood(tasks)
+    }
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// The first status other than 200 for `token`, asking every 100 ms until
+/// `deadline`, with when it came.
+async fn first_refusal(app: &TestApp, token: &str, deadline: Instant) -> Option<(u16, Instant)> {
+    while Instant::now() < deadline {
+        let status = app.get_with_token(token).await.status();
+        if status != 200 {
+            return Some((status, Instant::now()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test]
+async fn revalidation_still_runs_while_every_slot_is_busy() {
+    let app = Arc::new(
+        spawn_app_with(|s| {
+            s.env("REVALIDATE_AFTER_SECONDS", "1")
+                .env("MAX_INFLIGHT_INTROSPECTIONS", "2")
+                .env("INFLIGHT_WAIT_SECONDS", "0.05")
+                .env("TIMEOUT_SECONDS", "10");
+        })
+        .await,
+    );
+    app.fake_as.script(
+        "busy-revoked",
+        Behaviour::Jwt(Claims::valid_for("ivo", 600)),
+    );
+    let fetched = Instant::now();
+    assert_eq!(app.get_with_token("busy-revoked").await.status(), 200);
+    app.fake_as.script_default(Behaviour::Slow(
+        Duration::from_secs(5),
+        Box::new(Behaviour::NoContent),
+    ));
+    let _flood = Flood::start(&app, 2).await;
+    app.fake_as.script("busy-revoked", Behaviour::NoContent);
+
+    let refused = first_refusal(&app, "busy-revoked", fetched + Duration::from_secs(4)).await;
+    let (status, at) = refused.expect("a revoked token is refused while the slots are busy");
+    assert_eq!(status, 401);
+    assert!(at - fetched < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn an_entry_overdue_past_the_bound_is_introspected_on_the_request_path() {
+    let app = Arc::new(
+        spawn_app_with(|s| {
+            s.env("REVALIDATE_AFTER_SECONDS", "1")
+                .env("MAX_INFLIGHT_INTROSPECTIONS", "2")
+                .env("INFLIGHT_WAIT_SECONDS", "0.05")
+                .env("TIMEOUT_SECONDS", "10");
+        })
+        .await,
+    );
+    // Tokens whose revalidations take the slots kept for revalidation.
+    let holders: Vec<String> = (0..tyk_phantom_token::introspect::RESERVED_REVALIDATIONS)
+        .map(|n| format!("holder-{n}"))
+        .collect();
+    for holder in &holders {
+        app.fake_as
+            .script(holder, Behaviour::Jwt(Claims::valid_for("joe", 600)));
+        assert_eq!(app.get_with_token(holder).await.status(), 200);
+    }
+    app.fake_as
+        .script("starved", Behaviour::Jwt(Claims::valid_for("jon", 600)));
+    let fetched = Instant::now();
+    assert_eq!(app.get_with_token("starved").await.status(), 200);
+    for holder in &holders {
+        app.fake_as.script(
+            holder,
+            Behaviour::Slow(
+                Duration::from_secs(8),
+                Box::new(Behaviour::Jwt(Claims::valid_for("joe", 600))),
+            ),
+        );
+    }
+    app.fake_as.script_default(Behaviour::Slow(
+        Duration::from_secs(5),
+        Box::new(Behaviour::NoContent),
+    ));
+    let _flood = Flood::start(&app, 2).await;
+    app.fake_as.script("starved", Behaviour::NoContent);
+
+    tokio::time::sleep(Duration::from_millis(1100).saturating_sub(fetched.elapsed())).await;
+    for holder in &holders {
+        assert_eq!(app.get_with_token(holder).await.status(), 200);
+    }
+    let deadline = fetched + Duration::from_secs(5);
+    let refused = first_refusal(&app, "starved", deadline).await;
+    let (status, at) = refused.expect("an overdue entry is not served past the bound");
+    // No slot for the request either: the answer a miss gets under overload.
+    assert!(status == 503 || status == 401, "{status}");
+    assert!(
+        at - fetched >= Duration::from_secs(2),
+        "not before the bound"
+    );
+}
+
+#[tokio::test]
+async fn a_junk_flood_holds_no_more_memory_than_cache_max_bytes() {
+    /// Resident bytes of one inactive answer in the cache, measured with
+    /// `phantom-bench cache-memory --entries 500000` (see
+    /// `NEGATIVE_ENTRY_BYTES` in src/authz.rs and docs/performance.md).
+    const MEASURED_NEGATIVE_ENTRY_BYTES: u64 = 403;
+    const MAX_BYTES: u64 = 64 * 1024;
+    let app = Arc::new(
+        spawn_app_with(|s| {
+            s.env("CACHE_MAX_BYTES", "64KiB")
+                .env("NEGATIVE_CACHE_SECONDS", "600");
+            s.admin = true;
+        })
+        .await,
+    );
+    let mut lanes = Vec::new();
+    for lane in 0..8 {
+        let app = app.clone();
+        lanes.push(tokio::spawn(async move {
+            for n in 0..250 {
+                let status = app
+                    .get_with_token(&format!("junk-{lane}-{n}-{}", n * 7919))
+                    .await
+                    .status();
+                assert_eq!(status, 401);
+            }
+        }));
+    }
+    for lane in lanes {
+        lane.await.unwrap();
+    }
+    assert_eq!(app.fake_as.calls(), 2000);
+    let bytes = app.metric("phantom_cache_bytes").await as u64;
+    let entries = app.metric("phantom_cache_entries").await as u64;
+    assert!(entries > 0);
+    assert!(bytes <= MAX_BYTES, "{bytes}");
+    assert!(
+        entries * MEASURED_NEGATIVE_ENTRY_BYTES <= MAX_BYTES,
+        "{entries} inactive answers hold about {} bytes",
+        entries * MEASURED_NEGATIVE_ENTRY_BYTES
+    );
+}
+
 async fn wait_for_calls(app: &TestApp, calls: usize) {
     let deadline = Instant::now() + Duration::from_secs(3);
     while app.fake_as.calls() < calls {

@@ -41,6 +41,12 @@ pub enum Behaviour {
     Garbage(&'static str),
 }
 
+/// The caching headers most authorization servers put on every response,
+/// introspection included (node-oidc-provider, Keycloak, Spring Authorization
+/// Server): for HTTP caches between client and server, not for the gateway.
+pub const NO_STORE_HEADERS: &[(&str, &str)] =
+    &[("Cache-Control", "no-store"), ("Pragma", "no-cache")];
+
 /// Claims of a scripted JWT.
 #[derive(Debug, Clone)]
 pub struct Claims {
@@ -125,6 +131,8 @@ struct State {
     max_in_flight: AtomicUsize,
     conns: Mutex<Vec<tokio::task::AbortHandle>>,
     default: Mutex<Option<Behaviour>>,
+    /// Header lines (`Name: value\r\n`) sent on every response.
+    always: Mutex<String>,
     issued: Mutex<HashMap<String, String>>,
     requests: Mutex<Vec<Recorded>>,
     calls: AtomicUsize,
@@ -315,6 +323,15 @@ impl FakeAs {
         *self.state.default.lock().unwrap() = Some(behaviour);
     }
 
+    /// Sends these headers on every response from now on, as real servers
+    /// send their caching headers (see [`NO_STORE_HEADERS`]).
+    pub fn always_send(&self, headers: &[(&str, &str)]) {
+        *self.state.always.lock().unwrap() = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
+    }
+
     /// Total introspection calls.
     pub fn calls(&self) -> usize {
         self.state.calls.load(Ordering::SeqCst)
@@ -440,6 +457,7 @@ async fn serve_connection(mut stream: impl Connection, state: Arc<State>) {
                 _ => break,
             }
         }
+        let always = state.always.lock().unwrap().clone();
         let response = match behaviour {
             Behaviour::Jwt(claims) => {
                 let jwt = make_jwt(&claims, serial);
@@ -448,17 +466,19 @@ async fn serve_connection(mut stream: impl Connection, state: Arc<State>) {
                     .max_age
                     .map(|m| format!("Cache-Control: max-age={m}\r\n"))
                     .unwrap_or_default();
-                response(200, "application/jwt", &cache, &jwt)
+                response(200, "application/jwt", &format!("{always}{cache}"), &jwt)
             }
-            Behaviour::NoContent => "HTTP/1.1 204 No Content\r\n\r\n".to_owned(),
-            Behaviour::InactiveJson => response(200, "application/json", "", r#"{"active":false}"#),
+            Behaviour::NoContent => format!("HTTP/1.1 204 No Content\r\n{always}\r\n"),
+            Behaviour::InactiveJson => {
+                response(200, "application/json", &always, r#"{"active":false}"#)
+            }
             Behaviour::Status(code) => response(
                 code,
                 "application/json",
-                "",
+                &always,
                 r#"{"error":"server_error","error_description":"internal detail from the fake AS"}"#,
             ),
-            Behaviour::Garbage(body) => response(200, "text/html", "", body),
+            Behaviour::Garbage(body) => response(200, "text/html", &always, body),
             Behaviour::Reset => {
                 stream.reset();
                 return;
