@@ -612,7 +612,8 @@ pub(crate) mod tests {
             .unwrap()
             .cert
             .pem();
-        let cases: Vec<(String, fn(&KeyError) -> bool)> = vec![
+        type Expect = fn(&KeyError) -> bool;
+        let cases: Vec<(String, Expect)> = vec![
             (String::new(), |e| matches!(e, KeyError::NoKeys)),
             ("just text".to_owned(), |e| matches!(e, KeyError::NoKeys)),
             (p384, |e| {

@@ -13,6 +13,7 @@
 //! - [`token`]: bearer-token extraction and the digests that stand in for it.
 //! - [`jwt`]: checking the AS's answer is a compact JWS; reading claims.
 //! - [`introspect`]: the HTTP client for the introspection endpoint.
+//! - [`jwks`]: the AS's public keys (fetched, cached, refetch rate-limited); JWS verification.
 //! - [`keys`]: our signing keys from PEM; their public JWKS and thumbprint `kid`s.
 //! - [`cache`]: the expiring, bounded, coalescing token cache and its TTL rule.
 //! - [`authz`]: the decision, free of gRPC and Tyk types.
@@ -31,6 +32,7 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod introspect;
+pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod metrics;
