@@ -13,6 +13,7 @@
 //! - [`token`]: bearer-token extraction and the digests that stand in for it.
 //! - [`jwt`]: checking the AS's answer is a compact JWS; reading claims.
 //! - [`introspect`]: the HTTP client for the introspection endpoint.
+//! - [`answer`]: reading RFC 7662 JSON and RFC 9701 signed answers, by media type.
 //! - [`jwks`]: the AS's public keys (fetched, cached, refetch rate-limited); JWS verification.
 //! - [`keys`]: our signing keys from PEM; their public JWKS and thumbprint `kid`s.
 //! - [`cache`]: the expiring, bounded, coalescing token cache and its TTL rule.
@@ -24,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod answer;
 pub mod authz;
 pub mod breaker;
 pub mod bundle;
