@@ -15,6 +15,7 @@
 //! - [`introspect`]: the HTTP client for the introspection endpoint.
 //! - [`answer`]: reading RFC 7662 JSON and RFC 9701 signed answers, by media type.
 //! - [`jwks`]: the AS's public keys (fetched, cached, refetch rate-limited); JWS verification.
+//! - [`mint`]: RFC 9068 access tokens minted from an answer when the AS gives no JWT.
 //! - [`keys`]: our signing keys from PEM; their public JWKS and thumbprint `kid`s.
 //! - [`cache`]: the expiring, bounded, coalescing token cache and its TTL rule.
 //! - [`authz`]: the decision, free of gRPC and Tyk types.
@@ -38,6 +39,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod metrics;
+pub mod mint;
 pub mod policy;
 pub mod server;
 pub mod signal;
