@@ -28,7 +28,10 @@ pub struct AsMetadata {
     pub jwks_uri: Option<Url>,
     pub token_endpoint: Option<Url>,
     pub revocation_endpoint: Option<Url>,
+    /// Often absent (node-oidc-provider omits it): then RFC 8414 leaves the
+    /// methods to "other means", in practice the token endpoint's.
     pub introspection_endpoint_auth_methods_supported: Vec<String>,
+    pub token_endpoint_auth_methods_supported: Vec<String>,
     pub introspection_signing_alg_values_supported: Vec<String>,
     /// The document these came from.
     pub source: Url,
@@ -95,6 +98,8 @@ struct Document {
     #[serde(default)]
     introspection_endpoint_auth_methods_supported: Vec<String>,
     #[serde(default)]
+    token_endpoint_auth_methods_supported: Vec<String>,
+    #[serde(default)]
     introspection_signing_alg_values_supported: Vec<String>,
 }
 
@@ -139,6 +144,7 @@ pub async fn discover(
             )?,
             introspection_endpoint_auth_methods_supported: document
                 .introspection_endpoint_auth_methods_supported,
+            token_endpoint_auth_methods_supported: document.token_endpoint_auth_methods_supported,
             introspection_signing_alg_values_supported: document
                 .introspection_signing_alg_values_supported,
             source: url.clone(),
