@@ -19,7 +19,7 @@ use tyk_phantom_token::answer::{
     ActiveAnswer, AnswerError, MEDIA_INTROSPECTION_JWT, MediaType, Verdict, media_type, read_json,
 };
 use tyk_phantom_token::client_auth::{ClientSecretPost, PrivateKeyJwt, encode_form};
-use tyk_phantom_token::discovery::{AsMetadata, discover};
+use tyk_phantom_token::discovery::{AsMetadata, DiscoveryError, discover};
 use tyk_phantom_token::jwks::{AsKeySet, JwksOptions, VerifyError};
 use tyk_phantom_token::keys::SigningKeys;
 use tyk_phantom_token::mint::{MintRules, Minter};
@@ -134,6 +134,19 @@ async fn discovery_finds_the_real_servers_endpoints() {
             metadata.introspection_signing_alg_values_supported
         );
     }
+    // The issuer must match exactly: a trailing slash is another issuer.
+    let error = discover(
+        &http(),
+        &format!("{}/", provider.issuer),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect_err("a different issuer string");
+    assert!(
+        matches!(error, DiscoveryError::IssuerMismatch { .. }),
+        "{error}"
+    );
+
     // The introspection endpoint's methods are not listed separately; they
     // are the token endpoint's.
     assert!(
@@ -648,4 +661,30 @@ async fn the_access_token_lifetime_is_configurable() {
     );
     let exp = answer.exp.expect("exp");
     assert!(exp <= now() + 2, "exp {exp} is more than 2 s ahead");
+}
+
+/// DPoP is on (for sender-constrained tokens later): a bound token's answer
+/// carries `cnf.jkt` and token type `DPoP`, and reads as an active answer.
+#[tokio::test]
+async fn a_dpop_bound_token_is_introspected_with_its_key_thumbprint() {
+    let provider = OidcProvider::start().await;
+    let gateway = &provider.clients.gateway;
+    let jkt = URL_SAFE_NO_PAD.encode([7u8; 32]);
+    let token = provider
+        .issue_token(serde_json::json!({"sub": "judy", "jkt": jkt}))
+        .await;
+    let answer = active(
+        json_verdict(
+            introspect(
+                &provider.introspection_endpoint(),
+                &token,
+                Auth::Basic(&gateway.client_id, gateway.secret()),
+                None,
+            )
+            .await,
+        )
+        .await,
+    );
+    assert_eq!(answer.string("token_type"), Some("DPoP"));
+    assert_eq!(answer.get("cnf"), Some(&serde_json::json!({"jkt": jkt})));
 }
