@@ -14,6 +14,12 @@
 //! - [`token`]: bearer-token extraction and the digests that stand in for it.
 //! - [`jwt`]: checking the AS's answer is a compact JWS; reading claims.
 //! - [`introspect`]: the HTTP client for the introspection endpoint.
+//! - [`discovery`]: the AS's endpoints from its issuer (RFC 8414, then OpenID Discovery).
+//! - [`client_auth`]: `client_secret_post` and `private_key_jwt` (RFC 7523) form fields.
+//! - [`answer`]: reading RFC 7662 JSON and RFC 9701 signed answers, by media type.
+//! - [`jwks`]: the AS's public keys (fetched, cached, refetch rate-limited); JWS verification.
+//! - [`keys`]: our signing keys from PEM; their public JWKS and thumbprint `kid`s.
+//! - [`mint`]: RFC 9068 access tokens minted from an answer when the AS gives no JWT.
 //! - [`cache`]: the expiring, bounded, coalescing token cache and its TTL rule.
 //! - [`authz`]: the decision, free of gRPC and Tyk types.
 //! - [`tyk`]: the generated schema; writing allow and deny into Tyk's object.
@@ -23,17 +29,23 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod answer;
 pub mod app;
 pub mod authz;
 pub mod breaker;
 pub mod bundle;
 pub mod cache;
 pub mod cli;
+pub mod client_auth;
 pub mod config;
+pub mod discovery;
 pub mod dispatch;
 pub mod introspect;
+pub mod jwks;
 pub mod jwt;
+pub mod keys;
 pub mod metrics;
+pub mod mint;
 pub mod policy;
 pub mod server;
 pub mod signal;
