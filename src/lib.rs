@@ -14,6 +14,7 @@
 //! - [`jwt`]: checking the AS's answer is a compact JWS; reading claims.
 //! - [`introspect`]: the HTTP client for the introspection endpoint.
 //! - [`cache`]: the expiring, bounded, coalescing token cache and its TTL rule.
+//! - [`shared`]: the fleet's second-level cache in Redis, sealed per token.
 //! - [`authz`]: the decision, free of gRPC and Tyk types.
 //! - [`tyk`]: the generated schema; writing allow and deny into Tyk's object.
 //! - [`dispatch`]: the gRPC service; hook routing; denial → Tyk answer.
@@ -34,6 +35,7 @@ pub mod jwt;
 pub mod metrics;
 pub mod policy;
 pub mod server;
+pub mod shared;
 pub mod signal;
 pub mod telemetry;
 pub mod token;
