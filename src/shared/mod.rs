@@ -318,7 +318,13 @@ impl Inner {
             Ok(Err(e)) => {
                 debug!(error = %e, "Shared cache call failed");
                 self.backend.failed(Some(&e));
-                Err(Unavailable::Error)
+                // redis-rs's own response timeout (set to the same bound)
+                // may fire first.
+                Err(if e.is_timeout() {
+                    Unavailable::Timeout
+                } else {
+                    Unavailable::Error
+                })
             }
             Err(_) => {
                 self.backend.failed(None);
@@ -476,6 +482,23 @@ impl SharedCache {
             BreakerState::Closed => Health::Healthy,
             BreakerState::Open | BreakerState::HalfOpen => Health::Degraded,
         }
+    }
+
+    /// Asks Redis for a PING, under the same timeout and breaker as every
+    /// call: for a readiness check or a log line at start-up.
+    ///
+    /// # Errors
+    ///
+    /// [`Unavailable`] when Redis did not answer.
+    pub async fn ping(&self) -> Result<(), Unavailable> {
+        self.inner
+            .run(|mut conn| async move {
+                redis::cmd("PING")
+                    .query_async::<redis::Value>(&mut conn)
+                    .await
+            })
+            .await
+            .map(|_| ())
     }
 
     /// Looks `token` up; on a miss, tries to take the fleet-wide lock in the
