@@ -776,3 +776,31 @@ async fn rediss_with_a_ca_file_and_a_client_certificate() {
         SharedLookup::Unavailable(_)
     ));
 }
+
+#[tokio::test]
+async fn a_connection_refused_at_set_up_is_tried_again_once_redis_accepts_it() {
+    // The replica has a password the server does not ask for yet (as after
+    // a restart, before its configuration is applied): AUTH fails.
+    let redis = RedisServer::start().await;
+    let url = redis.url().replace("redis://", "redis://:late-password@");
+    let a = replica(&url).await;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let found = a.get_or_lock("opaque-token-auth").await;
+        unavailable_within(&found, started, 2 * OP_TIMEOUT);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut raw = redis.raw().await;
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("late-password")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(matches!(
+        lookup(&a, "opaque-token-auth").await,
+        SharedLookup::Miss { lock: Some(_) }
+    ));
+    assert_eq!(a.health(), Health::Healthy);
+}

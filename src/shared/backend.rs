@@ -3,7 +3,8 @@
 //! Redis that is down at start-up delays nothing.
 //!
 //! - One server: redis-rs's `ConnectionManager`, a multiplexed connection
-//!   that reconnects on its own after an I/O error.
+//!   that reconnects on its own after an I/O error, replaced after any other
+//!   error (see [`Backend::failed`]).
 //! - Sentinel: the master is asked of the Sentinels on first use and again
 //!   after any failure (the master may have moved), then used through a
 //!   `ConnectionManager`.
@@ -18,7 +19,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     Client, ClientTlsConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult,
-    ServerErrorKind, TlsCertificates, TlsMode, Value,
+    TlsCertificates, TlsMode, Value,
 };
 
 use super::SharedCacheError;
@@ -59,18 +60,23 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// Where a server-mode connection's client comes from.
+enum Source {
+    Fixed(Client),
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
+/// One server, directly or as the master the Sentinels name.
+struct Server {
+    source: Source,
+    /// The client and connection in use, until a failure replaces them.
+    current: Mutex<Option<(Client, ConnectionManager)>>,
+    config: ConnectionManagerConfig,
+}
+
 enum Kind {
-    Single {
-        client: Client,
-        manager: ConnectionManager,
-    },
-    Sentinel {
-        /// Boxed: far larger than the other variants.
-        sentinel: Box<tokio::sync::Mutex<SentinelClient>>,
-        /// The master's client and connection, until a failure.
-        current: Mutex<Option<(Client, ConnectionManager)>>,
-        config: ConnectionManagerConfig,
-    },
+    /// Boxed: far larger than the other variant.
+    Server(Box<Server>),
     Cluster {
         conn: ClusterConnection,
         /// One client per seed node, for the purge subscription (a PUBLISH
@@ -136,9 +142,11 @@ impl Backend {
                     None => Client::open(info),
                 }
                 .map_err(client_error)?;
-                let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
-                    .map_err(client_error)?;
-                Kind::Single { client, manager }
+                Kind::Server(Box::new(Server {
+                    source: Source::Fixed(client),
+                    current: Mutex::new(None),
+                    config,
+                }))
             }
             RedisTarget::Sentinel {
                 sentinels,
@@ -172,13 +180,13 @@ impl Backend {
                             .set_client_to_sentinel_certificates(certs);
                     }
                 }
-                Kind::Sentinel {
-                    sentinel: Box::new(tokio::sync::Mutex::new(
+                Kind::Server(Box::new(Server {
+                    source: Source::Sentinel(tokio::sync::Mutex::new(
                         builder.build().map_err(client_error)?,
                     )),
                     current: Mutex::new(None),
                     config,
-                }
+                }))
             }
             RedisTarget::Cluster { nodes, .. } => {
                 let mut builder = ClusterClientBuilder::new(nodes.clone())
@@ -213,40 +221,49 @@ impl Backend {
     /// A connection for one call.
     pub(crate) async fn conn(&self) -> RedisResult<Conn> {
         match &self.kind {
-            Kind::Single { manager, .. } => Ok(Conn::Single(manager.clone())),
             Kind::Cluster { conn, .. } => Ok(Conn::Cluster(conn.clone())),
-            Kind::Sentinel {
-                sentinel,
-                current,
-                config,
-            } => {
+            Kind::Server(server) => {
+                let Server {
+                    source,
+                    current,
+                    config,
+                } = &**server;
                 if let Some((_, manager)) = lock(current).as_ref() {
                     return Ok(Conn::Single(manager.clone()));
                 }
-                let mut sentinel = sentinel.lock().await;
-                // Another call may have resolved the master meanwhile.
-                if let Some((_, manager)) = lock(current).as_ref() {
-                    return Ok(Conn::Single(manager.clone()));
-                }
-                let client = sentinel.async_get_client().await?;
+                let client = match source {
+                    Source::Fixed(client) => client.clone(),
+                    Source::Sentinel(sentinel) => {
+                        let mut sentinel = sentinel.lock().await;
+                        // Another call may have resolved the master meanwhile.
+                        if let Some((_, manager)) = lock(current).as_ref() {
+                            return Ok(Conn::Single(manager.clone()));
+                        }
+                        sentinel.async_get_client().await?
+                    }
+                };
                 let manager =
                     ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
-                *lock(current) = Some((client, manager.clone()));
-                Ok(Conn::Single(manager))
+                let mut current = lock(current);
+                let (_, manager) = current.get_or_insert((client, manager));
+                Ok(Conn::Single(manager.clone()))
             }
         }
     }
 
-    /// Notes a failed call: with Sentinel, the master is asked for again
-    /// unless the failure was the server refusing a command.
+    /// Notes a failed call: `None` for a timeout.
+    ///
+    /// After an error the connection is replaced (the next call makes a new
+    /// one): redis-rs's manager reconnects by itself only after I/O errors,
+    /// and keeps returning any other failure of its connection set-up (an
+    /// `AUTH` refused while a restarted server is being configured,
+    /// `LOADING`) for good. With Sentinel a timeout replaces it too: the
+    /// master may have moved.
     pub(crate) fn failed(&self, error: Option<&RedisError>) {
-        if let Kind::Sentinel { current, .. } = &self.kind {
-            let keep = error.is_some_and(|e| {
-                matches!(e.kind(), ErrorKind::Server(kind) if kind != ServerErrorKind::ReadOnly)
-            });
-            if !keep {
-                *lock(current) = None;
-            }
+        if let Kind::Server(server) = &self.kind
+            && (error.is_some() || matches!(server.source, Source::Sentinel(_)))
+        {
+            *lock(&server.current) = None;
         }
     }
 
@@ -254,21 +271,21 @@ impl Backend {
     /// the cluster's seed nodes.
     pub(crate) async fn pubsub_client(&self, attempt: usize) -> RedisResult<Client> {
         match &self.kind {
-            Kind::Single { client, .. } => Ok(client.clone()),
             Kind::Cluster { nodes, .. } => nodes
                 .get(attempt % nodes.len().max(1))
                 .cloned()
                 .ok_or_else(|| {
                     RedisError::from((ErrorKind::InvalidClientConfig, "no cluster node"))
                 }),
-            Kind::Sentinel {
-                sentinel, current, ..
-            } => {
-                if let Some((client, _)) = lock(current).as_ref() {
-                    return Ok(client.clone());
+            Kind::Server(server) => match &server.source {
+                Source::Fixed(client) => Ok(client.clone()),
+                Source::Sentinel(sentinel) => {
+                    if let Some((client, _)) = lock(&server.current).as_ref() {
+                        return Ok(client.clone());
+                    }
+                    sentinel.lock().await.async_get_client().await
                 }
-                sentinel.lock().await.async_get_client().await
-            }
+            },
         }
     }
 }
