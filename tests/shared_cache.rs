@@ -778,6 +778,49 @@ async fn rediss_with_a_ca_file_and_a_client_certificate() {
 }
 
 #[tokio::test]
+async fn a_cluster_master_crash_fails_fast_and_its_keys_come_back_after_restart() {
+    let mut cluster = RedisCluster::start().await;
+    let (a, b) = (replica(&cluster.url()).await, replica(&cluster.url()).await);
+    ready(&a).await;
+    ready(&b).await;
+    // A token whose entry lives on the first node.
+    let first = cluster.nodes[0].port();
+    let mut token = String::new();
+    for n in 0.. {
+        token = format!("opaque-cluster-outage-{n}");
+        if cluster.node_for(&a.value_key(&token)).await.port() == first {
+            break;
+        }
+    }
+    a.put(&token, &payload(), Duration::from_secs(60)).await;
+    assert_eq!(hit(lookup(&b, &token).await), payload());
+
+    cluster.nodes[0].kill();
+    for _ in 0..6 {
+        let started = Instant::now();
+        let found = b.get_or_lock(&token).await;
+        unavailable_within(&found, started, 2 * OP_TIMEOUT);
+    }
+    assert_eq!(b.health(), Health::Degraded);
+
+    cluster.nodes[0].restart().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // The node kept no data (no persistence): the entry is written again.
+        if a.put(&token, b"after restart", Duration::from_secs(60))
+            .await
+            == WriteResult::Stored
+            && matches!(b.get_or_lock(&token).await, SharedLookup::Hit(_))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {:?}", b.stats());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.health(), Health::Healthy);
+}
+
+#[tokio::test]
 async fn a_connection_refused_at_set_up_is_tried_again_once_redis_accepts_it() {
     // The replica has a password the server does not ask for yet (as after
     // a restart, before its configuration is applied): AUTH fails.
