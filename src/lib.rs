@@ -21,6 +21,7 @@
 //! - [`keys`]: our signing keys from PEM; their public JWKS and thumbprint `kid`s.
 //! - [`mint`]: RFC 9068 access tokens minted from an answer when the AS gives no JWT.
 //! - [`cache`]: the expiring, bounded, coalescing token cache and its TTL rule.
+//! - [`shared`]: the fleet's second-level cache in Redis, sealed per token.
 //! - [`authz`]: the decision, free of gRPC and Tyk types.
 //! - [`tyk`]: the generated schema; writing allow and deny into Tyk's object.
 //! - [`dispatch`]: the gRPC service; hook routing; denial → Tyk answer.
@@ -48,6 +49,7 @@ pub mod metrics;
 pub mod mint;
 pub mod policy;
 pub mod server;
+pub mod shared;
 pub mod signal;
 pub mod telemetry;
 pub mod token;

@@ -1,0 +1,125 @@
+//! The shared cache's log lines: each change of health logged once, and no
+//! token, answer, secret or Redis password in any line, at TRACE level.
+//!
+//! Its own test binary, because it installs the global subscriber (a
+//! thread-scoped one misses events whose call sites other tests' threads
+//! registered first).
+
+#[path = "support/redis.rs"]
+mod redis_support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis_support::RedisServer;
+use tyk_phantom_token::shared::{
+    Health, SharedCache, SharedCacheOptions, SharedLookup, WriteResult,
+};
+
+const SECRET: &str = "fleet-secret-5c1e0b7a";
+const PASSWORD: &str = "hunter2-password";
+const TOKEN: &str = "opaque-token-logged-77e1";
+const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZUBleGFtcGxlLmNvbSJ9.c2lnbmF0dXJl";
+const SUB: &str = "alice@example.com";
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+async fn require_password(redis: &RedisServer) {
+    let mut raw = redis.raw().await;
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(PASSWORD)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+}
+
+async fn replica(url: &str) -> SharedCache {
+    let mut o = SharedCacheOptions::new(url, SECRET);
+    o.op_timeout = Duration::from_millis(100);
+    o.breaker_threshold = 3;
+    o.breaker_open_for = Duration::from_millis(300);
+    SharedCache::connect(&o).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_changes_are_logged_once_each_and_logs_hold_no_secret() {
+    let captured = Captured::default();
+    tracing_subscriber::fmt()
+        .with_env_filter("trace")
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .init();
+
+    let mut redis = RedisServer::start().await;
+    require_password(&redis).await;
+    // The password is in the URL, which must not reach the logs either.
+    let url = redis
+        .url()
+        .replace("redis://", &format!("redis://:{PASSWORD}@"));
+    let (a, b) = (replica(&url).await, replica(&url).await);
+    let mut sub = b.subscribe_purges(|_| {});
+    assert!(sub.wait_subscribed(Duration::from_secs(5)).await);
+    let payload = format!(r#"{{"jwt":"{JWT}","sub":"{SUB}"}}"#);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.ping().await.is_err() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.put(TOKEN, payload.as_bytes(), Duration::from_secs(60))
+        .await;
+    assert!(matches!(b.get_or_lock(TOKEN).await, SharedLookup::Hit(_)));
+
+    redis.kill();
+    for _ in 0..10 {
+        let _ = b.get_or_lock(TOKEN).await;
+        let _ = a
+            .put(TOKEN, payload.as_bytes(), Duration::from_secs(60))
+            .await;
+    }
+    assert_eq!(
+        (a.health(), b.health()),
+        (Health::Degraded, Health::Degraded)
+    );
+    redis.restart().await;
+    // A restarted server forgets a password set at run time.
+    require_password(&redis).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(a.put(TOKEN, b"again", Duration::from_secs(60)).await == WriteResult::Stored
+        && matches!(b.get_or_lock(TOKEN).await, SharedLookup::Hit(_)))
+    {
+        assert!(Instant::now() < deadline, "no recovery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sub.wait_subscribed(Duration::from_secs(10)).await);
+    let _ = a.purge(TOKEN).await;
+    drop(sub);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(logs.matches("Shared cache degraded").count(), 2, "{logs}");
+    assert_eq!(logs.matches("Shared cache recovered").count(), 2, "{logs}");
+    assert!(logs.contains("Purge subscription lost"), "{logs}");
+    for secret in [TOKEN, JWT, SUB, SECRET, PASSWORD] {
+        assert!(!logs.contains(secret), "the logs hold {secret:?}:\n{logs}");
+    }
+}
