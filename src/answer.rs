@@ -255,14 +255,7 @@ fn numeric_member(
     }
 }
 
-pub(crate) fn numeric_date(value: &serde_json::Value) -> Option<u64> {
-    let n = value.as_number()?;
-    if let Some(v) = n.as_u64() {
-        return Some(v);
-    }
-    let f = n.as_f64()?;
-    (f.is_finite() && f >= 0.0 && f < u64::MAX as f64).then_some(f as u64)
-}
+pub(crate) use crate::jwt::numeric_date;
 
 #[cfg(test)]
 mod tests {

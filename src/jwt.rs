@@ -208,7 +208,7 @@ fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
 
 /// RFC 7519 NumericDate: seconds since the epoch, possibly with a fraction.
 /// Negative values are refused; fractions are dropped.
-fn numeric_date(value: &serde_json::Value) -> Option<u64> {
+pub(crate) fn numeric_date(value: &serde_json::Value) -> Option<u64> {
     let n = value.as_number()?;
     if let Some(v) = n.as_u64() {
         return Some(v);
