@@ -401,9 +401,8 @@ pub fn bundle(command: &BundleCommand) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
+    use crate::config::MapSource;
 
     #[test]
     fn no_subcommand_means_serve() {
@@ -444,12 +443,7 @@ mod tests {
 
     #[test]
     fn health_defaults_to_loopback_on_the_configured_port() {
-        let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        };
+        let env = MapSource::new;
         assert_eq!(default_health_addr(&env(&[])), "127.0.0.1:50051");
         assert_eq!(
             default_health_addr(&env(&[("PORT", "6000")])),

@@ -25,18 +25,6 @@ impl Source for Environment {
     }
 }
 
-impl Source for HashMap<String, String> {
-    fn get(&self, name: &str) -> Option<String> {
-        HashMap::get(self, name).cloned()
-    }
-}
-
-impl Source for HashMap<&str, &str> {
-    fn get(&self, name: &str) -> Option<String> {
-        HashMap::get(self, name).map(|v| (*v).to_owned())
-    }
-}
-
 /// An in-memory source for tests: variables from a map, and files (for
 /// `CLIENT_SECRET_FILE`) from another, so neither the process environment
 /// nor the real file system is read. Built by value (`with`, `without`,

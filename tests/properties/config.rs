@@ -1,56 +1,12 @@
 //! The configuration variables.
 
-use std::collections::HashMap;
-
 use proptest::prelude::*;
 use proptest::sample::select;
-use tyk_phantom_token::config::{self, ALL_VARIABLES, Config, Source};
+use tyk_phantom_token::config::{self, ALL_VARIABLES, Config, MapSource};
 
 use crate::cases;
 
-/// Variables from a map; files from another map (the real file system is
-/// never read).
-#[derive(Debug, Clone)]
-struct Env {
-    vars: HashMap<String, String>,
-    files: HashMap<String, String>,
-}
-
-impl Source for Env {
-    fn get(&self, name: &str) -> Option<String> {
-        self.vars.get(name).cloned()
-    }
-
-    fn read_file(&self, path: &str) -> std::io::Result<String> {
-        self.files
-            .get(path)
-            .cloned()
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
-    }
-}
-
 const SECRET: &str = "Kx7-client-secret-Qm2";
-
-impl Env {
-    fn minimal(secret: &str) -> Self {
-        Env {
-            vars: HashMap::from([
-                (
-                    config::ENV_INTROSPECTION_URL.to_owned(),
-                    "https://idsvr.example.com/oauth/v2/oauth-introspect".to_owned(),
-                ),
-                (config::ENV_CLIENT_ID.to_owned(), "gateway".to_owned()),
-                (config::ENV_CLIENT_SECRET.to_owned(), secret.to_owned()),
-            ]),
-            files: HashMap::new(),
-        }
-    }
-
-    fn with(mut self, name: &str, value: &str) -> Self {
-        self.vars.insert(name.to_owned(), value.to_owned());
-        self
-    }
-}
 
 fn hostile_value() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -85,7 +41,7 @@ proptest! {
     fn config_problems_always_name_a_variable(
         changes in prop::collection::vec((select(ALL_VARIABLES), hostile_value()), 0..5),
     ) {
-        let mut env = Env::minimal(SECRET);
+        let mut env = MapSource::minimal(SECRET);
         for (name, value) in &changes {
             env = env.with(name, value);
         }
@@ -100,7 +56,7 @@ proptest! {
     /// With a single variable changed, every problem names that variable.
     #[test]
     fn one_bad_variable_is_the_one_reported(name in select(ALL_VARIABLES), value in hostile_value()) {
-        let env = Env::minimal(SECRET).with(name, &value);
+        let env = MapSource::minimal(SECRET).with(name, &value);
         if let Err(e) = Config::from_source(&env) {
             for problem in &e.problems {
                 prop_assert!(
@@ -120,8 +76,8 @@ proptest! {
         ].contains(n)),
         blank in "[ \t\r\n]{0,4}",
     ) {
-        let unset = Config::from_source(&Env::minimal(SECRET)).map(|c| format!("{c:?}"));
-        let blank = Config::from_source(&Env::minimal(SECRET).with(name, &blank)).map(|c| format!("{c:?}"));
+        let unset = Config::from_source(&MapSource::minimal(SECRET)).map(|c| format!("{c:?}"));
+        let blank = Config::from_source(&MapSource::minimal(SECRET).with(name, &blank)).map(|c| format!("{c:?}"));
         prop_assert_eq!(blank, unset);
     }
 
@@ -141,12 +97,13 @@ proptest! {
         ),
     ) {
         prop_assume!(changes.iter().all(|(_, v)| !v.contains(&secret) && !v.contains(&key_secret)));
-        let mut env = Env::minimal(&secret).with(config::ENV_SESSION_KEY_SECRET, &key_secret);
+        let mut env = MapSource::minimal(&secret).with(config::ENV_SESSION_KEY_SECRET, &key_secret);
         if from_file {
-            env.files.insert("/run/secrets/client".into(), format!("{secret}\n"));
-            env = env.with(config::ENV_CLIENT_SECRET_FILE, "/run/secrets/client");
+            env = env
+                .with_file("/run/secrets/client", &format!("{secret}\n"))
+                .with(config::ENV_CLIENT_SECRET_FILE, "/run/secrets/client");
             if !both {
-                env.vars.remove(config::ENV_CLIENT_SECRET);
+                env = env.without(config::ENV_CLIENT_SECRET);
             }
         }
         for (name, value) in &changes {
@@ -172,7 +129,7 @@ proptest! {
         ],
         pad in "[ \t]{0,2}",
     ) {
-        let env = Env::minimal(SECRET).with(config::ENV_MAX_TOKEN_BYTES, &format!("{pad}{n}{pad}"));
+        let env = MapSource::minimal(SECRET).with(config::ENV_MAX_TOKEN_BYTES, &format!("{pad}{n}{pad}"));
         match Config::from_source(&env) {
             Ok(c) => {
                 prop_assert!((1..=1 << 20).contains(&n));
@@ -193,7 +150,7 @@ proptest! {
             ("MiB", 1 << 20), (" MiB", 1 << 20), ("m", 1 << 20), ("GiB", 1 << 30), ("GB", 1 << 30)][..]),
     ) {
         let (suffix, multiplier) = unit;
-        let env = Env::minimal(SECRET).with(config::ENV_CACHE_MAX_BYTES, &format!("{n}{suffix}"));
+        let env = MapSource::minimal(SECRET).with(config::ENV_CACHE_MAX_BYTES, &format!("{n}{suffix}"));
         let expected = n.checked_mul(multiplier).filter(|b| (64 * 1024..=1 << 40).contains(b));
         match (Config::from_source(&env), expected) {
             (Ok(c), Some(bytes)) => prop_assert_eq!(c.cache.max_bytes, bytes),
@@ -208,7 +165,7 @@ proptest! {
     /// A port is 1 to 65535 and nothing else.
     #[test]
     fn port_is_read_exactly(n in prop_oneof![0i64..70_000, any::<i64>()]) {
-        let env = Env::minimal(SECRET).with(config::ENV_PORT, &n.to_string());
+        let env = MapSource::minimal(SECRET).with(config::ENV_PORT, &n.to_string());
         match Config::from_source(&env) {
             Ok(c) => {
                 prop_assert!((1..=65535).contains(&n));
@@ -233,7 +190,7 @@ proptest! {
         password in "[A-Za-z0-9]{12,24}",
     ) {
         let url = format!("https://{user}:{password}@idsvr.example.com/introspect");
-        let env = Env::minimal(SECRET).with(config::ENV_INTROSPECTION_URL, &url);
+        let env = MapSource::minimal(SECRET).with(config::ENV_INTROSPECTION_URL, &url);
         let e = Config::from_source(&env).unwrap_err();
         prop_assert!(e.problems.len() == 1 && e.problems[0].starts_with("INTROSPECTION_URL"));
         prop_assert!(!e.to_string().contains(&password), "{}", e);
