@@ -53,7 +53,7 @@ async fn an_untrusted_certificate_is_a_configuration_fault_not_an_invalid_token(
 #[test]
 fn an_unreadable_or_empty_ca_file_stops_start_up() {
     use tyk_phantom_token::authz::Authorizer;
-    use tyk_phantom_token::config::Config;
+    use tyk_phantom_token::config::MapSource;
     let base = [
         ("INTROSPECTION_URL", "https://idsvr.test/introspect"),
         ("CLIENT_ID", "c"),
@@ -67,9 +67,10 @@ fn an_unreadable_or_empty_ca_file_stops_start_up() {
             "holds no usable PEM certificate",
         ),
     ] {
-        let mut env: std::collections::HashMap<&str, &str> = base.into_iter().collect();
-        env.insert("INTROSPECTION_CA_FILE", path);
-        let config = Config::from_source(&env).unwrap();
+        let config = MapSource::new(&base)
+            .with("INTROSPECTION_CA_FILE", path)
+            .parse()
+            .unwrap();
         let metrics = std::sync::Arc::new(tyk_phantom_token::metrics::Metrics::new());
         let error = Authorizer::new(&config, metrics)
             .err()

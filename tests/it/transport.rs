@@ -152,17 +152,15 @@ async fn the_plugin_can_listen_on_a_unix_socket_only() {
     let socket = dir.path().join("plugin.sock");
     let fake_as = FakeAs::start().await;
     fake_as.script("uds-token", Behaviour::Jwt(Claims::valid_for("una", 600)));
-    let env: std::collections::HashMap<String, String> = [
-        ("INTROSPECTION_URL", fake_as.url()),
-        ("INTROSPECTION_ALLOW_HTTP", "true".to_owned()),
-        ("CLIENT_ID", CLIENT_ID.to_owned()),
-        ("CLIENT_SECRET", CLIENT_SECRET.to_owned()),
-        ("LISTEN_ADDR", format!("unix://{}", socket.display())),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let config = tyk_phantom_token::config::Config::from_source(&env).unwrap();
+    let config = tyk_phantom_token::config::MapSource::new(&[
+        ("INTROSPECTION_URL", &fake_as.url()),
+        ("INTROSPECTION_ALLOW_HTTP", "true"),
+        ("CLIENT_ID", CLIENT_ID),
+        ("CLIENT_SECRET", CLIENT_SECRET),
+        ("LISTEN_ADDR", &format!("unix://{}", socket.display())),
+    ])
+    .parse()
+    .unwrap();
     assert_eq!(config.listen, ListenAddr::Unix(socket.clone()));
     let metrics = Arc::new(tyk_phantom_token::metrics::Metrics::new());
     let authz = Arc::new(tyk_phantom_token::authz::Authorizer::new(&config, metrics).unwrap());

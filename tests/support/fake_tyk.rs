@@ -306,6 +306,16 @@ enum Flow {
     Abort,
 }
 
+/// One call of a hook the API defines.
+struct Hook<'a> {
+    kind: HookType,
+    name: &'a str,
+    /// The session so far (hooks after authentication).
+    session: Option<&'a SessionState>,
+    /// W3C `traceparent` on the gRPC call.
+    traceparent: Option<&'a str>,
+}
+
 impl Gateway {
     /// A gateway whose gRPC client dials the plugin like Tyk: one HTTP/2
     /// connection, no deadline, grpc-go's 4 MiB receive limit unless raised.
@@ -475,28 +485,19 @@ impl Gateway {
             None => {
                 outcome.plugin_called = true;
                 self.auth_calls.fetch_add(1, Ordering::SeqCst);
-                let object =
-                    self.build_object(api, HookType::CustomKeyCheck, &api.auth_check, &live, None);
-                let mut call = tonic::Request::new(object);
-                if let Some(traceparent) = &request.traceparent {
-                    call.metadata_mut()
-                        .insert("traceparent", traceparent.parse().unwrap());
-                }
-                let reply = match self.client.clone().dispatch(call).await {
-                    Ok(reply) => reply.into_inner(),
-                    Err(_) => {
-                        outcome.client = Some(self.error(403, "Key not authorised"));
+                let hook = Hook {
+                    kind: HookType::CustomKeyCheck,
+                    name: &api.auth_check,
+                    session: None,
+                    traceparent: request.traceparent.as_deref(),
+                };
+                let reply = match self.call_hook(api, hook, &mut live, events).await {
+                    Ok(reply) => reply,
+                    Err(client) => {
+                        outcome.client = client;
                         return outcome;
                     }
                 };
-                match self.post_process(&reply, &mut live, events) {
-                    Flow::Continue => {}
-                    Flow::Respond(response) => {
-                        outcome.client = Some(response);
-                        return outcome;
-                    }
-                    Flow::Abort => return outcome,
-                }
                 // §4.6: a session and a non-empty token, or 403.
                 let Some(mut session) = reply.session.clone() else {
                     events.push("AuthFailure".into());
@@ -528,21 +529,15 @@ impl Gateway {
 
         // §2.5 phase 5: post_key_auth hooks, with session and metadata.
         for name in &api.post_key_auth {
-            let object = self.build_object(api, HookType::PostKeyAuth, name, &live, Some(&session));
-            let reply = match self.client.clone().dispatch(object).await {
-                Ok(reply) => reply.into_inner(),
-                Err(_) => {
-                    outcome.client = Some(self.error(500, "Middleware error"));
-                    return outcome;
-                }
+            let hook = Hook {
+                kind: HookType::PostKeyAuth,
+                name,
+                session: Some(&session),
+                traceparent: None,
             };
-            match self.post_process(&reply, &mut live, events) {
-                Flow::Continue => {}
-                Flow::Respond(response) => {
-                    outcome.client = Some(response);
-                    return outcome;
-                }
-                Flow::Abort => return outcome,
+            if let Err(client) = self.call_hook(api, hook, &mut live, events).await {
+                outcome.client = client;
+                return outcome;
             }
         }
 
@@ -579,6 +574,38 @@ impl Gateway {
             body: b"upstream ok".to_vec(),
         });
         outcome
+    }
+
+    /// One phase of the chain: dispatch `hook`, then post-process the reply
+    /// into `live`. `Ok(reply)`: the chain goes on. `Err(client)`: it stops
+    /// with what the client receives (`None`: the connection is dropped). A
+    /// gRPC error is a 403 `Key not authorised` from the auth hook and a 500
+    /// `Middleware error` from any other (§4.10).
+    async fn call_hook(
+        &self,
+        api: &Api,
+        hook: Hook<'_>,
+        live: &mut Live,
+        events: &mut Vec<String>,
+    ) -> Result<Object, Option<ClientResponse>> {
+        let object = self.build_object(api, hook.kind, hook.name, live, hook.session);
+        let mut call = tonic::Request::new(object);
+        if let Some(traceparent) = hook.traceparent {
+            call.metadata_mut()
+                .insert("traceparent", traceparent.parse().unwrap());
+        }
+        let reply = match self.client.clone().dispatch(call).await {
+            Ok(reply) => reply.into_inner(),
+            Err(_) if hook.kind == HookType::CustomKeyCheck => {
+                return Err(Some(self.error(403, "Key not authorised")));
+            }
+            Err(_) => return Err(Some(self.error(500, "Middleware error"))),
+        };
+        match self.post_process(&reply, live, events) {
+            Flow::Continue => Ok(reply),
+            Flow::Respond(response) => Err(Some(response)),
+            Flow::Abort => Err(None),
+        }
     }
 
     /// §3: the object Tyk sends.

@@ -5,14 +5,13 @@
 pub mod fake_as;
 pub mod fake_tyk;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tyk_phantom_token::app::App;
-use tyk_phantom_token::config::{Config, ListenAddr};
+use tyk_phantom_token::config::{Config, ListenAddr, MapSource};
 
 pub use fake_as::{Behaviour, Claims, FakeAs};
 pub use fake_tyk::{Api, ClientRequest, Gateway, Outcome};
@@ -34,7 +33,7 @@ pub struct TestApp {
 
 /// What a test may change before the plugin starts.
 pub struct Setup {
-    pub env: HashMap<String, String>,
+    pub env: MapSource,
     pub api: Api,
     /// Also serve the admin endpoint on an ephemeral loopback port.
     pub admin: bool,
@@ -42,7 +41,7 @@ pub struct Setup {
 
 impl Setup {
     pub fn env(&mut self, name: &str, value: &str) -> &mut Self {
-        self.env.insert(name.to_owned(), value.to_owned());
+        self.env.set(name, value);
         self
     }
 }
@@ -58,14 +57,14 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Setup)) -> TestApp {
 /// The plugin pointed at a given fake authorization server.
 pub async fn spawn_app_against(fake_as: FakeAs, change: impl FnOnce(&mut Setup)) -> TestApp {
     let mut setup = Setup {
-        env: HashMap::from([
-            ("INTROSPECTION_URL".to_owned(), fake_as.url()),
-            ("INTROSPECTION_ALLOW_HTTP".to_owned(), "true".to_owned()),
-            ("CLIENT_ID".to_owned(), CLIENT_ID.to_owned()),
-            ("CLIENT_SECRET".to_owned(), CLIENT_SECRET.to_owned()),
-            ("LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-            ("TIMEOUT_SECONDS".to_owned(), "1".to_owned()),
-            ("SHUTDOWN_GRACE_SECONDS".to_owned(), "2".to_owned()),
+        env: MapSource::new(&[
+            ("INTROSPECTION_URL", &fake_as.url()),
+            ("INTROSPECTION_ALLOW_HTTP", "true"),
+            ("CLIENT_ID", CLIENT_ID),
+            ("CLIENT_SECRET", CLIENT_SECRET),
+            ("LISTEN_ADDR", "127.0.0.1:0"),
+            ("TIMEOUT_SECONDS", "1"),
+            ("SHUTDOWN_GRACE_SECONDS", "2"),
         ]),
         api: Api::default(),
         admin: false,
@@ -74,7 +73,7 @@ pub async fn spawn_app_against(fake_as: FakeAs, change: impl FnOnce(&mut Setup))
     if setup.admin {
         setup.env("ADMIN_ADDR", "127.0.0.1:0");
     }
-    let config = Config::from_source(&setup.env).expect("test configuration is valid");
+    let config = setup.env.parse().expect("test configuration is valid");
     let app = App::bind(&config).await.expect("the plugin starts");
     let ListenAddr::Tcp(addr) = *app.grpc_addr() else {
         panic!("tests listen on TCP");

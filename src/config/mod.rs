@@ -1,0 +1,145 @@
+//! The service's configuration: read once from the environment at start-up,
+//! validated completely, and reported all at once when anything is wrong.
+//!
+//! Variable names follow Curity's Go plugin where one exists, so an existing
+//! `.env` keeps working. No invalid value is ever replaced by a default: a typo
+//! stops the service with a message naming the variable.
+//!
+//! # Layout
+//!
+//! - `vars`: the one list of variable names ([`ALL_VARIABLES`], `ENV_*`).
+//! - `source`: where values come from ([`Source`], [`Environment`], [`MapSource`]).
+//! - `reader`: reading one variable through its parser, collecting problems.
+//! - `parse`: the parsers of single values.
+//! - `redacted`: values whose output hides secrets ([`Secret`], [`ProxyUrl`]).
+//! - One reader per section, each with its type and defaults:
+//!   `introspection`, `transport`, `cache`, `challenge`, `session`,
+//!   `identity`, `logging`.
+//!
+//! [`Config::from_source`] runs the section readers in that order over one
+//! reader, so every problem is reported together, in the order of the
+//! sections.
+
+mod cache;
+mod challenge;
+mod identity;
+mod introspection;
+mod logging;
+mod parse;
+mod reader;
+mod redacted;
+mod session;
+mod source;
+mod transport;
+mod vars;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::policy::IdentityRules;
+
+pub use cache::{
+    CacheConfig, DEFAULT_CACHE_DEFAULT_TTL_SECONDS, DEFAULT_CACHE_MAX_BYTES,
+    DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_NEGATIVE_CACHE_SECONDS,
+};
+pub use challenge::{ChallengeConfig, DEFAULT_REALM, DEFAULT_RETRY_AFTER_SECONDS};
+pub use introspection::{
+    DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN, DEFAULT_INFLIGHT_WAIT,
+    DEFAULT_MAX_INFLIGHT_INTROSPECTIONS, DEFAULT_MAX_JWT_BYTES, DEFAULT_TIMEOUT,
+    IntrospectionConfig,
+};
+pub use logging::LogFormat;
+pub use redacted::{ProxyUrl, Secret};
+pub use session::{DEFAULT_SESSION_LIFETIME_GRACE_SECONDS, SessionConfig};
+pub use source::{Environment, MapSource, Source};
+pub use transport::{
+    DEFAULT_GRPC_MAX_MESSAGE_BYTES, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_PORT,
+    DEFAULT_SHUTDOWN_GRACE_SECONDS, ListenAddr, parse_listen_addr,
+};
+pub use vars::*;
+
+/// Every problem found in the configuration, reported together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {}", .problems.join("; "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: ListenAddr,
+    /// The admin endpoint (`/livez`, `/readyz`, `/metrics`), if wanted.
+    pub admin: Option<SocketAddr>,
+    pub introspection: IntrospectionConfig,
+    pub cache: CacheConfig,
+    pub max_token_bytes: usize,
+    pub challenge: ChallengeConfig,
+    pub session: SessionConfig,
+    /// Global identity rules; an API's `config_data` may override them.
+    pub identity: IdentityRules,
+    pub grpc_max_message_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    /// Variables that are accepted for compatibility but change nothing.
+    pub ignored: Vec<&'static str>,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_source(&Environment)
+    }
+
+    /// Reads and validates every variable, section by section, collecting
+    /// all problems.
+    pub fn from_source(source: &dyn Source) -> Result<Config, ConfigError> {
+        let mut r = reader::Reader::new(source);
+        let introspection = introspection::read(&mut r);
+        let transport = transport::read(&mut r);
+        let cache = cache::read(&mut r);
+        let challenge = challenge::read(&mut r);
+        let client_secret = introspection.as_ref().map(|i| &i.client_secret);
+        let session = session::read(&mut r, client_secret);
+        let identity = identity::read(&mut r);
+        let (log_format, log_level) = logging::read(&mut r);
+        let ignored = r.finish()?;
+
+        // A section is missing only when a problem was reported above.
+        let (Some(introspection), Some(transport), Some(session)) =
+            (introspection, transport, session)
+        else {
+            return Err(ConfigError {
+                problems: vec![
+                    "internal: a required value was neither read nor reported".to_owned(),
+                ],
+            });
+        };
+        let transport::Transport {
+            listen,
+            admin,
+            max_token_bytes,
+            grpc_max_message_bytes,
+            shutdown_grace,
+        } = transport;
+
+        Ok(Config {
+            listen,
+            admin,
+            introspection,
+            cache,
+            max_token_bytes,
+            challenge,
+            session,
+            identity,
+            grpc_max_message_bytes,
+            shutdown_grace,
+            log_format,
+            log_level,
+            ignored,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! The introspection section: the AS's address, the client's credentials
+//! and proxy, and that none of them is ever shown.
+
+use super::*;
+
+#[test]
+fn secrets_never_appear_in_errors_or_debug_output() {
+    let config = minimal().parse().unwrap();
+    assert!(!format!("{config:?}").contains("s3cr3t-value"));
+
+    let err = minimal()
+        .with(ENV_CLIENT_SECRET_FILE, "/run/secrets/client")
+        .parse()
+        .unwrap_err();
+    assert!(!err.to_string().contains("s3cr3t-value"));
+    assert!(err.to_string().contains("both set"));
+}
+
+#[test]
+fn client_secret_file_is_read_and_its_trailing_newline_dropped() {
+    let config = minimal()
+        .without(ENV_CLIENT_SECRET)
+        .with(ENV_CLIENT_SECRET_FILE, "/run/secrets/client")
+        .with_file("/run/secrets/client", "from-file\n")
+        .parse()
+        .unwrap();
+    assert_eq!(config.introspection.client_secret.expose(), "from-file");
+}
+
+#[test]
+fn unreadable_or_empty_secret_file_is_reported() {
+    let missing = minimal()
+        .without(ENV_CLIENT_SECRET)
+        .with(ENV_CLIENT_SECRET_FILE, "/nope")
+        .problems();
+    assert_eq!(missing.len(), 1);
+    assert!(
+        missing[0].starts_with("CLIENT_SECRET_FILE=\"/nope\": cannot read the file"),
+        "{missing:?}"
+    );
+
+    let empty = minimal()
+        .without(ENV_CLIENT_SECRET)
+        .with(ENV_CLIENT_SECRET_FILE, "/empty")
+        .with_file("/empty", "\n")
+        .problems();
+    assert_eq!(
+        empty,
+        vec!["CLIENT_SECRET_FILE=\"/empty\": the file is empty".to_owned()]
+    );
+}
+
+#[test]
+fn plain_http_introspection_needs_an_explicit_opt_in() {
+    let problems = minimal()
+        .with(ENV_INTROSPECTION_URL, "http://idsvr.internal/introspect")
+        .problems();
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].contains("INTROSPECTION_ALLOW_HTTP=true"),
+        "{problems:?}"
+    );
+    let config = minimal()
+        .with(ENV_INTROSPECTION_URL, "http://idsvr.internal/introspect")
+        .with(ENV_INTROSPECTION_ALLOW_HTTP, "true")
+        .parse()
+        .unwrap();
+    assert_eq!(config.introspection.url.scheme(), "http");
+}
+
+#[test]
+fn credentials_in_a_rejected_url_are_masked_in_the_message() {
+    let problems = minimal()
+        .with(
+            ENV_INTROSPECTION_URL,
+            "https://gateway:Pw-9f8e7d@idsvr.example.com/introspect",
+        )
+        .problems();
+    assert_eq!(problems.len(), 1);
+    assert!(!problems[0].contains("Pw-9f8e7d"), "{problems:?}");
+    assert!(
+        problems[0].contains("https://***@idsvr.example.com/introspect"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn introspection_proxy_is_off_unless_set_and_must_be_a_plain_proxy_url() {
+    assert_eq!(minimal().parse().unwrap().introspection.proxy, None);
+    for good in [
+        "http://proxy.internal:3128",
+        "https://proxy.internal",
+        "http://user:pa%3Ass@10.0.0.1:8080/",
+    ] {
+        let config = minimal()
+            .with(ENV_INTROSPECTION_PROXY, good)
+            .parse()
+            .unwrap();
+        let proxy = config.introspection.proxy.expect(good);
+        assert_eq!(
+            proxy.url().as_str().trim_end_matches('/'),
+            good.trim_end_matches('/')
+        );
+    }
+    for bad in [
+        "proxy.internal:3128",
+        "socks5://proxy.internal:1080",
+        "http://",
+        "http://proxy.internal:3128/path",
+        "http://proxy.internal:3128/?q=1",
+        "not a url",
+    ] {
+        let problems = minimal().with(ENV_INTROSPECTION_PROXY, bad).problems();
+        assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+        assert!(
+            problems[0].starts_with("INTROSPECTION_PROXY="),
+            "{problems:?}"
+        );
+    }
+}
+
+#[test]
+fn proxy_credentials_are_never_shown() {
+    let config = minimal()
+        .with(
+            ENV_INTROSPECTION_PROXY,
+            "http://user:Pw-4e5f@proxy.internal:3128",
+        )
+        .parse()
+        .unwrap();
+    let proxy = config.introspection.proxy.clone().unwrap();
+    for shown in [
+        proxy.to_string(),
+        format!("{proxy:?}"),
+        format!("{config:?}"),
+    ] {
+        assert!(!shown.contains("Pw-4e5f"), "{shown}");
+    }
+    assert!(
+        proxy.to_string().contains("***@proxy.internal:3128"),
+        "{proxy}"
+    );
+    let problems = minimal()
+        .with(ENV_INTROSPECTION_PROXY, "ftp://user:Pw-4e5f@proxy.internal")
+        .problems();
+    assert!(!problems[0].contains("Pw-4e5f"), "{problems:?}");
+}

@@ -1,0 +1,129 @@
+//! The one list of the variables the service reads. Each entry makes an
+//! `ENV_*` constant and a place in [`ALL_VARIABLES`], so the two cannot
+//! disagree; `.env.example` and the README's table are checked against
+//! [`ALL_VARIABLES`] by a test.
+
+/// Declares each `ENV_*` constant with its doc line, [`ALL_VARIABLES`] in the
+/// order given, and the constants' own names beside their values (a test
+/// checks that `ENV_X` is `"X"`).
+macro_rules! variables {
+    ($( $(#[doc = $doc:literal])+ $constant:ident = $name:literal; )+) => {
+        $( $(#[doc = $doc])+ pub const $constant: &str = $name; )+
+
+        /// Every variable the service reads (documented in `.env.example`
+        /// and the README; a test keeps them in step).
+        pub const ALL_VARIABLES: &[&str] = &[$($constant),+];
+
+        /// `(constant name, variable)` for every entry.
+        #[cfg(test)]
+        pub(super) const DECLARED: &[(&str, &str)] = &[$((stringify!($constant), $constant)),+];
+    };
+}
+
+variables! {
+    // The authorization server and how to reach it.
+    /// The introspection endpoint (required).
+    ENV_INTROSPECTION_URL = "INTROSPECTION_URL";
+    /// The client with the introspection capability (required).
+    ENV_CLIENT_ID = "CLIENT_ID";
+    /// Its secret (or [`ENV_CLIENT_SECRET_FILE`], not both).
+    ENV_CLIENT_SECRET = "CLIENT_SECRET";
+    /// A file holding the client secret (container secrets).
+    ENV_CLIENT_SECRET_FILE = "CLIENT_SECRET_FILE";
+    /// PEM with extra CA certificates for the AS.
+    ENV_INTROSPECTION_CA_FILE = "INTROSPECTION_CA_FILE";
+    /// Client certificate chain (PEM) for mutual TLS to the AS.
+    ENV_INTROSPECTION_CLIENT_CERT_FILE = "INTROSPECTION_CLIENT_CERT_FILE";
+    /// Its private key (PEM); set both or neither.
+    ENV_INTROSPECTION_CLIENT_KEY_FILE = "INTROSPECTION_CLIENT_KEY_FILE";
+    /// Accept a plain `http://` introspection URL.
+    ENV_INTROSPECTION_ALLOW_HTTP = "INTROSPECTION_ALLOW_HTTP";
+    /// The proxy for introspection requests (none otherwise).
+    ENV_INTROSPECTION_PROXY = "INTROSPECTION_PROXY";
+    /// Introspections in flight at once.
+    ENV_MAX_INFLIGHT_INTROSPECTIONS = "MAX_INFLIGHT_INTROSPECTIONS";
+    /// How long a miss waits for an introspection slot.
+    ENV_INFLIGHT_WAIT_SECONDS = "INFLIGHT_WAIT_SECONDS";
+    /// Consecutive failures that open the breaker.
+    ENV_BREAKER_FAILURES = "BREAKER_FAILURES";
+    /// How long the breaker stays open.
+    ENV_BREAKER_OPEN_SECONDS = "BREAKER_OPEN_SECONDS";
+    /// Age after which a cached token is re-introspected in the background.
+    ENV_REVALIDATE_AFTER_SECONDS = "REVALIDATE_AFTER_SECONDS";
+    // Listening and limits.
+    /// The admin endpoint's address (off when unset).
+    ENV_ADMIN_ADDR = "ADMIN_ADDR";
+    /// The port on all interfaces (Curity's variable).
+    ENV_PORT = "PORT";
+    /// The listen address, instead of [`ENV_PORT`]; may be a Unix socket.
+    ENV_LISTEN_ADDR = "LISTEN_ADDR";
+    /// The time budget of one introspection.
+    ENV_TIMEOUT_SECONDS = "TIMEOUT_SECONDS";
+    /// The longest bearer token accepted.
+    ENV_MAX_TOKEN_BYTES = "MAX_TOKEN_BYTES";
+    /// The largest JWT accepted from the AS.
+    ENV_MAX_JWT_BYTES = "MAX_JWT_BYTES";
+    // The token cache.
+    /// The memory bound of the token cache.
+    ENV_CACHE_MAX_BYTES = "CACHE_MAX_BYTES";
+    /// The entry bound of the token cache (`0`: none).
+    ENV_CACHE_MAX_ENTRIES = "CACHE_MAX_ENTRIES";
+    /// Accepted for compatibility with Curity's plugin; no effect.
+    ENV_CACHE_JANITOR_SECONDS = "CACHE_JANITOR_SECONDS";
+    /// A cap on any cache entry's life.
+    ENV_CACHE_MAX_TTL_SECONDS = "CACHE_MAX_TTL_SECONDS";
+    /// The cache life of a JWT without `exp`.
+    ENV_CACHE_DEFAULT_TTL_SECONDS = "CACHE_DEFAULT_TTL_SECONDS";
+    /// How long an inactive answer is remembered.
+    ENV_NEGATIVE_CACHE_SECONDS = "NEGATIVE_CACHE_SECONDS";
+    /// Let the AS's `Cache-Control: no-store` keep answers out of the cache.
+    ENV_HONOR_CACHE_CONTROL_NO_STORE = "HONOR_CACHE_CONTROL_NO_STORE";
+    /// A JWT is cached until its `exp` minus this.
+    ENV_CLOCK_SKEW_SECONDS = "CLOCK_SKEW_SECONDS";
+    // Denials.
+    /// The `realm` of the `WWW-Authenticate` challenge.
+    ENV_REALM = "REALM";
+    /// `Retry-After` on 503 answers.
+    ENV_RETRY_AFTER_SECONDS = "RETRY_AFTER_SECONDS";
+    // The Tyk session.
+    /// Session rate limit: requests per period.
+    ENV_SESSION_RATE = "SESSION_RATE";
+    /// Session rate limit: the period.
+    ENV_SESSION_RATE_PER_SECONDS = "SESSION_RATE_PER_SECONDS";
+    /// Session quota: requests per renewal.
+    ENV_SESSION_QUOTA_MAX = "SESSION_QUOTA_MAX";
+    /// Session quota: the renewal period.
+    ENV_SESSION_QUOTA_RENEWAL_SECONDS = "SESSION_QUOTA_RENEWAL_SECONDS";
+    /// How long Tyk keeps a session past the token's expiry.
+    ENV_SESSION_LIFETIME_GRACE_SECONDS = "SESSION_LIFETIME_GRACE_SECONDS";
+    /// The HMAC key deriving Tyk's session keys.
+    ENV_SESSION_KEY_SECRET = "SESSION_KEY_SECRET";
+    // Identity rules.
+    /// Key Tyk sessions by this claim instead of by token.
+    ENV_SESSION_KEY_CLAIM = "SESSION_KEY_CLAIM";
+    /// The claim whose values name Tyk policies.
+    ENV_POLICY_CLAIM = "POLICY_CLAIM";
+    /// Claim value → Tyk policy IDs (JSON).
+    ENV_POLICY_MAP = "POLICY_MAP";
+    /// Tyk policy IDs applied to every session.
+    ENV_APPLY_POLICIES = "APPLY_POLICIES";
+    /// Claims copied into session metadata.
+    ENV_METADATA_CLAIMS = "METADATA_CLAIMS";
+    /// Put the JWT in session metadata.
+    ENV_JWT_IN_METADATA = "JWT_IN_METADATA";
+    /// Claims whose string values are comma-separated lists.
+    ENV_COMMA_SEPARATED_CLAIMS = "COMMA_SEPARATED_CLAIMS";
+    /// The claim that becomes the session's analytics alias.
+    ENV_ANALYTICS_ALIAS_CLAIM = "ANALYTICS_ALIAS_CLAIM";
+    /// Claims that become the session's analytics tags.
+    ENV_ANALYTICS_TAG_CLAIMS = "ANALYTICS_TAG_CLAIMS";
+    // The gRPC server and logs.
+    /// The largest gRPC message either way.
+    ENV_GRPC_MAX_MESSAGE_BYTES = "GRPC_MAX_MESSAGE_BYTES";
+    /// How long in-flight calls may finish after a shutdown signal.
+    ENV_SHUTDOWN_GRACE_SECONDS = "SHUTDOWN_GRACE_SECONDS";
+    /// `text` or `json`.
+    ENV_LOG_FORMAT = "LOG_FORMAT";
+    /// A level or filter directives.
+    ENV_LOG_LEVEL = "LOG_LEVEL";
+}
