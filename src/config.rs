@@ -13,7 +13,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::policy::{self, IdentityRules};
+use crate::api_rules::{self, IdentityRules};
 
 pub const ENV_INTROSPECTION_URL: &str = "INTROSPECTION_URL";
 pub const ENV_CLIENT_ID: &str = "CLIENT_ID";
@@ -729,26 +729,26 @@ impl Reader<'_> {
 impl Reader<'_> {
     /// The global identity rules (see [`IdentityRules`]).
     fn identity(&mut self) -> IdentityRules {
-        let claim = |v: &str| policy::optional_claim(v);
+        let claim = |v: &str| api_rules::optional_claim(v);
         let rules = IdentityRules {
             session_key_claim: self.optional(ENV_SESSION_KEY_CLAIM, claim).flatten(),
             policy_claim: self.optional(ENV_POLICY_CLAIM, claim).flatten(),
-            policy_map: self.optional(ENV_POLICY_MAP, policy::env::policy_map),
+            policy_map: self.optional(ENV_POLICY_MAP, api_rules::env::policy_map),
             apply_policies: self
-                .optional(ENV_APPLY_POLICIES, policy::env::policy_ids)
+                .optional(ENV_APPLY_POLICIES, api_rules::env::policy_ids)
                 .unwrap_or_default(),
             metadata_claims: self
-                .optional(ENV_METADATA_CLAIMS, policy::env::metadata_claims)
+                .optional(ENV_METADATA_CLAIMS, api_rules::env::metadata_claims)
                 .unwrap_or_default(),
             jwt_in_metadata: self
                 .optional(ENV_JWT_IN_METADATA, parse::boolean)
                 .unwrap_or(false),
             comma_separated_claims: self
-                .optional(ENV_COMMA_SEPARATED_CLAIMS, policy::env::claim_names)
+                .optional(ENV_COMMA_SEPARATED_CLAIMS, api_rules::env::claim_names)
                 .unwrap_or_default(),
             analytics_alias_claim: self.optional(ENV_ANALYTICS_ALIAS_CLAIM, claim).flatten(),
             analytics_tag_claims: self
-                .optional(ENV_ANALYTICS_TAG_CLAIMS, policy::env::claim_names)
+                .optional(ENV_ANALYTICS_TAG_CLAIMS, api_rules::env::claim_names)
                 .unwrap_or_default(),
         };
         if rules.policy_map.is_some() && rules.policy_claim.is_none() {

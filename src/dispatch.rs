@@ -11,14 +11,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::api_rules::{
+    ApiRules, ApiRulesCache, META_JWT, RuleDenial, identity_value, is_safe_meta_value,
+};
 use crate::authz::{Authorizer, Denial, Grant, InvalidToken};
 use crate::cache::{Lookup, unix_now};
 use crate::config::{ChallengeConfig, Config, SessionConfig};
 use crate::introspect::IntrospectError;
 use crate::metrics::Decision;
-use crate::policy::{
-    ApiPolicies, ApiPolicy, META_JWT, PolicyDenial, identity_value, is_safe_meta_value,
-};
 use crate::token::{TokenDigest, extract_bearer};
 use crate::trace::TraceContext;
 use crate::tyk::pb::dispatcher_server::Dispatcher;
@@ -31,7 +31,7 @@ use crate::tyk::{
 #[derive(Clone)]
 pub struct DispatchService {
     authz: Arc<Authorizer>,
-    policies: Arc<ApiPolicies>,
+    api_rules: Arc<ApiRulesCache>,
     replies: Arc<Replies>,
     /// Cancelled when the shutdown grace period is over: calls still running
     /// are answered with a 503 at once instead of being cut off.
@@ -57,7 +57,7 @@ impl DispatchService {
         } = &config.challenge;
         DispatchService {
             authz,
-            policies: Arc::new(ApiPolicies::new(config.identity.clone())),
+            api_rules: Arc::new(ApiRulesCache::new(config.identity.clone())),
             replies: Arc::new(Replies {
                 realm: realm.clone(),
                 bare_challenge: format!("Bearer realm=\"{realm}\""),
@@ -114,9 +114,9 @@ impl DispatchService {
     }
 
     /// The API's settings from `spec["config_data"]`, parsed once per text.
-    fn api_policy(&self, object: &Object) -> Result<Arc<ApiPolicy>, Denial> {
+    fn api_rules(&self, object: &Object) -> Result<Arc<ApiRules>, Denial> {
         let config_data = object.spec.get("config_data").map(String::as_str);
-        self.policies
+        self.api_rules
             .resolve(config_data, |why| {
                 error!(
                     problem = why,
@@ -127,7 +127,7 @@ impl DispatchService {
     }
 
     async fn auth_check(&self, object: &mut Object, trace: Option<&TraceContext>) {
-        let policy = match self.api_policy(object) {
+        let policy = match self.api_rules(object) {
             Ok(policy) => policy,
             Err(denial) => {
                 return self.write_deny(object, None, &denial);
@@ -139,8 +139,8 @@ impl DispatchService {
             && let Err(refused) = policy.check(&grant.claims)
         {
             verdict.result = Err(match refused {
-                PolicyDenial::WrongAudience => Denial::InvalidToken(InvalidToken::WrongAudience),
-                PolicyDenial::InsufficientScope(scopes) => Denial::InsufficientScope(scopes),
+                RuleDenial::WrongAudience => Denial::InvalidToken(InvalidToken::WrongAudience),
+                RuleDenial::InsufficientScope(scopes) => Denial::InsufficientScope(scopes),
             });
         }
         match &verdict.result {
@@ -199,7 +199,7 @@ impl DispatchService {
         }
     }
 
-    fn write_allow(&self, object: &mut Object, grant: &Grant, policy: &ApiPolicy) {
+    fn write_allow(&self, object: &mut Object, grant: &Grant, policy: &ApiRules) {
         let now = unix_now().as_secs();
         let session = &self.replies.session;
         // The cached summary serves the default rules; rules naming other

@@ -15,6 +15,7 @@
 //! - [`jwt`]: checking the AS's answer is a compact JWS; reading claims.
 //! - [`introspect`]: the HTTP client for the introspection endpoint.
 //! - [`cache`]: the expiring, bounded, coalescing token cache and its TTL rule.
+//! - [`api_rules`]: an API's own rules from `config_data`: checks and identity.
 //! - [`authz`]: the decision, free of gRPC and Tyk types.
 //! - [`tyk`]: the generated schema; writing allow and deny into Tyk's object.
 //! - [`dispatch`]: the gRPC service; hook routing; denial → Tyk answer.
@@ -23,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod api_rules;
 pub mod app;
 pub mod authz;
 pub mod breaker;
@@ -34,7 +36,6 @@ pub mod dispatch;
 pub mod introspect;
 pub mod jwt;
 pub mod metrics;
-pub mod policy;
 pub mod server;
 pub mod signal;
 pub mod telemetry;

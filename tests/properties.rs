@@ -13,12 +13,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use serde_json::{Value, json};
+use tyk_phantom_token::api_rules::{
+    self, ApiRules, ApiRulesCache, IdentityRules, MAX_CONFIG_DATA_BYTES, parse_config_data,
+};
 use tyk_phantom_token::config::{self, ALL_VARIABLES, Config, Source};
 use tyk_phantom_token::introspect::{CacheDirectives, cache_control};
 use tyk_phantom_token::jwt::{self, JwtError};
-use tyk_phantom_token::policy::{
-    self, ApiPolicies, ApiPolicy, IdentityRules, MAX_CONFIG_DATA_BYTES, parse_config_data,
-};
 use tyk_phantom_token::token::{TokenError, extract_bearer};
 
 fn cases(n: u32) -> ProptestConfig {
@@ -946,7 +946,7 @@ impl ConfigDataGen {
     }
 
     /// The README's rules, applied key by key over the global rules.
-    fn expected(&self, global: &IdentityRules) -> Option<ApiPolicy> {
+    fn expected(&self, global: &IdentityRules) -> Option<ApiRules> {
         fn claim(name: &str) -> Option<Option<String>> {
             if name.is_empty() {
                 return Some(None);
@@ -1053,7 +1053,7 @@ impl ConfigDataGen {
         {
             return None;
         }
-        Some(ApiPolicy {
+        Some(ApiRules {
             required_scopes,
             required_audience: self.required_audience.clone(),
             api_versions,
@@ -1152,9 +1152,9 @@ proptest! {
                 && s.chars().all(|c| ('!'..='~').contains(&c) && c != '"' && c != '\\' && c != ',')
         });
         match parse_config_data(&text, &IdentityRules::default()) {
-            Ok(policy) => {
+            Ok(rules) => {
                 prop_assert!(valid, "{} accepted", text);
-                prop_assert_eq!(policy.required_scopes, scopes);
+                prop_assert_eq!(rules.required_scopes, scopes);
             }
             Err(_) => prop_assert!(!valid, "{} refused", text),
         }
@@ -1200,7 +1200,7 @@ proptest! {
         prop_assert!(refused.as_ref().is_err_and(|e| e.contains("larger than")), "{:?}", refused);
     }
 
-    /// `ApiPolicies::resolve` answers what the parser answers, parses each
+    /// `ApiRulesCache::resolve` answers what the parser answers, parses each
     /// distinct text once (the same `Arc` comes back), reports each invalid
     /// text once, and treats absent or empty `config_data` as the defaults.
     #[test]
@@ -1209,21 +1209,21 @@ proptest! {
         picks in prop::collection::vec(any::<Index>(), 1..24),
         global in global_rules(),
     ) {
-        let policies = ApiPolicies::new(global.clone());
+        let rules_cache = ApiRulesCache::new(global.clone());
         let mut reported: Vec<String> = Vec::new();
         let mut invalid_seen: HashSet<String> = HashSet::new();
-        let mut first_ok: HashMap<String, Arc<ApiPolicy>> = HashMap::new();
+        let mut first_ok: HashMap<String, Arc<ApiRules>> = HashMap::new();
         for pick in picks {
             let text = pool[pick.index(pool.len())].clone();
             if parse_config_data(&text, &global).is_err() {
                 invalid_seen.insert(text.clone());
             }
-            let got = policies.resolve(Some(&text), |why| reported.push(why.to_owned()));
+            let got = rules_cache.resolve(Some(&text), |why| reported.push(why.to_owned()));
             match (&got, parse_config_data(&text, &global)) {
-                (Ok(policy), Ok(expected)) => {
-                    prop_assert_eq!(&**policy, &expected);
-                    let first = first_ok.entry(text.clone()).or_insert_with(|| policy.clone());
-                    prop_assert!(Arc::ptr_eq(first, policy), "parsed twice");
+                (Ok(rules), Ok(expected)) => {
+                    prop_assert_eq!(&**rules, &expected);
+                    let first = first_ok.entry(text.clone()).or_insert_with(|| rules.clone());
+                    prop_assert!(Arc::ptr_eq(first, rules), "parsed twice");
                 }
                 (Err(why), Err(expected)) => prop_assert_eq!(&**why, expected.as_str()),
                 (got, expected) => prop_assert!(false, "resolve {:?}, parse {:?}", got, expected),
@@ -1231,9 +1231,9 @@ proptest! {
         }
         prop_assert_eq!(reported.len(), invalid_seen.len(), "each invalid text is reported once");
 
-        let default = ApiPolicy { identity: global, ..ApiPolicy::default() };
+        let default = ApiRules { identity: global, ..ApiRules::default() };
         for absent in [None, Some("")] {
-            let got = policies.resolve(absent, |_| panic!("defaults are not invalid"));
+            let got = rules_cache.resolve(absent, |_| panic!("defaults are not invalid"));
             prop_assert_eq!(got.map(|p| (*p).clone()), Ok::<_, Arc<str>>(default.clone()));
         }
     }
@@ -1300,7 +1300,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------
-// Identity rules in the environment (policy::env)
+// Identity rules in the environment (api_rules::env)
 // ---------------------------------------------------------------------------
 
 fn list_piece() -> impl Strategy<Value = String> {
@@ -1344,7 +1344,7 @@ proptest! {
         let valid = expected
             .iter()
             .all(|id| id.len() <= 256 && !id.chars().any(|c| c.is_control() || c.is_whitespace()));
-        match policy::env::policy_ids(&raw) {
+        match api_rules::env::policy_ids(&raw) {
             Ok(ids) => {
                 prop_assert!(valid, "{:?} accepted", raw);
                 prop_assert_eq!(ids, expected);
@@ -1382,7 +1382,7 @@ proptest! {
                 && k != "token"
                 && k != "phantom_jwt"
         });
-        match policy::env::metadata_claims(&raw) {
+        match api_rules::env::metadata_claims(&raw) {
             Ok(pairs) => {
                 prop_assert!(valid, "{:?} accepted", raw);
                 prop_assert!(pairs.iter().all(|(_, k)| usable_meta_key(k)));
@@ -1400,7 +1400,7 @@ proptest! {
         map in prop::collection::btree_map(".{0,12}", one_or_many(policy_id()), 0..5),
         junk in any::<String>(),
     ) {
-        if let Ok(parsed) = policy::env::policy_map(&junk) {
+        if let Ok(parsed) = api_rules::env::policy_map(&junk) {
             let usable = |id: &String| !id.is_empty() && !id.contains(char::is_whitespace);
             prop_assert!(parsed.values().flatten().all(usable));
         }
@@ -1411,7 +1411,7 @@ proptest! {
         let valid = expected.values().flatten().all(|id| {
             !id.is_empty() && id.len() <= 256 && !id.chars().any(|c| c.is_control() || c.is_whitespace())
         });
-        match policy::env::policy_map(&Value::Object(object).to_string()) {
+        match api_rules::env::policy_map(&Value::Object(object).to_string()) {
             Ok(parsed) => {
                 prop_assert!(valid);
                 prop_assert_eq!(parsed, expected);
