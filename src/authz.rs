@@ -20,7 +20,7 @@ use crate::cache::{Cached, Lookup, TokenCache, TtlPolicy, unix_now};
 use crate::config::Config;
 use crate::introspect::{ClientBuildError, IntrospectError, Introspection, IntrospectionClient};
 use crate::jwt::Claims;
-use crate::metrics::{CacheLookup, Metrics};
+use crate::metrics::{CacheLookup, Metrics, Revalidation};
 use crate::token::{
     BearerToken, SESSION_KEY_PREFIX, SessionKeys, TokenDigest, TokenError, extract_bearer,
 };
@@ -410,7 +410,7 @@ impl Authorizer {
             match this.client.introspect_in_background(&bearer).await {
                 None => {
                     grant.reschedule(millis_since_start() + SKIPPED_RETRY_MILLIS);
-                    this.metrics.revalidation("skipped");
+                    this.metrics.revalidation(Revalidation::Skipped);
                 }
                 Some(Ok(answer)) => {
                     let revoked = answer == Introspection::Inactive;
@@ -418,20 +418,20 @@ impl Authorizer {
                         .insert(digest, this.to_cached(&digest, answer))
                         .await;
                     if revoked {
-                        this.metrics.revalidation("revoked");
+                        this.metrics.revalidation(Revalidation::Revoked);
                         debug!(
                             token.id = grant.log_id(),
                             "Revalidation found the token inactive; dropped"
                         );
                     } else {
-                        this.metrics.revalidation("refreshed");
+                        this.metrics.revalidation(Revalidation::Refreshed);
                     }
                 }
                 Some(Err(e)) => {
                     // Keep serving the cached JWT (its entry still ends
                     // before exp); try again after another period.
                     grant.reschedule(millis_since_start() + millis(after));
-                    this.metrics.revalidation("failed");
+                    this.metrics.revalidation(Revalidation::Failed);
                     debug!(token.id = grant.log_id(), error = %e, "Revalidation failed; serving the cached JWT");
                 }
             }
@@ -457,19 +457,19 @@ impl Authorizer {
                 Ok(answer) => {
                     self.metrics
                         .revalidation(if answer == Introspection::Inactive {
-                            "revoked"
+                            Revalidation::Revoked
                         } else {
-                            "refreshed"
+                            Revalidation::Refreshed
                         });
                     Ok(self.to_cached(&digest, answer))
                 }
                 Err(IntrospectError::Overloaded) => {
-                    self.metrics.revalidation("skipped");
+                    self.metrics.revalidation(Revalidation::Skipped);
                     Err(IntrospectError::Overloaded)
                 }
                 Err(e) => {
                     grant.reschedule(millis_since_start() + millis(after));
-                    self.metrics.revalidation("failed");
+                    self.metrics.revalidation(Revalidation::Failed);
                     self.metrics.stale_serve();
                     debug!(token.id = grant.log_id(), error = %e, "Revalidation failed; serving the cached JWT");
                     let left = Duration::from_secs(grant.cached_until).saturating_sub(unix_now());

@@ -14,6 +14,7 @@ use moka::notification::RemovalCause;
 
 use crate::config::CacheConfig;
 use crate::introspect::CacheDirectives;
+use crate::metrics::Eviction;
 use crate::token::TokenDigest;
 
 /// How long answers may be kept. Pure: give it the facts, it gives a duration.
@@ -150,12 +151,11 @@ impl<T: Send + Sync + 'static> TokenCache<T> {
     /// weighs at least `max_bytes / max_entries`, so the total weight reaching
     /// `max_bytes` also caps the count at `max_entries`.
     ///
-    /// `on_evict` hears why each entry left: `size`, `expired`, `explicit` or
-    /// `replaced`.
+    /// `on_evict` hears why each entry left.
     pub fn new(
         max_bytes: u64,
         max_entries: Option<u64>,
-        on_evict: impl Fn(&'static str) + Send + Sync + 'static,
+        on_evict: impl Fn(Eviction) + Send + Sync + 'static,
     ) -> Self {
         let floor = max_entries.map_or(1, |n| {
             (max_bytes / n.max(1)).clamp(1, u32::MAX as u64) as u32
@@ -166,10 +166,10 @@ impl<T: Send + Sync + 'static> TokenCache<T> {
             .expire_after(FixedTtl)
             .eviction_listener(move |_, _, cause| {
                 on_evict(match cause {
-                    RemovalCause::Size => "size",
-                    RemovalCause::Expired => "expired",
-                    RemovalCause::Explicit => "explicit",
-                    RemovalCause::Replaced => "replaced",
+                    RemovalCause::Size => Eviction::Size,
+                    RemovalCause::Expired => Eviction::Expired,
+                    RemovalCause::Explicit => Eviction::Explicit,
+                    RemovalCause::Replaced => Eviction::Replaced,
                 });
             })
             .build();
