@@ -156,7 +156,7 @@ impl Grant {
 type Answer = Option<Arc<Grant>>;
 
 /// Why a request is denied. Turned into Tyk's answer in one place
-/// (`dispatch::rescue`).
+/// ([`Replies::rescue`](crate::reply::Replies::rescue)).
 #[derive(Debug, Clone)]
 pub enum Denial {
     /// No bearer credentials at all: a bare challenge.

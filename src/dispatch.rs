@@ -9,23 +9,21 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, info_span};
 
 use crate::api_rules::{
     ApiRules, ApiRulesCache, META_JWT, RuleDenial, identity_value, is_safe_meta_value,
 };
 use crate::authz::{Authorizer, Denial, Grant, InvalidToken};
 use crate::cache::{Lookup, unix_now};
-use crate::config::{ChallengeConfig, Config, SessionConfig};
-use crate::introspect::IntrospectError;
+use crate::config::{Config, SessionConfig};
 use crate::metrics::Decision;
+use crate::reply::Replies;
 use crate::token::{TokenDigest, extract_bearer};
 use crate::trace::TraceContext;
 use crate::tyk::pb::dispatcher_server::Dispatcher;
 use crate::tyk::pb::{AccessDefinition, Event, EventReply, HookType, Object, SessionState};
-use crate::tyk::{
-    self, Allow, Deny, INJECT_JWT_HOOK, META_CLIENT_ID, META_SCOPE, META_SUB, META_TOKEN,
-};
+use crate::tyk::{self, Allow, INJECT_JWT_HOOK, META_CLIENT_ID, META_SCOPE, META_SUB, META_TOKEN};
 
 /// The gRPC service.
 #[derive(Clone)]
@@ -33,17 +31,14 @@ pub struct DispatchService {
     authz: Arc<Authorizer>,
     api_rules: Arc<ApiRulesCache>,
     replies: Arc<Replies>,
+    settings: Arc<Settings>,
     /// Cancelled when the shutdown grace period is over: calls still running
     /// are answered with a 503 at once instead of being cut off.
     stop: CancellationToken,
 }
 
-/// Settings that shape replies, with header values built once.
-struct Replies {
-    realm: String,
-    bare_challenge: String,
-    invalid_token_challenge: String,
-    retry_after: String,
+/// Settings that shape sessions.
+struct Settings {
     session: SessionConfig,
     default_ttl_seconds: u64,
     max_token_bytes: usize,
@@ -51,20 +46,11 @@ struct Replies {
 
 impl DispatchService {
     pub fn new(authz: Arc<Authorizer>, config: &Config) -> Self {
-        let ChallengeConfig {
-            realm,
-            retry_after_seconds,
-        } = &config.challenge;
         DispatchService {
             authz,
             api_rules: Arc::new(ApiRulesCache::new(config.identity.clone())),
-            replies: Arc::new(Replies {
-                realm: realm.clone(),
-                bare_challenge: format!("Bearer realm=\"{realm}\""),
-                invalid_token_challenge: format!(
-                    "Bearer realm=\"{realm}\", error=\"invalid_token\""
-                ),
-                retry_after: retry_after_seconds.to_string(),
+            replies: Arc::new(Replies::new(&config.challenge)),
+            settings: Arc::new(Settings {
                 session: config.session.clone(),
                 default_ttl_seconds: config.cache.default_ttl.as_secs(),
                 max_token_bytes: config.max_token_bytes,
@@ -172,7 +158,7 @@ impl DispatchService {
     /// has it (e.g. after a restart) is the token decided in full.
     async fn inject_jwt(&self, object: &mut Object, trace: Option<&TraceContext>) {
         let header = authorization(object);
-        let Ok(token) = extract_bearer(header, self.replies.max_token_bytes) else {
+        let Ok(token) = extract_bearer(header, self.settings.max_token_bytes) else {
             return;
         };
         if let Some(grant) = self.authz.cached_grant(&token.digest()).await {
@@ -201,7 +187,7 @@ impl DispatchService {
 
     fn write_allow(&self, object: &mut Object, grant: &Grant, policy: &ApiRules) {
         let now = unix_now().as_secs();
-        let session = &self.replies.session;
+        let session = &self.settings.session;
         // The cached summary serves the default rules; rules naming other
         // claims read them from the JWT again.
         let full;
@@ -212,7 +198,7 @@ impl DispatchService {
             &grant.claims
         };
         let rules = &policy.identity;
-        let remaining = claims.exp.map_or(self.replies.default_ttl_seconds, |exp| {
+        let remaining = claims.exp.map_or(self.settings.default_ttl_seconds, |exp| {
             exp.saturating_sub(now)
         });
 
@@ -291,33 +277,10 @@ impl DispatchService {
 
     /// `digest` identifies the token (or malformed header) in the log line.
     fn write_deny(&self, object: &mut Object, digest: Option<TokenDigest>, denial: &Denial) {
-        let (deny, decision) = rescue(denial, &self.replies);
-        self.authz.metrics().decision(decision);
         let token_id = digest
             .map(|d| self.authz.session_keys().log_id(&d))
             .unwrap_or_default();
-        match denial {
-            Denial::Introspection(error) => {
-                warn!(status = deny.status, token.id = %token_id, error = %error, "Introspection failed");
-            }
-            Denial::NoCredentials => info!(
-                status = deny.status,
-                reason = "no_credentials",
-                "Request denied"
-            ),
-            Denial::ShuttingDown => warn!(status = deny.status, "Call cut short by shutdown"),
-            Denial::InvalidApiConfig => debug!(
-                status = deny.status,
-                reason = "invalid_config_data",
-                "Request denied"
-            ),
-            Denial::InsufficientScope(_) => {
-                info!(status = deny.status, reason = "insufficient_scope", token.id = %token_id, "Request denied");
-            }
-            Denial::InvalidToken(why) => {
-                info!(status = deny.status, reason = why.as_str(), token.id = %token_id, "Request denied");
-            }
-        }
+        let deny = self.replies.refuse(denial, &token_id, self.authz.metrics());
         tyk::deny(object, &deny);
     }
 }
@@ -342,115 +305,6 @@ fn set_authorization(object: &mut Object, value: String) {
 
 fn saturating_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// Turns a denial into Tyk's answer.
-///
-/// | denial | status | body | headers |
-/// |---|---|---|---|
-/// | no bearer credentials | 401 | Tyk template | `WWW-Authenticate: Bearer realm=".."` |
-/// | malformed, inactive, expired, wrong audience | 401 | Tyk template | `.., error="invalid_token"` |
-/// | scopes missing | 403 | Tyk template | `.., error="insufficient_scope", scope=".."` |
-/// | invalid `config_data` | 500 | JSON | — |
-/// | AS error status, bad answer, credentials refused, TLS failure | 502 | JSON | — |
-/// | AS unreachable or 503/429, breaker open, too many in flight | 503 | JSON | `Retry-After` |
-/// | AS timed out | 504 | JSON | — |
-/// | shutdown grace period over | 503 | JSON | `Retry-After` |
-///
-/// 401 and 403 go through Tyk's template with `override_error` off so Tyk
-/// fires its AuthFailure event. The 5xx are not the client's authentication
-/// failure: they are sent as raw JSON in the template's layout and fire no
-/// event.
-fn rescue(denial: &Denial, replies: &Replies) -> (Deny, Decision) {
-    let server_fault = |status, message| Deny {
-        status,
-        message,
-        headers: Vec::new(),
-        raw_body: true,
-    };
-    let unavailable = |message, retry_after: String| Deny {
-        status: 503,
-        message,
-        headers: vec![("Retry-After", retry_after)],
-        raw_body: true,
-    };
-    match denial {
-        Denial::NoCredentials => (
-            Deny {
-                status: 401,
-                message: "Authorization required",
-                headers: vec![("WWW-Authenticate", replies.bare_challenge.clone())],
-                raw_body: false,
-            },
-            Decision::NoCredentials,
-        ),
-        Denial::InvalidToken(_) => (
-            Deny {
-                status: 401,
-                message: "Invalid access token",
-                headers: vec![("WWW-Authenticate", replies.invalid_token_challenge.clone())],
-                raw_body: false,
-            },
-            Decision::InvalidToken,
-        ),
-        Denial::InsufficientScope(scopes) => (
-            Deny {
-                status: 403,
-                message: "Insufficient scope",
-                headers: vec![(
-                    "WWW-Authenticate",
-                    format!(
-                        "Bearer realm=\"{}\", error=\"insufficient_scope\", scope=\"{scopes}\"",
-                        replies.realm
-                    ),
-                )],
-                raw_body: false,
-            },
-            Decision::InsufficientScope,
-        ),
-        Denial::InvalidApiConfig => (
-            server_fault(500, "Invalid API configuration"),
-            Decision::InvalidConfig,
-        ),
-        Denial::ShuttingDown => (
-            unavailable("Temporarily unavailable", replies.retry_after.clone()),
-            Decision::ShuttingDown,
-        ),
-        Denial::Introspection(error) => match error.as_ref() {
-            IntrospectError::Timeout => (
-                server_fault(504, "Authorization server timed out"),
-                Decision::AsTimeout,
-            ),
-            IntrospectError::Unreachable(_)
-            | IntrospectError::Unavailable(_)
-            | IntrospectError::Overloaded => (
-                unavailable(
-                    "Authorization server unavailable",
-                    replies.retry_after.clone(),
-                ),
-                Decision::AsUnavailable,
-            ),
-            IntrospectError::BreakerOpen { retry_after } => {
-                // Whole seconds, rounded up, at least one.
-                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                (
-                    unavailable(
-                        "Authorization server unavailable",
-                        seconds.max(1).to_string(),
-                    ),
-                    Decision::AsUnavailable,
-                )
-            }
-            IntrospectError::Tls(_)
-            | IntrospectError::CredentialsRejected(_)
-            | IntrospectError::UnexpectedStatus(_)
-            | IntrospectError::NotJwt(_)
-            | IntrospectError::TooLarge(_) => (
-                server_fault(502, "Authorization server error"),
-                Decision::AsError,
-            ),
-        },
-    }
 }
 
 impl crate::server::Drain for DispatchService {

@@ -36,6 +36,7 @@ pub mod dispatch;
 pub mod introspect;
 pub mod jwt;
 pub mod metrics;
+pub mod reply;
 pub mod server;
 pub mod signal;
 pub mod telemetry;

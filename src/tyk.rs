@@ -14,6 +14,8 @@ pub mod pb {
 
 use pb::{Object, ReturnOverrides, SessionState};
 
+use crate::reply::Deny;
+
 /// Hook name of Curity's `post_key_auth` hook, kept for drop-in manifests.
 pub const INJECT_JWT_HOOK: &str = "InjectJwtPostKeyAuth";
 
@@ -46,19 +48,6 @@ pub fn allow(object: &mut Object, allow: Allow<'_>) {
     object.session = Some(allow.session);
 }
 
-/// How a denied request is answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deny {
-    pub status: i32,
-    /// Short, generic text: never a token, URL or upstream body.
-    pub message: &'static str,
-    /// Headers for the client response (`WWW-Authenticate`, `Retry-After`).
-    pub headers: Vec<(&'static str, String)>,
-    /// `false`: Tyk renders its JSON error template and fires AuthFailure.
-    /// `true`: we send the body ourselves and Tyk fires nothing.
-    pub raw_body: bool,
-}
-
 /// Writes a deny into `object`'s `return_overrides`.
 pub fn deny(object: &mut Object, deny: &Deny) {
     let request = object.request.get_or_insert_with(Default::default);
@@ -74,7 +63,7 @@ pub fn deny(object: &mut Object, deny: &Deny) {
         // body is set alone, with its type.
         overrides.override_error = true;
         overrides.response_error.clear();
-        overrides.response_body = error_json(deny.message);
+        overrides.response_body = crate::reply::error_json(deny.message);
         overrides
             .headers
             .insert("Content-Type".to_owned(), "application/json".to_owned());
@@ -83,13 +72,6 @@ pub fn deny(object: &mut Object, deny: &Deny) {
         overrides.response_error = deny.message.to_owned();
     }
     object.session = None;
-}
-
-/// The same bytes Tyk's default error template produces for `message`, so
-/// clients see one error format whichever path answered.
-pub fn error_json(message: &str) -> String {
-    let quoted = serde_json::to_string(message).unwrap_or_else(|_| "\"\"".to_owned());
-    format!("{{\n    \"error\": {quoted}\n}}")
 }
 
 #[cfg(test)]
