@@ -22,7 +22,8 @@ mod identity;
 mod parse;
 
 pub use identity::{
-    IdentityRules, MAX_ANALYTICS_TAGS, META_JWT, identity_value, is_safe_meta_value,
+    IdentityRules, MAX_ANALYTICS_TAGS, META_CLIENT_ID, META_JWT, META_SCOPE, META_SUB, META_TOKEN,
+    identity_value, is_safe_meta_value,
 };
 use parse::oversized_message;
 pub use parse::{env, optional_claim, parse_config_data};

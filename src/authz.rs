@@ -86,7 +86,7 @@ pub const OVERDUE_PERIODS: u32 = 3;
 const SKIPPED_RETRY_MILLIS: u64 = 1000;
 
 impl Grant {
-    fn new(jwt: &str, claims: &Claims, session_key: String, cached_until: u64) -> Self {
+    pub(crate) fn new(jwt: &str, claims: &Claims, session_key: String, cached_until: u64) -> Self {
         let now = millis_since_start();
         Grant {
             authorization: format!("{BEARER_PREFIX}{jwt}").into_boxed_str(),

@@ -11,19 +11,18 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, debug, error, info_span};
 
-use crate::api_rules::{
-    ApiRules, ApiRulesCache, META_JWT, RuleDenial, identity_value, is_safe_meta_value,
-};
+use crate::api_rules::{ApiRules, ApiRulesCache, META_JWT, RuleDenial};
 use crate::authz::{Authorizer, Denial, Grant, InvalidToken};
 use crate::cache::{Lookup, unix_now};
-use crate::config::{Config, SessionConfig};
+use crate::config::Config;
 use crate::metrics::Decision;
 use crate::reply::Replies;
+use crate::session::Sessions;
 use crate::token::{TokenDigest, extract_bearer};
 use crate::trace::TraceContext;
 use crate::tyk::pb::dispatcher_server::Dispatcher;
-use crate::tyk::pb::{AccessDefinition, Event, EventReply, HookType, Object, SessionState};
-use crate::tyk::{self, Allow, INJECT_JWT_HOOK, META_CLIENT_ID, META_SCOPE, META_SUB, META_TOKEN};
+use crate::tyk::pb::{Event, EventReply, HookType, Object};
+use crate::tyk::{self, INJECT_JWT_HOOK};
 
 /// The gRPC service.
 #[derive(Clone)]
@@ -31,30 +30,21 @@ pub struct DispatchService {
     authz: Arc<Authorizer>,
     api_rules: Arc<ApiRulesCache>,
     replies: Arc<Replies>,
-    settings: Arc<Settings>,
+    sessions: Arc<Sessions>,
+    max_token_bytes: usize,
     /// Cancelled when the shutdown grace period is over: calls still running
     /// are answered with a 503 at once instead of being cut off.
     stop: CancellationToken,
 }
 
-/// Settings that shape sessions.
-struct Settings {
-    session: SessionConfig,
-    default_ttl_seconds: u64,
-    max_token_bytes: usize,
-}
-
 impl DispatchService {
     pub fn new(authz: Arc<Authorizer>, config: &Config) -> Self {
         DispatchService {
+            sessions: Arc::new(Sessions::new(config, authz.session_keys().clone())),
             authz,
             api_rules: Arc::new(ApiRulesCache::new(config.identity.clone())),
             replies: Arc::new(Replies::new(&config.challenge)),
-            settings: Arc::new(Settings {
-                session: config.session.clone(),
-                default_ttl_seconds: config.cache.default_ttl.as_secs(),
-                max_token_bytes: config.max_token_bytes,
-            }),
+            max_token_bytes: config.max_token_bytes,
             stop: CancellationToken::new(),
         }
     }
@@ -158,7 +148,7 @@ impl DispatchService {
     /// has it (e.g. after a restart) is the token decided in full.
     async fn inject_jwt(&self, object: &mut Object, trace: Option<&TraceContext>) {
         let header = authorization(object);
-        let Ok(token) = extract_bearer(header, self.settings.max_token_bytes) else {
+        let Ok(token) = extract_bearer(header, self.max_token_bytes) else {
             return;
         };
         if let Some(grant) = self.authz.cached_grant(&token.digest()).await {
@@ -185,94 +175,13 @@ impl DispatchService {
         }
     }
 
-    fn write_allow(&self, object: &mut Object, grant: &Grant, policy: &ApiRules) {
-        let now = unix_now().as_secs();
-        let session = &self.settings.session;
-        // The cached summary serves the default rules; rules naming other
-        // claims read them from the JWT again.
-        let full;
-        let claims = if policy.needs_full_claims() {
-            full = grant.full_claims();
-            &full
-        } else {
-            &grant.claims
-        };
-        let rules = &policy.identity;
-        let remaining = claims.exp.map_or(self.settings.default_ttl_seconds, |exp| {
-            exp.saturating_sub(now)
-        });
-
-        let session_key = rules
-            .session_key_claim
-            .as_deref()
-            .and_then(|claim| identity_value(claims, claim).map(|value| (claim, value)))
-            .map_or_else(
-                || grant.session_key.to_string(),
-                |(claim, value)| self.authz.session_keys().identity_key(claim, &value),
-            );
-        let mut metadata = Vec::with_capacity(4 + rules.metadata_claims.len());
-        metadata.push((META_TOKEN, session_key));
-        for key in [META_SUB, META_CLIENT_ID, META_SCOPE] {
-            if let Some(value) = claims.string(key).filter(|v| is_safe_meta_value(v)) {
-                metadata.push((key, value.to_owned()));
-            }
-        }
-        metadata.extend(rules.metadata(claims));
-        if rules.jwt_in_metadata {
-            metadata.push((META_JWT, grant.jwt().to_owned()));
-        }
-
-        // Tyk reads empty access rights as "every API". In id_extractor mode
-        // the session is stored under a key the client can compute (org + MD5
-        // of its Authorization value), and it would open every auth-token API
-        // of the organisation: name this API only. Policies the session names
-        // replace these rights with their own (Tyk's policy engine).
-        let api_id = object.spec.get("APIID").cloned().unwrap_or_default();
-        let access = AccessDefinition {
-            // Tyk sends no API name in `spec`; the field is informational.
-            api_name: String::new(),
-            api_id: api_id.clone(),
-            versions: policy.api_versions(),
-            // No per-path restriction: every path and method of this API.
-            allowed_urls: Vec::new(),
-        };
-        let state = SessionState {
-            rate: session.rate,
-            per: session.per,
-            quota_max: session.quota_max,
-            quota_remaining: session.quota_max,
-            quota_renewal_rate: session.quota_renewal_seconds,
-            expires: claims.exp.map_or(0, saturating_i64),
-            // Tyk keeps the stored session this long after each request, so
-            // it disappears soon after the token expires instead of never.
-            session_lifetime: saturating_i64(
-                remaining
-                    .max(1)
-                    .saturating_add(session.lifetime_grace_seconds),
-            ),
-            // With an id_extractor, Tyk answers from its own cache until then
-            // without calling the plugin; never past our cache entry, which
-            // itself ends before the token's expiry, nor past the time the
-            // answer is due for revalidation.
-            id_extractor_deadline: saturating_i64(grant.cached_until),
-            apply_policies: rules.policies(claims),
-            access_rights: std::collections::HashMap::from([(api_id, access)]),
-            // Tyk's analytics records carry these: without them a record
-            // names only a hashed key.
-            alias: rules.alias(claims),
-            tags: rules.tags(claims),
-            last_updated: now.to_string(),
-            ..Default::default()
-        };
+    fn write_allow(&self, object: &mut Object, grant: &Grant, rules: &ApiRules) {
+        let api_id = object.spec.get("APIID").map_or("", String::as_str);
+        let session = self
+            .sessions
+            .for_grant(grant, rules, api_id, unix_now().as_secs());
         self.authz.metrics().decision(Decision::Allow);
-        tyk::allow(
-            object,
-            Allow {
-                authorization: grant.authorization(),
-                metadata,
-                session: state,
-            },
-        );
+        tyk::allow(object, grant.authorization(), session);
     }
 
     /// `digest` identifies the token (or malformed header) in the log line.
@@ -301,10 +210,6 @@ fn set_authorization(object: &mut Object, value: String) {
         .get_or_insert_with(Default::default)
         .set_headers
         .insert("Authorization".to_owned(), value);
-}
-
-fn saturating_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl crate::server::Drain for DispatchService {

@@ -38,6 +38,7 @@ pub mod jwt;
 pub mod metrics;
 pub mod reply;
 pub mod server;
+pub mod session;
 pub mod signal;
 pub mod telemetry;
 pub mod token;

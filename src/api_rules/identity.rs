@@ -6,6 +6,13 @@ use std::collections::BTreeMap;
 
 use crate::jwt::Claims;
 
+/// Metadata keys set on every allowed request (usable as `$tyk_meta.<key>`):
+/// the session key, and the standard claims when present.
+pub const META_TOKEN: &str = "token";
+pub const META_SUB: &str = "sub";
+pub const META_CLIENT_ID: &str = "client_id";
+pub const META_SCOPE: &str = "scope";
+
 /// Metadata key under which the JWT is put when `jwt_in_metadata` is on (the
 /// name Curity's plugin used, so its `$tyk_meta.phantom_jwt` settings work).
 pub const META_JWT: &str = "phantom_jwt";

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::identity::is_policy_id;
-use super::{ApiRules, IdentityRules, MAX_CONFIG_DATA_BYTES, META_JWT};
+use super::{ApiRules, IdentityRules, MAX_CONFIG_DATA_BYTES, META_JWT, META_TOKEN};
 
 /// Metadata keys the plugin sets itself and claims may not take.
-const RESERVED_META_KEYS: &[&str] = &["token", META_JWT];
+const RESERVED_META_KEYS: &[&str] = &[META_TOKEN, META_JWT];
 
 /// `config_data` as an API definition writes it. Unknown keys are refused: a
 /// misspelt `required_scopes` must not silently disable the scope check.

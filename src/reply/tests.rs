@@ -73,7 +73,13 @@ fn sent(deny: &Deny) -> Sent {
 
 /// A denial, the decision it is counted as, and what Tyk sends: status,
 /// headers, and (body, whether AuthFailure fires).
-type Row<'a> = (Denial, Decision, i32, Vec<(&'a str, &'a str)>, (String, bool));
+type Row<'a> = (
+    Denial,
+    Decision,
+    i32,
+    Vec<(&'a str, &'a str)>,
+    (String, bool),
+);
 
 fn as_error(error: IntrospectError) -> Denial {
     Denial::Introspection(Arc::new(error))
