@@ -1,6 +1,7 @@
-//! The `coprocess.Dispatcher` service Tyk calls: routes each hook, and turns
-//! the decision into Tyk's reply. [`rescue`] is the one place where a denial
-//! becomes a status, message and headers.
+//! The `coprocess.Dispatcher` service Tyk calls: routes each hook to the
+//! decision core ([`Authorizer`]) and applies what it answers to the object
+//! Tyk sent, through [`Sessions`] and [`tyk::allow`] for an allow and
+//! [`Replies`] and [`tyk::deny`] for a denial.
 //!
 //! Every call answers gRPC OK with the object Tyk sent, modified: a gRPC error
 //! would make Tyk answer 403 `Key not authorised` whatever went wrong.
@@ -11,14 +12,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, debug, error, info_span};
 
-use crate::api_rules::{ApiRules, ApiRulesCache, META_JWT, RuleDenial};
-use crate::authz::{Authorizer, Denial, Grant, InvalidToken};
-use crate::cache::{Lookup, unix_now};
+use crate::api_rules::{ApiRules, ApiRulesCache, META_JWT};
+use crate::authz::{Authorizer, Denial, Grant, Upstream};
+use crate::cache::unix_now;
 use crate::config::Config;
 use crate::metrics::Decision;
 use crate::reply::Replies;
 use crate::session::Sessions;
-use crate::token::{TokenDigest, extract_bearer};
+use crate::token::TokenDigest;
 use crate::trace::TraceContext;
 use crate::tyk::pb::dispatcher_server::Dispatcher;
 use crate::tyk::pb::{Event, EventReply, HookType, Object};
@@ -31,7 +32,6 @@ pub struct DispatchService {
     api_rules: Arc<ApiRulesCache>,
     replies: Arc<Replies>,
     sessions: Arc<Sessions>,
-    max_token_bytes: usize,
     /// Cancelled when the shutdown grace period is over: calls still running
     /// are answered with a 503 at once instead of being cut off.
     stop: CancellationToken,
@@ -44,13 +44,13 @@ impl DispatchService {
             authz,
             api_rules: Arc::new(ApiRulesCache::new(config.identity.clone())),
             replies: Arc::new(Replies::new(&config.challenge)),
-            max_token_bytes: config.max_token_bytes,
             stop: CancellationToken::new(),
         }
     }
 
-    /// Runs one `Dispatch` call on `object` (also used by tests and tools that
-    /// skip the transport). `trace` is the call's W3C trace context, if any.
+    /// Runs one `Dispatch` call on `object`, in place. The gRPC method calls
+    /// it, and so do the unit tests (`dispatch/tests.rs`), which skip the
+    /// transport. `trace` is the call's W3C trace context, if any.
     pub async fn handle(&self, object: &mut Object, trace: Option<&TraceContext>) {
         let hook = HookType::try_from(object.hook_type).unwrap_or(HookType::Unknown);
         let span = info_span!(
@@ -81,15 +81,14 @@ impl DispatchService {
                 }
             };
             if decided.is_none() {
-                let denial = Denial::ShuttingDown;
-                self.write_deny(object, None, &denial);
+                self.write_deny(object, None, &Denial::ShuttingDown);
             }
         }
         .instrument(span)
         .await;
     }
 
-    /// The API's settings from `spec["config_data"]`, parsed once per text.
+    /// The API's rules from `spec["config_data"]`, parsed once per text.
     fn api_rules(&self, object: &Object) -> Result<Arc<ApiRules>, Denial> {
         let config_data = object.spec.get("config_data").map(String::as_str);
         self.api_rules
@@ -102,76 +101,34 @@ impl DispatchService {
             .map_err(|_| Denial::InvalidApiConfig)
     }
 
+    /// The custom-auth hook: the decision for this request to this API.
     async fn auth_check(&self, object: &mut Object, trace: Option<&TraceContext>) {
-        let policy = match self.api_rules(object) {
-            Ok(policy) => policy,
-            Err(denial) => {
-                return self.write_deny(object, None, &denial);
-            }
+        let rules = match self.api_rules(object) {
+            Ok(rules) => rules,
+            Err(denial) => return self.write_deny(object, None, &denial),
         };
-        let mut verdict = self.authz.authorize(authorization(object), trace).await;
-        // The API's own checks run on every request, cached answer or not.
-        if let Ok(grant) = &verdict.result
-            && let Err(refused) = policy.check(&grant.claims)
-        {
-            verdict.result = Err(match refused {
-                RuleDenial::WrongAudience => Denial::InvalidToken(InvalidToken::WrongAudience),
-                RuleDenial::InsufficientScope(scopes) => Denial::InsufficientScope(scopes),
-            });
-        }
+        let verdict = self
+            .authz
+            .decide(authorization(object), &rules, trace)
+            .await;
         match &verdict.result {
-            Ok(grant) => {
-                debug!(
-                    token.id = grant.log_id(),
-                    cache = if verdict.lookup == Some(Lookup::Hit) {
-                        "hit"
-                    } else {
-                        "miss"
-                    },
-                    "Request allowed"
-                );
-                self.write_allow(object, grant, &policy);
-            }
+            Ok(grant) => self.write_allow(object, grant, &rules),
             Err(denial) => self.write_deny(object, verdict.digest, denial),
         }
     }
 
     /// Curity's `post_key_auth` hook: makes sure the upstream gets the JWT
-    /// without introspecting again.
-    ///
-    /// After our auth hook, Tyk has already applied its `set_headers`, so the
-    /// request carries the JWT and nothing changes. When Tyk's id_extractor
-    /// answered from its own cache, the auth hook did not run and the request
-    /// still carries the opaque token: the JWT comes from our cache, or from
-    /// the session's `phantom_jwt` metadata when that is kept, either only
-    /// while the JWT is before its `exp` minus the clock skew. Only if neither
-    /// has it (e.g. after a restart) is the token decided in full.
+    /// without introspecting again (see [`Authorizer::upstream`]).
     async fn inject_jwt(&self, object: &mut Object, trace: Option<&TraceContext>) {
-        let header = authorization(object);
-        let Ok(token) = extract_bearer(header, self.max_token_bytes) else {
-            return;
-        };
-        if let Some(grant) = self.authz.cached_grant(&token.digest()).await {
-            return set_authorization(object, grant.authorization().to_owned());
-        }
-        if crate::jwt::parse(token.expose()).is_ok() {
-            debug!("Upstream already carries the JWT");
-            return;
-        }
-        let kept = object
-            .metadata
-            .get(META_JWT)
-            .filter(|jwt| {
-                crate::jwt::parse(jwt).is_ok_and(|claims| self.authz.forwardable(claims.exp))
-            })
-            .map(|jwt| format!("Bearer {jwt}"));
-        if let Some(authorization) = kept {
-            return set_authorization(object, authorization);
-        }
-        let verdict = self.authz.authorize(header, trace).await;
-        match &verdict.result {
-            Ok(grant) => set_authorization(object, grant.authorization().to_owned()),
-            Err(denial) => self.write_deny(object, verdict.digest, denial),
+        let kept_jwt = object.metadata.get(META_JWT).map(String::as_str);
+        match self
+            .authz
+            .upstream(authorization(object), kept_jwt, trace)
+            .await
+        {
+            Upstream::Unchanged => {}
+            Upstream::Forward(value) => set_authorization(object, value),
+            Upstream::Deny { digest, denial } => self.write_deny(object, digest, &denial),
         }
     }
 
@@ -256,3 +213,6 @@ impl Dispatcher for DispatchService {
         Ok(Response::new(EventReply {}))
     }
 }
+
+#[cfg(test)]
+mod tests;
