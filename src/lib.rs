@@ -9,18 +9,29 @@
 //!
 //! # Layout
 //!
+//! One line per module, roughly from the entry point down to the decision.
+//!
+//! - [`cli`]: the command line: `serve`, and the tools `health`, `check`, `bundle`.
 //! - [`app`]: the composition root: configuration in, bound service out.
 //! - [`config`]: environment variables, validated all at once.
+//! - [`server`]: binding, serving, health, graceful drain.
+//! - [`admin`]: the admin endpoint: liveness, readiness, metrics.
+//! - [`dispatch`]: the gRPC service: routes each hook, applies the decision.
+//! - [`tyk`]: the generated schema; writing allow and deny into Tyk's object.
+//! - [`reply`]: every denial as Tyk's reply (status, message, headers).
+//! - [`session`]: the Tyk session of an allowed request, as plain data.
+//! - [`authz`]: the decision, free of gRPC and Tyk types: grant or denial.
+//! - [`api_rules`]: an API's own rules from `config_data`: checks and identity.
+//! - [`cache`]: the expiring, bounded, coalescing token cache and its TTL rule.
+//! - [`introspect`]: the HTTP client for the introspection endpoint.
+//! - [`breaker`]: the circuit breaker in front of the authorization server.
 //! - [`token`]: bearer-token extraction and the digests that stand in for it.
 //! - [`jwt`]: checking the AS's answer is a compact JWS; reading claims.
-//! - [`introspect`]: the HTTP client for the introspection endpoint.
-//! - [`cache`]: the expiring, bounded, coalescing token cache and its TTL rule.
-//! - [`api_rules`]: an API's own rules from `config_data`: checks and identity.
-//! - [`authz`]: the decision, free of gRPC and Tyk types.
-//! - [`tyk`]: the generated schema; writing allow and deny into Tyk's object.
-//! - [`dispatch`]: the gRPC service; hook routing; denial → Tyk answer.
-//! - [`server`]: binding, serving, health, graceful drain.
-//! - [`telemetry`], [`signal`]: logs and shutdown.
+//! - [`trace`]: W3C trace context, from Tyk's call to the AS request.
+//! - [`metrics`]: Prometheus metrics, every label from a fixed set.
+//! - [`telemetry`]: log output, text or JSON.
+//! - [`signal`]: the shutdown signal (SIGTERM, SIGINT).
+//! - [`bundle`]: Tyk plugin bundles: building and verifying them.
 #![forbid(unsafe_code)]
 
 pub mod admin;

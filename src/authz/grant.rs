@@ -53,8 +53,9 @@ const GRANT_OVERHEAD: usize = 640;
 /// what [`GRANT_OVERHEAD`] counts, since every entry pays it. Measured like
 /// the positive figure, as resident memory: `phantom-bench cache-memory`
 /// (release build, mimalloc as in the plugin) inserts N inactive answers
-/// under distinct digests into a [`TokenCache`] and divides the growth of RSS
-/// by N: 420 bytes at N = 100 000, 403 at 500 000 and at 1 000 000
+/// under distinct digests into a [`TokenCache`](crate::cache::TokenCache)
+/// and divides the growth of RSS by N: 420 bytes at N = 100 000, 403 at
+/// 500 000 and at 1 000 000
 /// (docs/performance.md). The largest figure is used, so that a flood of
 /// distinct junk tokens holds no more than `CACHE_MAX_BYTES`.
 pub const NEGATIVE_ENTRY_BYTES: u32 = 420;
