@@ -77,11 +77,7 @@ impl Deny {
     /// 503: the AS cannot be asked now; try again after `retry_after`
     /// seconds.
     pub fn as_unavailable(retry_after: String) -> Deny {
-        Deny::server(
-            503,
-            "Authorization server unavailable",
-            vec![("Retry-After", retry_after)],
-        )
+        Deny::unavailable("Authorization server unavailable", retry_after)
     }
 
     /// 504: the AS did not answer in time.
@@ -91,11 +87,12 @@ impl Deny {
 
     /// 503: the plugin is stopping and this call's grace period is over.
     pub fn shutting_down(retry_after: String) -> Deny {
-        Deny::server(
-            503,
-            "Temporarily unavailable",
-            vec![("Retry-After", retry_after)],
-        )
+        Deny::unavailable("Temporarily unavailable", retry_after)
+    }
+
+    /// 503 with `Retry-After`.
+    fn unavailable(message: &'static str, retry_after: String) -> Deny {
+        Deny::server(503, message, vec![("Retry-After", retry_after)])
     }
 
     /// The client's authentication failed: Tyk's template, and its event.
