@@ -217,6 +217,17 @@ pub(crate) fn numeric_date(value: &serde_json::Value) -> Option<u64> {
     (f.is_finite() && f >= 0.0 && f < u64::MAX as f64).then_some(f as u64)
 }
 
+/// A JWT shaped as the AS sends it (an RS256 header, an opaque signature)
+/// carrying `claims`, for the tests of modules that handle one.
+#[cfg(test)]
+pub(crate) fn for_test(claims: &serde_json::Value) -> String {
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT","kid":"k1"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,28 +9,41 @@
 //!
 //! # Layout
 //!
+//! One line per module, roughly from the entry point down to the decision.
+//!
+//! - [`cli`]: the command line: `serve`, and the tools `health`, `check`, `bundle`.
 //! - [`app`]: the composition root: configuration in, bound service out.
 //! - [`config`]: environment variables, validated all at once.
+//! - [`server`]: binding, serving, health, graceful drain.
+//! - [`admin`]: the admin endpoint: liveness, readiness, metrics.
+//! - [`dispatch`]: the gRPC service: routes each hook, applies the decision.
+//! - [`tyk`]: the generated schema; writing allow and deny into Tyk's object.
+//! - [`reply`]: every denial as Tyk's reply (status, message, headers).
+//! - [`session`]: the Tyk session of an allowed request, as plain data.
+//! - [`authz`]: the decision, free of gRPC and Tyk types: grant or denial.
+//! - [`api_rules`]: an API's own rules from `config_data`: checks and identity.
+//! - [`cache`]: the expiring, bounded, coalescing token cache and its TTL rule.
+//! - [`introspect`]: the HTTP client for the introspection endpoint.
+//! - [`breaker`]: the circuit breaker in front of the authorization server.
 //! - [`token`]: bearer-token extraction and the digests that stand in for it.
 //! - [`jwt`]: checking the AS's answer is a compact JWS; reading claims.
-//! - [`introspect`]: the HTTP client for the introspection endpoint.
 //! - [`discovery`]: the AS's endpoints from its issuer (RFC 8414, then OpenID Discovery).
 //! - [`client_auth`]: `client_secret_post` and `private_key_jwt` (RFC 7523) form fields.
 //! - [`answer`]: reading RFC 7662 JSON and RFC 9701 signed answers, by media type.
 //! - [`jwks`]: the AS's public keys (fetched, cached, refetch rate-limited); JWS verification.
 //! - [`keys`]: our signing keys from PEM; their public JWKS and thumbprint `kid`s.
 //! - [`mint`]: RFC 9068 access tokens minted from an answer when the AS gives no JWT.
-//! - [`cache`]: the expiring, bounded, coalescing token cache and its TTL rule.
 //! - [`shared`]: the fleet's second-level cache in Redis, sealed per token.
-//! - [`authz`]: the decision, free of gRPC and Tyk types.
-//! - [`tyk`]: the generated schema; writing allow and deny into Tyk's object.
-//! - [`dispatch`]: the gRPC service; hook routing; denial → Tyk answer.
-//! - [`server`]: binding, serving, health, graceful drain.
-//! - [`telemetry`], [`signal`]: logs and shutdown.
+//! - [`trace`]: W3C trace context, from Tyk's call to the AS request.
+//! - [`metrics`]: Prometheus metrics, every label from a fixed set.
+//! - [`telemetry`]: log output, text or JSON.
+//! - [`signal`]: the shutdown signal (SIGTERM, SIGINT).
+//! - [`bundle`]: Tyk plugin bundles: building and verifying them.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod answer;
+pub mod api_rules;
 pub mod app;
 pub mod authz;
 pub mod breaker;
@@ -47,8 +60,9 @@ pub mod jwt;
 pub mod keys;
 pub mod metrics;
 pub mod mint;
-pub mod policy;
+pub mod reply;
 pub mod server;
+pub mod session;
 pub mod shared;
 pub mod signal;
 pub mod telemetry;

@@ -4,9 +4,10 @@
 //! Counters on the request path are resolved once at start-up, so recording
 //! is a single atomic add.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -15,146 +16,162 @@ use prometheus_client::registry::Registry;
 
 use crate::breaker::BreakerState;
 
-/// What the plugin answered Tyk on an auth_check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Allow,
-    NoCredentials,
-    InvalidToken,
-    InsufficientScope,
-    InvalidConfig,
-    AsError,
-    AsUnavailable,
-    AsTimeout,
-    ShuttingDown,
+/// Declares a metric's label values as an enum: each variant with its text,
+/// `ALL` in declaration order (the order counters are resolved in), `as_str`,
+/// and the Prometheus encoding of the text.
+macro_rules! label_values {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &[$name] = &[$($name::$variant,)+];
+
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+                encoder.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+label_values! {
+    /// What the plugin answered Tyk on an auth_check (label `outcome`; the
+    /// `status` label is [`Decision::status`]).
+    pub enum Decision {
+        Allow => "allow",
+        NoCredentials => "no_credentials",
+        InvalidToken => "invalid_token",
+        InsufficientScope => "insufficient_scope",
+        InvalidConfig => "invalid_config",
+        AsError => "as_error",
+        AsUnavailable => "as_unavailable",
+        AsTimeout => "as_timeout",
+        ShuttingDown => "shutting_down",
+    }
 }
 
 impl Decision {
-    const ALL: [Decision; 9] = [
-        Decision::Allow,
-        Decision::NoCredentials,
-        Decision::InvalidToken,
-        Decision::InsufficientScope,
-        Decision::InvalidConfig,
-        Decision::AsError,
-        Decision::AsUnavailable,
-        Decision::AsTimeout,
-        Decision::ShuttingDown,
-    ];
-
-    fn labels(self) -> (&'static str, &'static str) {
+    /// The HTTP status Tyk sends for this answer.
+    pub fn status(self) -> &'static str {
         match self {
-            Decision::Allow => ("allow", "200"),
-            Decision::NoCredentials => ("no_credentials", "401"),
-            Decision::InvalidToken => ("invalid_token", "401"),
-            Decision::InsufficientScope => ("insufficient_scope", "403"),
-            Decision::InvalidConfig => ("invalid_config", "500"),
-            Decision::AsError => ("as_error", "502"),
-            Decision::AsUnavailable => ("as_unavailable", "503"),
-            Decision::AsTimeout => ("as_timeout", "504"),
-            Decision::ShuttingDown => ("shutting_down", "503"),
+            Decision::Allow => "200",
+            Decision::NoCredentials | Decision::InvalidToken => "401",
+            Decision::InsufficientScope => "403",
+            Decision::InvalidConfig => "500",
+            Decision::AsError => "502",
+            Decision::AsUnavailable | Decision::ShuttingDown => "503",
+            Decision::AsTimeout => "504",
         }
     }
 }
 
-/// How a cache lookup was answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheLookup {
-    /// An active token found in the cache.
-    Hit,
-    /// An inactive answer found in the cache.
-    NegativeHit,
-    /// Not cached: this request introspected.
-    Miss,
-    /// Not cached: this request waited for another request's introspection.
-    Coalesced,
-}
-
-impl CacheLookup {
-    const ALL: [CacheLookup; 4] = [
-        CacheLookup::Hit,
-        CacheLookup::NegativeHit,
-        CacheLookup::Miss,
-        CacheLookup::Coalesced,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            CacheLookup::Hit => "hit",
-            CacheLookup::NegativeHit => "negative_hit",
-            CacheLookup::Miss => "miss",
-            CacheLookup::Coalesced => "coalesced",
-        }
+label_values! {
+    /// How a cache lookup was answered.
+    pub enum CacheLookup {
+        /// An active token found in the cache.
+        Hit => "hit",
+        /// An inactive answer found in the cache.
+        NegativeHit => "negative_hit",
+        /// Not cached: this request introspected.
+        Miss => "miss",
+        /// Not cached: this request waited for another request's introspection.
+        Coalesced => "coalesced",
     }
 }
 
-/// What one introspection came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AsOutcome {
-    Active,
-    Inactive,
-    Timeout,
-    Unreachable,
-    Tls,
-    Unavailable,
-    Rejected,
-    BadStatus,
-    BadBody,
-    Overloaded,
-    BreakerOpen,
+label_values! {
+    /// What one introspection came to.
+    pub enum AsOutcome {
+        Active => "active",
+        Inactive => "inactive",
+        Timeout => "timeout",
+        Unreachable => "unreachable",
+        Tls => "tls",
+        Unavailable => "unavailable",
+        Rejected => "credentials_rejected",
+        BadStatus => "bad_status",
+        BadBody => "bad_body",
+        Overloaded => "overloaded",
+        BreakerOpen => "breaker_open",
+    }
 }
 
 impl AsOutcome {
-    const ALL: [AsOutcome; 11] = [
-        AsOutcome::Active,
-        AsOutcome::Inactive,
-        AsOutcome::Timeout,
-        AsOutcome::Unreachable,
-        AsOutcome::Tls,
-        AsOutcome::Unavailable,
-        AsOutcome::Rejected,
-        AsOutcome::BadStatus,
-        AsOutcome::BadBody,
-        AsOutcome::Overloaded,
-        AsOutcome::BreakerOpen,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            AsOutcome::Active => "active",
-            AsOutcome::Inactive => "inactive",
-            AsOutcome::Timeout => "timeout",
-            AsOutcome::Unreachable => "unreachable",
-            AsOutcome::Tls => "tls",
-            AsOutcome::Unavailable => "unavailable",
-            AsOutcome::Rejected => "credentials_rejected",
-            AsOutcome::BadStatus => "bad_status",
-            AsOutcome::BadBody => "bad_body",
-            AsOutcome::Overloaded => "overloaded",
-            AsOutcome::BreakerOpen => "breaker_open",
-        }
-    }
-
     /// Whether the AS was actually called (and its latency is meaningful).
     fn called(self) -> bool {
         !matches!(self, AsOutcome::Overloaded | AsOutcome::BreakerOpen)
     }
 }
 
+label_values! {
+    /// What a revalidation of a cached token came to.
+    pub enum Revalidation {
+        /// The AS answered active: the entry holds the new answer.
+        Refreshed => "refreshed",
+        /// The AS answered inactive: the entry now denies.
+        Revoked => "revoked",
+        /// The AS gave no answer: the cached JWT is served meanwhile.
+        Failed => "failed",
+        /// No introspection slot was free: tried again later.
+        Skipped => "skipped",
+    }
+}
+
+label_values! {
+    /// Why an entry left the token cache.
+    pub enum Eviction {
+        /// Pushed out to stay within the size bound.
+        Size => "size",
+        /// Its time to live was over.
+        Expired => "expired",
+        /// Removed on purpose (an overdue entry fetched again).
+        Explicit => "explicit",
+        /// Replaced by a newer answer for the same token.
+        Replaced => "replaced",
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
-    outcome: &'static str,
+    outcome: Decision,
     status: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabel {
-    result: &'static str,
+struct LookupLabel {
+    result: CacheLookup,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    result: AsOutcome,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RevalidationLabel {
+    result: Revalidation,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CauseLabel {
-    cause: &'static str,
+    cause: Eviction,
 }
 
 /// All metrics of the process.
@@ -166,7 +183,7 @@ pub struct Metrics {
     cache_evictions: Family<CauseLabel, Counter>,
     cache_entries: Gauge,
     cache_bytes: Gauge,
-    revalidations: Family<ResultLabel, Counter>,
+    revalidations: Family<RevalidationLabel, Counter>,
     as_outcomes: Vec<Counter>,
     as_latency: Histogram,
     inflight: Gauge,
@@ -197,15 +214,17 @@ impl Metrics {
         );
         let decisions = Decision::ALL
             .iter()
-            .map(|d| {
-                let (outcome, status) = d.labels();
+            .map(|&outcome| {
                 decisions_family
-                    .get_or_create(&DecisionLabels { outcome, status })
+                    .get_or_create(&DecisionLabels {
+                        outcome,
+                        status: outcome.status(),
+                    })
                     .clone()
             })
             .collect();
 
-        let lookups_family = Family::<ResultLabel, Counter>::default();
+        let lookups_family = Family::<LookupLabel, Counter>::default();
         registry.register(
             "cache_lookups",
             "Token cache lookups by result",
@@ -213,9 +232,9 @@ impl Metrics {
         );
         let cache_lookups = CacheLookup::ALL
             .iter()
-            .map(|l| {
+            .map(|&result| {
                 lookups_family
-                    .get_or_create(&ResultLabel { result: l.label() })
+                    .get_or_create(&LookupLabel { result })
                     .clone()
             })
             .collect();
@@ -244,14 +263,14 @@ impl Metrics {
             "Approximate bytes held by the token cache",
             cache_bytes.clone(),
         );
-        let revalidations = Family::<ResultLabel, Counter>::default();
+        let revalidations = Family::<RevalidationLabel, Counter>::default();
         registry.register(
             "cache_revalidations",
             "Background revalidations of cached tokens, by result",
             revalidations.clone(),
         );
 
-        let outcomes_family = Family::<ResultLabel, Counter>::default();
+        let outcomes_family = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "introspections",
             "Introspections by outcome (overloaded and breaker_open never reached the AS)",
@@ -259,9 +278,9 @@ impl Metrics {
         );
         let as_outcomes = AsOutcome::ALL
             .iter()
-            .map(|o| {
+            .map(|&result| {
                 outcomes_family
-                    .get_or_create(&ResultLabel { result: o.label() })
+                    .get_or_create(&OutcomeLabel { result })
                     .clone()
             })
             .collect();
@@ -314,15 +333,15 @@ impl Metrics {
         self.cache_stale_serves.inc();
     }
 
-    pub fn eviction(&self, cause: &'static str) {
+    pub fn eviction(&self, cause: Eviction) {
         self.cache_evictions
             .get_or_create(&CauseLabel { cause })
             .inc();
     }
 
-    pub fn revalidation(&self, result: &'static str) {
+    pub fn revalidation(&self, result: Revalidation) {
         self.revalidations
-            .get_or_create(&ResultLabel { result })
+            .get_or_create(&RevalidationLabel { result })
             .inc();
     }
 
@@ -379,7 +398,8 @@ mod tests {
         m.introspection(AsOutcome::Active, Duration::from_millis(20));
         m.introspection(AsOutcome::BreakerOpen, Duration::ZERO);
         m.breaker(BreakerState::Open);
-        m.eviction("size");
+        m.eviction(Eviction::Size);
+        m.revalidation(Revalidation::Revoked);
         {
             let _guard = m.in_flight();
             assert!(
@@ -401,6 +421,7 @@ mod tests {
             "phantom_cache_entries 7",
             "phantom_cache_bytes 1234",
             "phantom_cache_evictions_total{cause=\"size\"} 1",
+            "phantom_cache_revalidations_total{result=\"revoked\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

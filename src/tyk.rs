@@ -1,5 +1,6 @@
 //! Tyk's coprocess schema (generated from `proto/`) and the two ways our answer
-//! is written into the object Tyk sent: allow and deny.
+//! is written into the object Tyk sent: allow (a [`Session`] becomes Tyk's
+//! `SessionState`) and deny (a [`Deny`] becomes `return_overrides`).
 //!
 //! Both functions modify the received object in place and touch nothing else:
 //! Tyk applies `url`, `method`, `raw_body` and the header/param edits of our
@@ -12,51 +13,77 @@ pub mod pb {
     tonic::include_proto!("coprocess");
 }
 
-use pb::{Object, ReturnOverrides, SessionState};
+use std::collections::HashMap;
+
+use pb::{AccessDefinition, Object, ReturnOverrides, SessionState};
+
+use crate::reply::Deny;
+use crate::session::Session;
 
 /// Hook name of Curity's `post_key_auth` hook, kept for drop-in manifests.
 pub const INJECT_JWT_HOOK: &str = "InjectJwtPostKeyAuth";
 
-/// Metadata keys set on every allowed request (usable as `$tyk_meta.<key>`).
-pub const META_TOKEN: &str = "token";
-pub const META_SUB: &str = "sub";
-pub const META_CLIENT_ID: &str = "client_id";
-pub const META_SCOPE: &str = "scope";
-
-/// What an allowed request gets.
-pub struct Allow<'a> {
-    /// `Bearer <JWT>` for the upstream.
-    pub authorization: &'a str,
-    /// Metadata for the session; must include [`META_TOKEN`]. Tyk merges it
-    /// into the session's metadata and stores it.
-    pub metadata: Vec<(&'a str, String)>,
-    pub session: SessionState,
-}
-
-/// Writes an allow into `object`: the JWT header for the upstream, a session,
-/// and its metadata.
-pub fn allow(object: &mut Object, allow: Allow<'_>) {
+/// Writes an allow into `object`: the JWT header for the upstream
+/// (`authorization`, `Bearer <JWT>`), the session, and its metadata.
+pub fn allow(object: &mut Object, authorization: &str, session: Session) {
     let request = object.request.get_or_insert_with(Default::default);
     request
         .set_headers
-        .insert("Authorization".to_owned(), allow.authorization.to_owned());
-    for (key, value) in allow.metadata {
-        object.metadata.insert(key.to_owned(), value);
-    }
-    object.session = Some(allow.session);
+        .insert("Authorization".to_owned(), authorization.to_owned());
+    let (metadata, state) = session_state(session);
+    object.metadata.extend(metadata);
+    object.session = Some(state);
 }
 
-/// How a denied request is answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deny {
-    pub status: i32,
-    /// Short, generic text: never a token, URL or upstream body.
-    pub message: &'static str,
-    /// Headers for the client response (`WWW-Authenticate`, `Retry-After`).
-    pub headers: Vec<(&'static str, String)>,
-    /// `false`: Tyk renders its JSON error template and fires AuthFailure.
-    /// `true`: we send the body ourselves and Tyk fires nothing.
-    pub raw_body: bool,
+/// Tyk's `SessionState` for a session, and the metadata to merge into the
+/// object's. Destructured whole, so a field added to [`Session`] cannot be
+/// left out here unnoticed.
+fn session_state(session: Session) -> (Vec<(String, String)>, SessionState) {
+    let Session {
+        metadata,
+        expires,
+        lifetime,
+        id_extractor_deadline,
+        apply_policies,
+        api_id,
+        api_versions,
+        alias,
+        tags,
+        rate,
+        per,
+        quota_max,
+        quota_renewal_seconds,
+        last_updated,
+    } = session;
+    let access = AccessDefinition {
+        // Tyk sends no API name in `spec`; the field is informational.
+        api_name: String::new(),
+        api_id: api_id.clone(),
+        versions: api_versions,
+        // No per-path restriction: every path and method of this API.
+        allowed_urls: Vec::new(),
+    };
+    let state = SessionState {
+        rate,
+        per,
+        quota_max,
+        quota_remaining: quota_max,
+        quota_renewal_rate: quota_renewal_seconds,
+        expires: saturating_i64(expires),
+        session_lifetime: saturating_i64(lifetime),
+        id_extractor_deadline: saturating_i64(id_extractor_deadline),
+        apply_policies,
+        access_rights: HashMap::from([(api_id, access)]),
+        alias,
+        tags,
+        last_updated: last_updated.to_string(),
+        ..Default::default()
+    };
+    (metadata, state)
+}
+
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Writes a deny into `object`'s `return_overrides`.
@@ -74,7 +101,7 @@ pub fn deny(object: &mut Object, deny: &Deny) {
         // body is set alone, with its type.
         overrides.override_error = true;
         overrides.response_error.clear();
-        overrides.response_body = error_json(deny.message);
+        overrides.response_body = crate::reply::error_json(deny.message);
         overrides
             .headers
             .insert("Content-Type".to_owned(), "application/json".to_owned());
@@ -85,16 +112,10 @@ pub fn deny(object: &mut Object, deny: &Deny) {
     object.session = None;
 }
 
-/// The same bytes Tyk's default error template produces for `message`, so
-/// clients see one error format whichever path answered.
-pub fn error_json(message: &str) -> String {
-    let quoted = serde_json::to_string(message).unwrap_or_else(|_| "\"\"".to_owned());
-    format!("{{\n    \"error\": {quoted}\n}}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api_rules::{META_SUB, META_TOKEN};
 
     fn object() -> Object {
         Object {
@@ -120,16 +141,14 @@ mod tests {
         let before = obj.clone();
         allow(
             &mut obj,
-            Allow {
-                authorization: "Bearer a.b.c",
+            "Bearer a.b.c",
+            Session {
                 metadata: vec![
-                    (META_TOKEN, "phantom-token:abc".to_owned()),
-                    (META_SUB, "alice".to_owned()),
+                    (META_TOKEN.to_owned(), "phantom-token:abc".to_owned()),
+                    (META_SUB.to_owned(), "alice".to_owned()),
                 ],
-                session: SessionState {
-                    expires: 42,
-                    ..Default::default()
-                },
+                expires: 42,
+                ..Default::default()
             },
         );
         let request = obj.request.as_ref().unwrap();
@@ -148,6 +167,48 @@ mod tests {
         assert_eq!(obj.metadata["token"], "phantom-token:abc");
         assert_eq!(obj.metadata["sub"], "alice");
         assert_eq!(obj.session.as_ref().map(|s| s.expires), Some(42));
+    }
+
+    #[test]
+    fn a_session_becomes_tyks_session_state_naming_one_api() {
+        let (metadata, state) = session_state(Session {
+            metadata: vec![(META_TOKEN.to_owned(), "phantom-token:abc".to_owned())],
+            expires: 1_900_000_300,
+            lifetime: 330,
+            id_extractor_deadline: u64::MAX,
+            apply_policies: vec!["pol-1".into()],
+            api_id: "orders-api".into(),
+            api_versions: vec!["v1".into(), "v2".into()],
+            alias: "alice".into(),
+            tags: vec!["tenant:acme".into()],
+            rate: 100.0,
+            per: 60.0,
+            quota_max: 1000,
+            quota_renewal_seconds: 3600,
+            last_updated: 1_900_000_000,
+        });
+        assert_eq!(
+            metadata,
+            [(META_TOKEN.to_owned(), "phantom-token:abc".to_owned())]
+        );
+        assert_eq!(state.expires, 1_900_000_300);
+        assert_eq!(state.session_lifetime, 330);
+        // Seconds beyond i64 saturate rather than wrap.
+        assert_eq!(state.id_extractor_deadline, i64::MAX);
+        assert_eq!(state.apply_policies, ["pol-1"]);
+        assert_eq!(state.access_rights.len(), 1);
+        let access = &state.access_rights["orders-api"];
+        assert_eq!(access.api_id, "orders-api");
+        assert_eq!(access.versions, ["v1", "v2"]);
+        assert!(access.allowed_urls.is_empty());
+        assert_eq!(
+            (state.alias.as_str(), &state.tags[..]),
+            ("alice", &["tenant:acme".to_owned()][..])
+        );
+        assert_eq!((state.rate, state.per), (100.0, 60.0));
+        assert_eq!((state.quota_max, state.quota_remaining), (1000, 1000));
+        assert_eq!(state.quota_renewal_rate, 3600);
+        assert_eq!(state.last_updated, "1900000000");
     }
 
     #[test]

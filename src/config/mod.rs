@@ -36,7 +36,7 @@ mod vars;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::policy::IdentityRules;
+use crate::api_rules::IdentityRules;
 
 pub use cache::{
     CacheConfig, DEFAULT_CACHE_DEFAULT_TTL_SECONDS, DEFAULT_CACHE_MAX_BYTES,

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use serde_json::{Value, json};
-use tyk_phantom_token::jwt;
-use tyk_phantom_token::policy::{
-    ApiPolicies, ApiPolicy, IdentityRules, MAX_CONFIG_DATA_BYTES, parse_config_data,
+use tyk_phantom_token::api_rules::{
+    ApiRules, ApiRulesCache, IdentityRules, MAX_CONFIG_DATA_BYTES, parse_config_data,
 };
+use tyk_phantom_token::jwt;
 
 use crate::{cases, json_value, with_case};
 
@@ -246,7 +246,7 @@ impl ConfigDataGen {
     }
 
     /// The README's rules, applied key by key over the global rules.
-    fn expected(&self, global: &IdentityRules) -> Option<ApiPolicy> {
+    fn expected(&self, global: &IdentityRules) -> Option<ApiRules> {
         fn claim(name: &str) -> Option<Option<String>> {
             if name.is_empty() {
                 return Some(None);
@@ -353,7 +353,7 @@ impl ConfigDataGen {
         {
             return None;
         }
-        Some(ApiPolicy {
+        Some(ApiRules {
             required_scopes,
             required_audience: self.required_audience.clone(),
             api_versions,
@@ -452,9 +452,9 @@ proptest! {
                 && s.chars().all(|c| ('!'..='~').contains(&c) && c != '"' && c != '\\' && c != ',')
         });
         match parse_config_data(&text, &IdentityRules::default()) {
-            Ok(policy) => {
+            Ok(rules) => {
                 prop_assert!(valid, "{} accepted", text);
-                prop_assert_eq!(policy.required_scopes, scopes);
+                prop_assert_eq!(rules.required_scopes, scopes);
             }
             Err(_) => prop_assert!(!valid, "{} refused", text),
         }
@@ -500,7 +500,7 @@ proptest! {
         prop_assert!(refused.as_ref().is_err_and(|e| e.contains("larger than")), "{:?}", refused);
     }
 
-    /// `ApiPolicies::resolve` answers what the parser answers, parses each
+    /// `ApiRulesCache::resolve` answers what the parser answers, parses each
     /// distinct text once (the same `Arc` comes back), reports each invalid
     /// text once, and treats absent or empty `config_data` as the defaults.
     #[test]
@@ -509,21 +509,21 @@ proptest! {
         picks in prop::collection::vec(any::<Index>(), 1..24),
         global in global_rules(),
     ) {
-        let policies = ApiPolicies::new(global.clone());
+        let rules_cache = ApiRulesCache::new(global.clone());
         let mut reported: Vec<String> = Vec::new();
         let mut invalid_seen: HashSet<String> = HashSet::new();
-        let mut first_ok: HashMap<String, Arc<ApiPolicy>> = HashMap::new();
+        let mut first_ok: HashMap<String, Arc<ApiRules>> = HashMap::new();
         for pick in picks {
             let text = pool[pick.index(pool.len())].clone();
             if parse_config_data(&text, &global).is_err() {
                 invalid_seen.insert(text.clone());
             }
-            let got = policies.resolve(Some(&text), |why| reported.push(why.to_owned()));
+            let got = rules_cache.resolve(Some(&text), |why| reported.push(why.to_owned()));
             match (&got, parse_config_data(&text, &global)) {
-                (Ok(policy), Ok(expected)) => {
-                    prop_assert_eq!(&**policy, &expected);
-                    let first = first_ok.entry(text.clone()).or_insert_with(|| policy.clone());
-                    prop_assert!(Arc::ptr_eq(first, policy), "parsed twice");
+                (Ok(rules), Ok(expected)) => {
+                    prop_assert_eq!(&**rules, &expected);
+                    let first = first_ok.entry(text.clone()).or_insert_with(|| rules.clone());
+                    prop_assert!(Arc::ptr_eq(first, rules), "parsed twice");
                 }
                 (Err(why), Err(expected)) => prop_assert_eq!(&**why, expected.as_str()),
                 (got, expected) => prop_assert!(false, "resolve {:?}, parse {:?}", got, expected),
@@ -531,9 +531,9 @@ proptest! {
         }
         prop_assert_eq!(reported.len(), invalid_seen.len(), "each invalid text is reported once");
 
-        let default = ApiPolicy { identity: global, ..ApiPolicy::default() };
+        let default = ApiRules { identity: global, ..ApiRules::default() };
         for absent in [None, Some("")] {
-            let got = policies.resolve(absent, |_| panic!("defaults are not invalid"));
+            let got = rules_cache.resolve(absent, |_| panic!("defaults are not invalid"));
             prop_assert_eq!(got.map(|p| (*p).clone()), Ok::<_, Arc<str>>(default.clone()));
         }
     }

@@ -1,11 +1,11 @@
-//! Identity rules in the environment (`policy::env`).
+//! Identity rules in the environment (`api_rules::env`).
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::Value;
-use tyk_phantom_token::policy;
+use tyk_phantom_token::api_rules;
 
 use crate::cases;
 use crate::config_data::{one_or_many, policy_id};
@@ -51,7 +51,7 @@ proptest! {
         let valid = expected
             .iter()
             .all(|id| id.len() <= 256 && !id.chars().any(|c| c.is_control() || c.is_whitespace()));
-        match policy::env::policy_ids(&raw) {
+        match api_rules::env::policy_ids(&raw) {
             Ok(ids) => {
                 prop_assert!(valid, "{:?} accepted", raw);
                 prop_assert_eq!(ids, expected);
@@ -89,7 +89,7 @@ proptest! {
                 && k != "token"
                 && k != "phantom_jwt"
         });
-        match policy::env::metadata_claims(&raw) {
+        match api_rules::env::metadata_claims(&raw) {
             Ok(pairs) => {
                 prop_assert!(valid, "{:?} accepted", raw);
                 prop_assert!(pairs.iter().all(|(_, k)| usable_meta_key(k)));
@@ -107,7 +107,7 @@ proptest! {
         map in prop::collection::btree_map(".{0,12}", one_or_many(policy_id()), 0..5),
         junk in any::<String>(),
     ) {
-        if let Ok(parsed) = policy::env::policy_map(&junk) {
+        if let Ok(parsed) = api_rules::env::policy_map(&junk) {
             let usable = |id: &String| !id.is_empty() && !id.contains(char::is_whitespace);
             prop_assert!(parsed.values().flatten().all(usable));
         }
@@ -118,7 +118,7 @@ proptest! {
         let valid = expected.values().flatten().all(|id| {
             !id.is_empty() && id.len() <= 256 && !id.chars().any(|c| c.is_control() || c.is_whitespace())
         });
-        match policy::env::policy_map(&Value::Object(object).to_string()) {
+        match api_rules::env::policy_map(&Value::Object(object).to_string()) {
             Ok(parsed) => {
                 prop_assert!(valid);
                 prop_assert_eq!(parsed, expected);

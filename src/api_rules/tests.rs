@@ -4,60 +4,60 @@ fn claims(json: &str) -> Claims {
     Claims::from_map(serde_json::from_str(json).unwrap()).unwrap()
 }
 
-fn parse(text: &str) -> Result<ApiPolicy, String> {
+fn parse(text: &str) -> Result<ApiRules, String> {
     parse_config_data(text, &IdentityRules::default())
 }
 
 #[test]
 fn empty_config_data_changes_nothing() {
-    assert_eq!(parse("{}"), Ok(ApiPolicy::default()));
+    assert_eq!(parse("{}"), Ok(ApiRules::default()));
 }
 
 #[test]
 fn required_scopes_are_all_required() {
-    let policy = parse(r#"{"required_scopes":["orders:read","orders:write"]}"#).unwrap();
+    let rules = parse(r#"{"required_scopes":["orders:read","orders:write"]}"#).unwrap();
     assert_eq!(
-        policy.check(&claims(r#"{"scope":"orders:write openid orders:read"}"#)),
+        rules.check(&claims(r#"{"scope":"orders:write openid orders:read"}"#)),
         Ok(())
     );
     assert_eq!(
-        policy.check(&claims(r#"{"scope":"orders:read"}"#)),
-        Err(PolicyDenial::InsufficientScope(
+        rules.check(&claims(r#"{"scope":"orders:read"}"#)),
+        Err(RuleDenial::InsufficientScope(
             "orders:read orders:write".into()
         ))
     );
     assert_eq!(
-        policy.check(&claims(r#"{}"#)),
-        Err(PolicyDenial::InsufficientScope(
+        rules.check(&claims(r#"{}"#)),
+        Err(RuleDenial::InsufficientScope(
             "orders:read orders:write".into()
         ))
     );
     // A space-separated string works too.
     let same = parse(r#"{"required_scopes":"orders:read orders:write"}"#).unwrap();
-    assert_eq!(same.required_scopes, policy.required_scopes);
+    assert_eq!(same.required_scopes, rules.required_scopes);
 }
 
 #[test]
 fn no_required_scopes_key_means_no_scope_check() {
-    let policy = parse(r#"{"required_audience":"orders-api"}"#).unwrap();
-    assert_eq!(policy.check(&claims(r#"{"aud":"orders-api"}"#)), Ok(()));
+    let rules = parse(r#"{"required_audience":"orders-api"}"#).unwrap();
+    assert_eq!(rules.check(&claims(r#"{"aud":"orders-api"}"#)), Ok(()));
 }
 
 #[test]
 fn required_audience_accepts_string_or_array_aud() {
-    let policy = parse(r#"{"required_audience":"orders-api"}"#).unwrap();
-    assert_eq!(policy.check(&claims(r#"{"aud":"orders-api"}"#)), Ok(()));
+    let rules = parse(r#"{"required_audience":"orders-api"}"#).unwrap();
+    assert_eq!(rules.check(&claims(r#"{"aud":"orders-api"}"#)), Ok(()));
     assert_eq!(
-        policy.check(&claims(r#"{"aud":["web","orders-api"]}"#)),
+        rules.check(&claims(r#"{"aud":["web","orders-api"]}"#)),
         Ok(())
     );
     assert_eq!(
-        policy.check(&claims(r#"{"aud":"web"}"#)),
-        Err(PolicyDenial::WrongAudience)
+        rules.check(&claims(r#"{"aud":"web"}"#)),
+        Err(RuleDenial::WrongAudience)
     );
     assert_eq!(
-        policy.check(&claims(r#"{}"#)),
-        Err(PolicyDenial::WrongAudience)
+        rules.check(&claims(r#"{}"#)),
+        Err(RuleDenial::WrongAudience)
     );
 }
 
@@ -110,14 +110,14 @@ fn config_data_overrides_global_identity_rules_key_by_key() {
         jwt_in_metadata: false,
         ..IdentityRules::default()
     };
-    let policy = parse_config_data(
+    let rules = parse_config_data(
         r#"{"jwt_in_metadata":true,"apply_policies":"p1,p2"}"#,
         &global,
     )
     .unwrap();
-    assert_eq!(policy.identity.session_key_claim.as_deref(), Some("sub"));
-    assert_eq!(policy.identity.apply_policies, vec!["p1", "p2"]);
-    assert!(policy.identity.jwt_in_metadata);
+    assert_eq!(rules.identity.session_key_claim.as_deref(), Some("sub"));
+    assert_eq!(rules.identity.apply_policies, vec!["p1", "p2"]);
+    assert!(rules.identity.jwt_in_metadata);
     let off = parse_config_data(r#"{"session_key_claim":""}"#, &global).unwrap();
     assert_eq!(off.identity.session_key_claim, None);
 }
@@ -152,12 +152,12 @@ fn policies_come_from_static_ids_and_the_policy_claim() {
 
 #[test]
 fn metadata_claims_copy_strings_numbers_and_string_lists_only() {
-    let policy = parse(r#"{"metadata_claims":{"email":"user_email","tier":"tier","groups":"groups","obj":"obj","bad":"bad"}}"#)
+    let rules = parse(r#"{"metadata_claims":{"email":"user_email","tier":"tier","groups":"groups","obj":"obj","bad":"bad"}}"#)
         .unwrap();
     let c = claims(
         r#"{"email":"a@example.com","tier":3,"groups":["x","y"],"obj":{"k":1},"bad":"line\nbreak"}"#,
     );
-    let mut got: Vec<(&str, String)> = policy.identity.metadata(&c).collect();
+    let mut got: Vec<(&str, String)> = rules.identity.metadata(&c).collect();
     got.sort();
     assert_eq!(
         got,
@@ -192,7 +192,7 @@ fn env_parsers_read_lists_and_maps() {
 
 #[test]
 fn each_distinct_config_is_parsed_once_and_invalid_ones_logged_once() {
-    let policies = ApiPolicies::new(IdentityRules::default());
+    let policies = ApiRulesCache::new(IdentityRules::default());
     let mut logged = 0;
     for _ in 0..3 {
         let result = policies.resolve(Some(r#"{"required_scope":"x"}"#), |_| logged += 1);
@@ -215,13 +215,13 @@ fn each_distinct_config_is_parsed_once_and_invalid_ones_logged_once() {
 
 #[test]
 fn a_comma_inside_a_granted_scope_does_not_split_it() {
-    let policy = parse(r#"{"required_scopes":["orders:admin"]}"#).unwrap();
+    let rules = parse(r#"{"required_scopes":["orders:admin"]}"#).unwrap();
     assert_eq!(
-        policy.check(&claims(r#"{"scope":"orders:x,orders:admin"}"#)),
-        Err(PolicyDenial::InsufficientScope("orders:admin".into()))
+        rules.check(&claims(r#"{"scope":"orders:x,orders:admin"}"#)),
+        Err(RuleDenial::InsufficientScope("orders:admin".into()))
     );
     assert_eq!(
-        policy.check(&claims(r#"{"scope":"openid orders:admin"}"#)),
+        rules.check(&claims(r#"{"scope":"openid orders:admin"}"#)),
         Ok(())
     );
 }
@@ -253,9 +253,9 @@ fn an_empty_scope_requirement_is_refused() {
 
 #[test]
 fn one_claim_value_with_a_comma_names_one_policy() {
-    let policy = parse(r#"{"policy_claim":"roles"}"#).unwrap();
+    let rules = parse(r#"{"policy_claim":"roles"}"#).unwrap();
     assert_eq!(
-        policy
+        rules
             .identity
             .policies(&claims(r#"{"roles":"gold,silver bronze"}"#)),
         vec!["gold,silver", "bronze"]
@@ -264,7 +264,7 @@ fn one_claim_value_with_a_comma_names_one_policy() {
 
 #[test]
 fn oversized_config_data_is_refused_without_being_stored() {
-    let policies = ApiPolicies::new(IdentityRules::default());
+    let policies = ApiRulesCache::new(IdentityRules::default());
     let huge = format!(
         r#"{{"required_audience":"{}"}}"#,
         "a".repeat(MAX_CONFIG_DATA_BYTES)
@@ -278,7 +278,7 @@ fn oversized_config_data_is_refused_without_being_stored() {
 
 #[test]
 fn configs_in_use_are_not_parsed_again_however_many_others_come() {
-    let policies = ApiPolicies::new(IdentityRules::default());
+    let policies = ApiRulesCache::new(IdentityRules::default());
     let hot = r#"{"required_scopes":"orders:read"}"#;
     let first = policies.resolve(Some(hot), |_| panic!("valid")).unwrap();
     for n in 0..3000 {
@@ -297,17 +297,17 @@ fn configs_in_use_are_not_parsed_again_however_many_others_come() {
 
 #[test]
 fn claims_named_comma_separated_are_split_at_commas_too() {
-    let policy = parse(
+    let rules = parse(
         r#"{"policy_claim":"roles","comma_separated_claims":["roles","scope"],"required_scopes":"orders:admin"}"#,
     )
     .unwrap();
     let c = claims(r#"{"roles":"gold,silver bronze","scope":"orders:x,orders:admin"}"#);
     assert_eq!(
-        policy.identity.policies(&c),
+        rules.identity.policies(&c),
         vec!["gold", "silver", "bronze"]
     );
     assert_eq!(
-        policy.check(&c),
+        rules.check(&c),
         Ok(()),
         "the operator said scope uses commas"
     );
@@ -386,11 +386,11 @@ fn analytics_tags_come_from_the_chosen_claims_safely() {
 
 #[test]
 fn rules_naming_claims_outside_the_summary_read_the_whole_jwt() {
-    let mut policy = ApiPolicy::default();
-    assert!(!policy.needs_full_claims());
-    policy.identity.analytics_tag_claims = vec!["tenant".into()];
-    assert!(policy.needs_full_claims());
-    policy.identity.analytics_tag_claims = vec!["sub".into()];
-    policy.identity.analytics_alias_claim = Some("email".into());
-    assert!(policy.needs_full_claims());
+    let mut rules = ApiRules::default();
+    assert!(!rules.needs_full_claims());
+    rules.identity.analytics_tag_claims = vec!["tenant".into()];
+    assert!(rules.needs_full_claims());
+    rules.identity.analytics_tag_claims = vec!["sub".into()];
+    rules.identity.analytics_alias_claim = Some("email".into());
+    assert!(rules.needs_full_claims());
 }

@@ -1,0 +1,131 @@
+//! The cached form of an active token, and what a cache entry weighs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::millis;
+use crate::jwt::Claims;
+use crate::token::SESSION_KEY_PREFIX;
+
+/// An active token, as cached: everything an allowed request needs, built once
+/// per token so a cache hit only copies strings.
+pub struct Grant {
+    /// `Bearer <JWT>`, the upstream `Authorization` value.
+    authorization: Box<str>,
+    /// The claims every request reads ([`Claims::summary`]); the others are
+    /// read from the JWT again when an API's rules ask for them.
+    pub claims: Claims,
+    /// Tyk's per-token session key (`metadata["token"]` unless the API keys
+    /// sessions by a claim).
+    pub session_key: Box<str>,
+    /// Until when Tyk's id_extractor may skip the plugin, unix seconds
+    /// (rounded down): the end of the cache entry, or, with revalidation on,
+    /// when the answer is due for it if that comes first. Tyk must call the
+    /// plugin by then, or a revoked token would outlive the revalidation
+    /// bound in that mode.
+    pub cached_until: u64,
+    /// When it was fetched, in [`millis_since_start`].
+    fetched_at: u64,
+    /// When the next background revalidation may start, in
+    /// [`millis_since_start`]; claimed by compare-and-swap so only one runs.
+    next_revalidation: AtomicU64,
+}
+
+/// Milliseconds since the first call: a cheap monotonic clock that fits in an
+/// atomic.
+pub(super) fn millis_since_start() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+const BEARER_PREFIX: &str = "Bearer ";
+
+/// Bytes a cache entry holds beyond the strings it owns: the grant itself,
+/// its `Arc`, moka's entry, expiry timer and sketch, and the allocator's
+/// rounding. Calibrated with the 500 k-token benchmark (docs/performance.md:
+/// 1.83 KB of RSS per cached token with 866-byte JWTs, which this weighs at
+/// 1.88 KB), so that `CACHE_MAX_BYTES` bounds the real memory.
+const GRANT_OVERHEAD: usize = 640;
+
+/// Bytes a cache entry for an inactive answer holds: moka's entry, expiry
+/// timer and sketch, the `Arc`'d value and the allocator's rounding — most of
+/// what [`GRANT_OVERHEAD`] counts, since every entry pays it. Measured like
+/// the positive figure, as resident memory: `phantom-bench cache-memory`
+/// (release build, mimalloc as in the plugin) inserts N inactive answers
+/// under distinct digests into a [`TokenCache`](crate::cache::TokenCache)
+/// and divides the growth of RSS by N: 420 bytes at N = 100 000, 403 at
+/// 500 000 and at 1 000 000
+/// (docs/performance.md). The largest figure is used, so that a flood of
+/// distinct junk tokens holds no more than `CACHE_MAX_BYTES`.
+pub const NEGATIVE_ENTRY_BYTES: u32 = 420;
+
+impl Grant {
+    pub(crate) fn new(jwt: &str, claims: &Claims, session_key: String, cached_until: u64) -> Self {
+        let now = millis_since_start();
+        Grant {
+            authorization: format!("{BEARER_PREFIX}{jwt}").into_boxed_str(),
+            claims: claims.summary(),
+            session_key: session_key.into_boxed_str(),
+            cached_until,
+            fetched_at: now,
+            next_revalidation: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this answer is older than `after`.
+    pub(super) fn is_stale(&self, after: Duration, now: u64) -> bool {
+        now.saturating_sub(self.fetched_at) >= millis(after)
+    }
+
+    /// Claims the next revalidation if one is due: true for exactly one caller
+    /// until [`Grant::reschedule`].
+    pub(super) fn claim_revalidation(&self, now: u64) -> bool {
+        let next = self.next_revalidation.load(Ordering::Acquire);
+        now >= next
+            && self
+                .next_revalidation
+                .compare_exchange(next, u64::MAX, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    pub(super) fn reschedule(&self, at: u64) {
+        self.next_revalidation.store(at, Ordering::Release);
+    }
+
+    /// The `Authorization` header value for the upstream request.
+    pub fn authorization(&self) -> &str {
+        &self.authorization
+    }
+
+    /// The phantom JWT.
+    pub fn jwt(&self) -> &str {
+        &self.authorization[BEARER_PREFIX.len()..]
+    }
+
+    /// All the JWT's claims, read again from the JWT (it was checked when it
+    /// was cached, so this cannot fail short of memory corruption; an empty
+    /// set is the fallback).
+    pub fn full_claims(&self) -> Claims {
+        crate::jwt::parse(self.jwt()).unwrap_or_default()
+    }
+
+    /// The short identifier used in log lines (the session key's first hex
+    /// characters; see [`SessionKeys::log_id`](crate::token::SessionKeys::log_id)).
+    pub fn log_id(&self) -> &str {
+        let hex = &self.session_key[SESSION_KEY_PREFIX.len()..];
+        &hex[..hex.len().min(12)]
+    }
+
+    /// Approximate bytes held by a cache entry for this grant.
+    pub(super) fn weight(&self) -> u32 {
+        let bytes = GRANT_OVERHEAD
+            + self.authorization.len()
+            + self.session_key.len()
+            + self.claims.byte_len();
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
+/// A cached answer: `Some` for an active token, `None` for an inactive one.
+pub type Answer = Option<Arc<Grant>>;

@@ -1,0 +1,222 @@
+//! Denials as Tyk replies. [`Replies::rescue`] is the one place where a
+//! [`Denial`] becomes a status, message and headers; each reply has a named
+//! constructor on [`Deny`]. Nothing here knows Tyk's protobuf types:
+//! [`crate::tyk::deny`] writes a [`Deny`] into the object.
+//!
+//! | denial | status | body | headers |
+//! |---|---|---|---|
+//! | no bearer credentials | 401 | Tyk template | `WWW-Authenticate: Bearer realm=".."` |
+//! | malformed, inactive, expired, wrong audience | 401 | Tyk template | `.., error="invalid_token"` |
+//! | scopes missing | 403 | Tyk template | `.., error="insufficient_scope", scope=".."` |
+//! | invalid `config_data` | 500 | JSON | — |
+//! | AS error status, bad answer, credentials refused, TLS failure | 502 | JSON | — |
+//! | AS unreachable or 503/429, breaker open, too many in flight | 503 | JSON | `Retry-After` |
+//! | AS timed out | 504 | JSON | — |
+//! | shutdown grace period over | 503 | JSON | `Retry-After` |
+//!
+//! 401 and 403 go through Tyk's template with `override_error` off so Tyk
+//! fires its AuthFailure event. The 5xx are not the client's authentication
+//! failure: they are sent as raw JSON in the template's layout and fire no
+//! event.
+
+use tracing::{debug, info, warn};
+
+use crate::authz::Denial;
+use crate::config::ChallengeConfig;
+use crate::introspect::IntrospectError;
+use crate::metrics::{Decision, Metrics};
+
+/// How a denied request is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deny {
+    pub status: i32,
+    /// Short, generic text: never a token, URL or upstream body.
+    pub message: &'static str,
+    /// Headers for the client response (`WWW-Authenticate`, `Retry-After`).
+    pub headers: Vec<(&'static str, String)>,
+    /// `false`: Tyk renders its JSON error template and fires AuthFailure.
+    /// `true`: we send the body ourselves and Tyk fires nothing.
+    pub raw_body: bool,
+}
+
+impl Deny {
+    /// 401 for a request without bearer credentials: a bare challenge
+    /// (RFC 6750 §3.1), `www_authenticate` being `Bearer realm=".."`.
+    pub fn challenge(www_authenticate: &str) -> Deny {
+        Deny::client(401, "Authorization required", www_authenticate.to_owned())
+    }
+
+    /// 401 for a malformed, inactive, expired or foreign token,
+    /// `www_authenticate` carrying `error="invalid_token"`.
+    pub fn invalid_token(www_authenticate: &str) -> Deny {
+        Deny::client(401, "Invalid access token", www_authenticate.to_owned())
+    }
+
+    /// 403 for a token without the `scopes` (space-separated) the API
+    /// requires.
+    pub fn insufficient_scope(realm: &str, scopes: &str) -> Deny {
+        Deny::client(
+            403,
+            "Insufficient scope",
+            format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scopes}\""),
+        )
+    }
+
+    /// 500: the API's `config_data` is invalid, so no request to it can be
+    /// decided.
+    pub fn invalid_api_config() -> Deny {
+        Deny::server(500, "Invalid API configuration", Vec::new())
+    }
+
+    /// 502: the AS answered, but not with something usable (an error status,
+    /// refused credentials, a bad body, a failed TLS handshake).
+    pub fn as_fault() -> Deny {
+        Deny::server(502, "Authorization server error", Vec::new())
+    }
+
+    /// 503: the AS cannot be asked now; try again after `retry_after`
+    /// seconds.
+    pub fn as_unavailable(retry_after: String) -> Deny {
+        Deny::unavailable("Authorization server unavailable", retry_after)
+    }
+
+    /// 504: the AS did not answer in time.
+    pub fn as_timeout() -> Deny {
+        Deny::server(504, "Authorization server timed out", Vec::new())
+    }
+
+    /// 503: the plugin is stopping and this call's grace period is over.
+    pub fn shutting_down(retry_after: String) -> Deny {
+        Deny::unavailable("Temporarily unavailable", retry_after)
+    }
+
+    /// 503 with `Retry-After`.
+    fn unavailable(message: &'static str, retry_after: String) -> Deny {
+        Deny::server(503, message, vec![("Retry-After", retry_after)])
+    }
+
+    /// The client's authentication failed: Tyk's template, and its event.
+    fn client(status: i32, message: &'static str, www_authenticate: String) -> Deny {
+        Deny {
+            status,
+            message,
+            headers: vec![("WWW-Authenticate", www_authenticate)],
+            raw_body: false,
+        }
+    }
+
+    /// Not the client's fault: raw JSON, no event.
+    fn server(status: i32, message: &'static str, headers: Vec<(&'static str, String)>) -> Deny {
+        Deny {
+            status,
+            message,
+            headers,
+            raw_body: true,
+        }
+    }
+}
+
+/// The same bytes Tyk's default error template produces for `message`, so
+/// clients see one error format whichever path answered.
+pub fn error_json(message: &str) -> String {
+    let quoted = serde_json::to_string(message).unwrap_or_else(|_| "\"\"".to_owned());
+    format!("{{\n    \"error\": {quoted}\n}}")
+}
+
+/// Settings that shape denials, with header values built once.
+pub struct Replies {
+    realm: String,
+    bare_challenge: String,
+    invalid_token_challenge: String,
+    retry_after: String,
+}
+
+impl Replies {
+    pub fn new(config: &ChallengeConfig) -> Self {
+        let ChallengeConfig {
+            realm,
+            retry_after_seconds,
+        } = config;
+        Replies {
+            realm: realm.clone(),
+            bare_challenge: format!("Bearer realm=\"{realm}\""),
+            invalid_token_challenge: format!("Bearer realm=\"{realm}\", error=\"invalid_token\""),
+            retry_after: retry_after_seconds.to_string(),
+        }
+    }
+
+    /// Turns a denial into Tyk's answer (see the table above) and the
+    /// decision it is counted as.
+    pub fn rescue(&self, denial: &Denial) -> (Deny, Decision) {
+        match denial {
+            Denial::NoCredentials => (
+                Deny::challenge(&self.bare_challenge),
+                Decision::NoCredentials,
+            ),
+            Denial::InvalidToken(_) => (
+                Deny::invalid_token(&self.invalid_token_challenge),
+                Decision::InvalidToken,
+            ),
+            Denial::InsufficientScope(scopes) => (
+                Deny::insufficient_scope(&self.realm, scopes),
+                Decision::InsufficientScope,
+            ),
+            Denial::InvalidApiConfig => (Deny::invalid_api_config(), Decision::InvalidConfig),
+            Denial::ShuttingDown => (
+                Deny::shutting_down(self.retry_after.clone()),
+                Decision::ShuttingDown,
+            ),
+            Denial::Introspection(error) => match error.as_ref() {
+                IntrospectError::Timeout => (Deny::as_timeout(), Decision::AsTimeout),
+                IntrospectError::Unreachable(_)
+                | IntrospectError::Unavailable(_)
+                | IntrospectError::Overloaded => (
+                    Deny::as_unavailable(self.retry_after.clone()),
+                    Decision::AsUnavailable,
+                ),
+                IntrospectError::BreakerOpen { retry_after } => {
+                    // Whole seconds, rounded up, at least one.
+                    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                    (
+                        Deny::as_unavailable(seconds.max(1).to_string()),
+                        Decision::AsUnavailable,
+                    )
+                }
+                IntrospectError::Tls(_)
+                | IntrospectError::CredentialsRejected(_)
+                | IntrospectError::UnexpectedStatus(_)
+                | IntrospectError::NotJwt(_)
+                | IntrospectError::TooLarge(_) => (Deny::as_fault(), Decision::AsError),
+            },
+        }
+    }
+
+    /// The reply to `denial`, counted and logged. `token_id` identifies the
+    /// token (or malformed header) in the log line; empty when there was
+    /// none.
+    pub fn refuse(&self, denial: &Denial, token_id: &str, metrics: &Metrics) -> Deny {
+        let (deny, decision) = self.rescue(denial);
+        metrics.decision(decision);
+        let status = deny.status;
+        match denial {
+            Denial::Introspection(error) => {
+                warn!(status, token.id = %token_id, error = %error, "Introspection failed");
+            }
+            Denial::NoCredentials => info!(status, reason = "no_credentials", "Request denied"),
+            Denial::ShuttingDown => warn!(status, "Call cut short by shutdown"),
+            Denial::InvalidApiConfig => {
+                debug!(status, reason = "invalid_config_data", "Request denied");
+            }
+            Denial::InsufficientScope(_) => {
+                info!(status, reason = "insufficient_scope", token.id = %token_id, "Request denied");
+            }
+            Denial::InvalidToken(why) => {
+                info!(status, reason = why.as_str(), token.id = %token_id, "Request denied");
+            }
+        }
+        deny
+    }
+}
+
+#[cfg(test)]
+mod tests;
