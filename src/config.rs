@@ -6,6 +6,7 @@
 //! stops the service with a message naming the variable.
 
 mod parse;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -117,6 +118,16 @@ pub const ALL_VARIABLES: &[&str] = &[
     ENV_SHUTDOWN_GRACE_SECONDS,
     ENV_LOG_FORMAT,
     ENV_LOG_LEVEL,
+    shared::ENV_REDIS_URL,
+    shared::ENV_REDIS_KEY_PREFIX,
+    shared::ENV_REDIS_KEY_SECRET,
+    shared::ENV_REDIS_TLS_CA_FILE,
+    shared::ENV_REDIS_TLS_CERT_FILE,
+    shared::ENV_REDIS_TLS_KEY_FILE,
+    shared::ENV_REDIS_SENTINEL_USERNAME,
+    shared::ENV_REDIS_SENTINEL_PASSWORD,
+    shared::ENV_REDIS_TIMEOUT_MS,
+    shared::ENV_REDIS_LOCK_WAIT_MS,
 ];
 
 /// Curity's plugin listens on this port; Tyk's examples dial it.
@@ -259,6 +270,8 @@ pub struct Config {
     pub log_level: String,
     /// Variables that are accepted for compatibility but change nothing.
     pub ignored: Vec<&'static str>,
+    /// The fleet's shared cache in Redis, when `REDIS_URL` is set.
+    pub shared: Option<shared::SharedConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -485,6 +498,11 @@ impl Config {
             ignored.push(ENV_CACHE_JANITOR_SECONDS);
         }
 
+        let shared = shared::read(source).unwrap_or_else(|problems| {
+            r.problems.extend(problems);
+            None
+        });
+
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -540,6 +558,7 @@ impl Config {
             log_format,
             log_level,
             ignored,
+            shared,
         })
     }
 }
