@@ -18,6 +18,7 @@ use tracing::debug;
 
 use crate::cache::{Cached, Lookup, TokenCache, TtlPolicy, unix_now};
 use crate::config::Config;
+use crate::fleet::{Fleet, FleetPurge};
 use crate::introspect::{ClientBuildError, IntrospectError, Introspection, IntrospectionClient};
 use crate::jwt::Claims;
 use crate::metrics::{CacheLookup, Metrics};
@@ -153,7 +154,7 @@ impl Grant {
 }
 
 /// A cached answer: `Some` for an active token, `None` for an inactive one.
-type Answer = Option<Arc<Grant>>;
+pub type Answer = Option<Arc<Grant>>;
 
 /// Why a request is denied. Turned into Tyk's answer in one place
 /// (`dispatch::rescue`).
@@ -219,6 +220,8 @@ pub struct Authorizer {
     max_token_bytes: usize,
     revalidate_after: Option<Duration>,
     metrics: Arc<Metrics>,
+    /// The fleet's shared cache, when `REDIS_URL` is set.
+    fleet: Option<Fleet>,
 }
 
 impl Authorizer {
@@ -241,6 +244,53 @@ impl Authorizer {
             max_token_bytes: config.max_token_bytes,
             revalidate_after: config.cache.revalidate_after,
             metrics,
+            fleet: None,
+        })
+    }
+
+    /// Adds the fleet's shared cache as the second level.
+    #[must_use]
+    pub fn with_fleet(mut self, fleet: Fleet) -> Self {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    pub fn fleet(&self) -> Option<&Fleet> {
+        self.fleet.as_ref()
+    }
+
+    /// The in-process cache key of `token`: its SHA-256, or with the shared
+    /// cache on, the fleet's keyed digest (what purge messages carry).
+    fn key(&self, token: &BearerToken<'_>, digest: TokenDigest) -> TokenDigest {
+        self.fleet
+            .as_ref()
+            .map_or(digest, |fleet| fleet.key(token.expose()))
+    }
+
+    /// Starts dropping this replica's entries when the fleet purges them.
+    pub fn listen_for_purges(self: &Arc<Self>) {
+        let Some(fleet) = &self.fleet else {
+            return;
+        };
+        let this = Arc::downgrade(self);
+        fleet.listen(move |key| {
+            if let Some(this) = this.upgrade() {
+                tokio::spawn(async move { this.cache.invalidate(&key).await });
+            }
+        });
+    }
+
+    /// Ends `token` here and, with the shared cache on, in Redis and on every
+    /// replica. `None` for a value that is not a token.
+    pub async fn revoke(&self, token: &str) -> Option<FleetPurge> {
+        let header = format!("{BEARER_PREFIX}{token}");
+        let token = extract_bearer(Some(&header), self.max_token_bytes).ok()?;
+        self.cache
+            .invalidate(&self.key(&token, token.digest()))
+            .await;
+        Some(match &self.fleet {
+            Some(fleet) => fleet.purge(token.expose()).await,
+            None => FleetPurge::Off,
         })
     }
 
@@ -280,9 +330,14 @@ impl Authorizer {
             }
         };
         let digest = token.digest();
+        let key = self.key(&token, digest);
         let fetch = || async {
-            let answer = self.client.introspect(&token, trace).await?;
-            Ok(self.to_cached(&digest, answer))
+            let introspect = || self.client.introspect(&token, trace);
+            let to_cached = |answer| self.to_cached(&digest, answer);
+            match &self.fleet {
+                Some(fleet) => fleet.fetch(token.expose(), introspect, to_cached).await,
+                None => Ok(to_cached(introspect().await?)),
+            }
         };
         // A cached JWT is forwarded only before its exp minus the skew, the
         // end the TTL rule gave its entry (a step of the wall clock could
@@ -296,7 +351,7 @@ impl Authorizer {
         };
         let (answer, lookup) = match self
             .cache
-            .get_valid_or_fetch::<IntrospectError, _>(digest, valid, fetch)
+            .get_valid_or_fetch::<IntrospectError, _>(key, valid, fetch)
             .await
         {
             Ok(found) => found,
@@ -414,9 +469,11 @@ impl Authorizer {
                 }
                 Some(Ok(answer)) => {
                     let revoked = answer == Introspection::Inactive;
-                    this.cache
-                        .insert(digest, this.to_cached(&digest, answer))
-                        .await;
+                    let cached = this.to_cached(&digest, answer.clone());
+                    if let Some(fleet) = &this.fleet {
+                        fleet.refresh(&token, &answer, cached.ttl).await;
+                    }
+                    this.cache.insert(this.key(&bearer, digest), cached).await;
                     if revoked {
                         this.metrics.revalidation("revoked");
                         debug!(
@@ -461,7 +518,11 @@ impl Authorizer {
                         } else {
                             "refreshed"
                         });
-                    Ok(self.to_cached(&digest, answer))
+                    let cached = self.to_cached(&digest, answer.clone());
+                    if let Some(fleet) = &self.fleet {
+                        fleet.refresh(token.expose(), &answer, cached.ttl).await;
+                    }
+                    Ok(cached)
                 }
                 Err(IntrospectError::Overloaded) => {
                     self.metrics.revalidation("skipped");
@@ -481,10 +542,11 @@ impl Authorizer {
                 }
             }
         };
-        self.cache.invalidate(&digest).await;
+        let key = self.key(token, digest);
+        self.cache.invalidate(&key).await;
         match self
             .cache
-            .get_or_fetch::<IntrospectError, _>(digest, fetch)
+            .get_or_fetch::<IntrospectError, _>(key, fetch)
             .await
         {
             Ok((answer, lookup)) => Verdict {
@@ -498,9 +560,9 @@ impl Authorizer {
 
     /// The cached grant for a token, without introspecting: none once its JWT
     /// is no longer [`forwardable`](Authorizer::forwardable).
-    pub async fn cached_grant(&self, digest: &TokenDigest) -> Option<Arc<Grant>> {
+    pub async fn cached_grant(&self, token: &BearerToken<'_>) -> Option<Arc<Grant>> {
         self.cache
-            .peek(digest)
+            .peek(&self.key(token, token.digest()))
             .await
             .and_then(|c| c.value.clone())
             .filter(|grant| self.forwardable(grant.claims.exp))

@@ -175,7 +175,7 @@ impl DispatchService {
         let Ok(token) = extract_bearer(header, self.replies.max_token_bytes) else {
             return;
         };
-        if let Some(grant) = self.authz.cached_grant(&token.digest()).await {
+        if let Some(grant) = self.authz.cached_grant(&token).await {
             return set_authorization(object, grant.authorization().to_owned());
         }
         if crate::jwt::parse(token.expose()).is_ok() {

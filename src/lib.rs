@@ -22,6 +22,7 @@
 //! - [`mint`]: RFC 9068 access tokens minted from an answer when the AS gives no JWT.
 //! - [`cache`]: the expiring, bounded, coalescing token cache and its TTL rule.
 //! - [`shared`]: the fleet's second-level cache in Redis, sealed per token.
+//! - [`fleet`]: the shared cache wired behind the in-process one.
 //! - [`authz`]: the decision, free of gRPC and Tyk types.
 //! - [`tyk`]: the generated schema; writing allow and deny into Tyk's object.
 //! - [`dispatch`]: the gRPC service; hook routing; denial → Tyk answer.
@@ -41,6 +42,7 @@ pub mod client_auth;
 pub mod config;
 pub mod discovery;
 pub mod dispatch;
+pub mod fleet;
 pub mod introspect;
 pub mod jwks;
 pub mod jwt;
