@@ -356,9 +356,10 @@ fn every_variable_is_documented_in_env_example_and_readme() {
 
 #[test]
 fn every_variable_the_code_reads_is_listed() {
-    let source = include_str!("../config.rs");
-    let read = source
-        .lines()
+    let sources = [include_str!("../config.rs"), include_str!("shared.rs")];
+    let read = sources
+        .iter()
+        .flat_map(|source| source.lines())
         .filter_map(|l| l.trim().strip_prefix("pub const ENV_"))
         .count();
     assert_eq!(
