@@ -11,11 +11,21 @@ use crate::support::*;
 
 const SECRET: &str = "fleet-key-secret-90d2";
 const HIT: &str = "phantom_shared_cache_lookups_total{result=\"hit\"}";
+const MISS: &str = "phantom_shared_cache_lookups_total{result=\"miss\"}";
 
 /// `n` replicas with an admin endpoint, all introspecting at `fake_as` and
 /// sharing the Redis at `url`. (Each also starts a fake AS of its own, which
 /// is never called.)
 async fn replicas(n: usize, fake_as: &FakeAs, url: &str) -> Vec<TestApp> {
+    replicas_with(n, fake_as, url, &[]).await
+}
+
+async fn replicas_with(
+    n: usize,
+    fake_as: &FakeAs,
+    url: &str,
+    extra: &[(&str, &str)],
+) -> Vec<TestApp> {
     let mut apps = Vec::new();
     for _ in 0..n {
         apps.push(
@@ -23,6 +33,9 @@ async fn replicas(n: usize, fake_as: &FakeAs, url: &str) -> Vec<TestApp> {
                 s.env("INTROSPECTION_URL", &fake_as.url())
                     .env("REDIS_URL", url)
                     .env("REDIS_KEY_SECRET", SECRET);
+                for (name, value) in extra {
+                    s.env(name, value);
+                }
                 s.admin = true;
             })
             .await,
@@ -37,6 +50,11 @@ fn upstream_authorization(outcome: &Outcome) -> Option<String> {
         .as_ref()
         .and_then(|u| u.header("Authorization"))
         .map(str::to_owned)
+}
+
+/// Shared cache lookups a replica made (hits and misses).
+async fn shared_lookups(app: &TestApp) -> f64 {
+    app.metric(HIT).await + app.metric(MISS).await
 }
 
 /// Waits until every replica's purge subscription is connected.
@@ -81,6 +99,12 @@ async fn a_token_introspected_on_one_replica_is_a_shared_hit_on_the_others() {
         assert_eq!(app.metric(HIT).await, 1.0);
     }
     assert_eq!(fake_as.calls(), 1, "one introspection for the fleet");
+    // Now in-process hits: Redis is not asked again.
+    let before = shared_lookups(&fleet[1]).await;
+    for _ in 0..5 {
+        assert_eq!(fleet[1].get_with_token("fleet-token").await.status(), 200);
+    }
+    assert_eq!(shared_lookups(&fleet[1]).await, before);
 
     // Inactive answers are shared too.
     fake_as.script("dead-token", Behaviour::NoContent);
@@ -324,6 +348,43 @@ async fn a_revocation_on_one_replica_ends_the_token_on_all() {
         .0,
         400
     );
+}
+
+#[tokio::test]
+async fn a_revocation_found_by_revalidation_on_one_replica_ends_the_token_on_all() {
+    let redis = RedisServer::start().await;
+    let fake_as = FakeAs::start().await;
+    let fleet = replicas_with(
+        2,
+        &fake_as,
+        &redis.url(),
+        &[("REVALIDATE_AFTER_SECONDS", "1")],
+    )
+    .await;
+    fake_as.script("stale-token", Behaviour::Jwt(Claims::valid_for("jo", 600)));
+    for app in &fleet {
+        assert_eq!(app.get_with_token("stale-token").await.status(), 200);
+    }
+    assert_eq!(fake_as.calls(), 1);
+    subscribed(&fleet).await;
+    fake_as.script("stale-token", Behaviour::NoContent);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Served while revalidated in the background on the first replica.
+    assert_eq!(fleet[0].get_with_token("stale-token").await.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fake_as.calls() < 2
+        || fleet[1]
+            .metric("phantom_shared_cache_purges_total{result=\"received\"}")
+            .await
+            < 1.0
+    {
+        assert!(Instant::now() < deadline, "revalidated and purged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The second replica's copy went with the purge; the inactive answer
+    // is shared, so it is denied without asking the AS.
+    assert_eq!(fleet[1].get_with_token("stale-token").await.status(), 401);
+    assert_eq!(fake_as.calls(), 2);
 }
 
 #[tokio::test]
