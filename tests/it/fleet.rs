@@ -230,6 +230,61 @@ async fn with_redis_killed_every_request_is_still_answered_and_sharing_resumes_a
 }
 
 #[tokio::test]
+async fn with_redis_hanging_requests_wait_little_and_the_breaker_opens() {
+    let redis = RedisServer::start().await;
+    let fake_as = FakeAs::start().await;
+    let fleet = replicas(2, &fake_as, &redis.url()).await;
+    fake_as.script_default(Behaviour::Jwt(Claims::valid_for("kit", 600)));
+    assert_eq!(fleet[0].get_with_token("warm-up").await.status(), 200);
+
+    redis.pause();
+    for n in 0..6 {
+        let token = format!("hung-{n}");
+        let started = Instant::now();
+        let outcome = fleet[0].get_with_token(&token).await;
+        assert_eq!(outcome.status(), 200);
+        assert_eq!(
+            upstream_authorization(&outcome),
+            fake_as.jwt_for(&token).map(|jwt| format!("Bearer {jwt}"))
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(800),
+            "a hanging Redis costs a request at most a call timeout or two: {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        fleet[0].metric("phantom_shared_cache_breaker_state").await,
+        1.0
+    );
+    assert_eq!(fleet[0].admin_get("/readyz").await.0, 200);
+    assert!(
+        fleet[0]
+            .metric("phantom_shared_cache_unavailable_total{reason=\"timeout\"}")
+            .await
+            >= 1.0
+    );
+
+    redis.resume();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let token = format!("thawed-{attempt}");
+        assert_eq!(fleet[0].get_with_token(&token).await.status(), 200);
+        assert_eq!(fleet[1].get_with_token(&token).await.status(), 200);
+        if fake_as.calls_for(&token) == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sharing resumed after Redis thawed"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
 async fn the_redis_dump_holds_no_token_jwt_or_claim_value() {
     let redis = RedisServer::start().await;
     let fake_as = FakeAs::start().await;
