@@ -1,5 +1,13 @@
 //! The admin endpoint, on its own address (`ADMIN_ADDR`), apart from the gRPC
-//! port Tyk uses: `/livez`, `/readyz` and `/metrics` (Prometheus text format).
+//! port Tyk uses: `/livez`, `/readyz`, `/metrics` (Prometheus text format)
+//! and `POST /tokens/revoke`.
+//!
+//! The endpoint has no authentication of its own: it is for the operator's
+//! network only (bind it to loopback or an internal address, never expose it
+//! publicly). `/tokens/revoke` takes the token as RFC 7009 does
+//! (`application/x-www-form-urlencoded`, `token=…`; `token_type_hint` is
+//! ignored) or as JSON (`{"token":"…"}`), drops it from this replica's cache
+//! and, with the shared cache on, from Redis and every replica.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,10 +16,13 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::authz::Authorizer;
+use crate::fleet::FleetPurge;
 use crate::server::Serving;
 
 #[derive(Clone)]
@@ -26,6 +37,7 @@ pub fn router(serving: Serving, authz: Arc<Authorizer>) -> Router {
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/tokens/revoke", post(revoke))
         .with_state(Admin { serving, authz })
 }
 
@@ -54,6 +66,68 @@ async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
         )],
         body,
     )
+}
+
+#[derive(Deserialize)]
+struct RevokeJson {
+    token: String,
+}
+
+/// The token in a revocation request's body, by its media type.
+fn token_in(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<String, (StatusCode, &'static str)> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let token = match media.as_str() {
+        "application/x-www-form-urlencoded" => form_urlencoded::parse(body)
+            .find(|(name, _)| name == "token")
+            .map(|(_, value)| value.into_owned()),
+        "application/json" => serde_json::from_slice::<RevokeJson>(body)
+            .ok()
+            .map(|json| json.token),
+        _ => {
+            return Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send application/x-www-form-urlencoded (token=...) or application/json ({\"token\":\"...\"})\n",
+            ));
+        }
+    };
+    token
+        .filter(|t| !t.is_empty())
+        .ok_or((StatusCode::BAD_REQUEST, "no token in the body\n"))
+}
+
+/// Ends a token here and, with the shared cache on, fleet-wide. 200 when
+/// done (whether or not it was cached anywhere: RFC 7009 answers the same);
+/// 503 when Redis did not take the fleet-wide purge (it is dropped here
+/// only; retry). Never echoes the token.
+async fn revoke(
+    State(admin): State<Admin>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let token = match token_in(&headers, &body) {
+        Ok(token) => token,
+        Err(refused) => return refused,
+    };
+    match admin.authz.revoke(&token).await {
+        None => (StatusCode::BAD_REQUEST, "not a bearer token\n"),
+        Some(FleetPurge::Off) => (
+            StatusCode::OK,
+            "dropped on this replica (no shared cache)\n",
+        ),
+        Some(FleetPurge::Sent) => (StatusCode::OK, "dropped on every replica and in Redis\n"),
+        Some(FleetPurge::Failed) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dropped on this replica only: Redis did not take the fleet-wide purge; retry\n",
+        ),
+    }
 }
 
 /// Serves the admin endpoint until `shutdown`.

@@ -17,9 +17,11 @@ use crate::admin;
 use crate::authz::Authorizer;
 use crate::config::{Config, ListenAddr};
 use crate::dispatch::DispatchService;
+use crate::fleet::Fleet;
 use crate::introspect::ClientBuildError;
 use crate::metrics::Metrics;
 use crate::server::{self, Listener, ServeOptions, Serving};
+use crate::shared::SharedCacheError;
 
 /// Why the service could not start. The binary turns each into an exit code.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,9 @@ pub enum StartError {
     /// client certificate, TLS set-up).
     #[error("invalid configuration: {0}")]
     Config(#[from] ClientBuildError),
+    /// The shared cache's settings cannot be used (TLS files, client).
+    #[error("invalid shared cache configuration: {0}")]
+    Shared(#[from] SharedCacheError),
     /// The gRPC address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -47,7 +52,9 @@ impl StartError {
     /// be used, 1 otherwise.
     pub fn exit_code(&self) -> std::process::ExitCode {
         match self {
-            StartError::Config(_) => std::process::ExitCode::from(crate::cli::EXIT_CONFIG),
+            StartError::Config(_) | StartError::Shared(_) => {
+                std::process::ExitCode::from(crate::cli::EXIT_CONFIG)
+            }
             StartError::Listen { .. } | StartError::Admin { .. } => std::process::ExitCode::FAILURE,
         }
     }
@@ -84,8 +91,24 @@ impl App {
                  which the authorization server and anything on the way to it see; set a separate secret"
             );
         }
-        let metrics = Arc::new(Metrics::new());
-        let authz = Arc::new(Authorizer::new(config, metrics)?);
+        let mut metrics = Metrics::new();
+        // Built without connecting: a Redis that is down delays neither
+        // start-up nor readiness; requests introspect on their own meanwhile.
+        let fleet = match &config.shared {
+            Some(shared) => {
+                let fleet = Fleet::connect(shared).await?;
+                fleet.shared().stats().register(metrics.registry_mut());
+                info!(prefix = %shared.options.key_prefix, "Shared cache in Redis on");
+                Some(fleet)
+            }
+            None => None,
+        };
+        let mut authz = Authorizer::new(config, Arc::new(metrics))?;
+        if let Some(fleet) = fleet {
+            authz = authz.with_fleet(fleet);
+        }
+        let authz = Arc::new(authz);
+        authz.listen_for_purges();
         let listener = server::bind(&config.listen).map_err(|source| StartError::Listen {
             addr: config.listen.clone(),
             source,

@@ -18,9 +18,10 @@ use tracing::debug;
 use crate::api_rules::ApiRules;
 use crate::cache::{Cached, Lookup, TokenCache, TtlPolicy, unix_now};
 use crate::config::Config;
+use crate::fleet::{Fleet, FleetPurge};
 use crate::introspect::{ClientBuildError, IntrospectError, Introspection, IntrospectionClient};
 use crate::metrics::{CacheLookup, Metrics};
-use crate::token::{SessionKeys, TokenDigest, TokenError, extract_bearer};
+use crate::token::{BearerToken, SessionKeys, TokenDigest, TokenError, extract_bearer};
 use crate::trace::TraceContext;
 
 mod denial;
@@ -28,6 +29,7 @@ mod grant;
 mod revalidate;
 
 pub use denial::{Denial, InvalidToken, Upstream, Verdict};
+use grant::BEARER_PREFIX;
 pub use grant::{Answer, Grant, NEGATIVE_ENTRY_BYTES};
 use revalidate::Due;
 pub use revalidate::OVERDUE_PERIODS;
@@ -44,6 +46,8 @@ pub struct Authorizer {
     max_token_bytes: usize,
     revalidate_after: Option<Duration>,
     metrics: Arc<Metrics>,
+    /// The fleet's shared cache, when `REDIS_URL` is set.
+    fleet: Option<Fleet>,
 }
 
 impl Authorizer {
@@ -66,6 +70,53 @@ impl Authorizer {
             max_token_bytes: config.max_token_bytes,
             revalidate_after: config.cache.revalidate_after,
             metrics,
+            fleet: None,
+        })
+    }
+
+    /// Adds the fleet's shared cache as the second level.
+    #[must_use]
+    pub fn with_fleet(mut self, fleet: Fleet) -> Self {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    pub fn fleet(&self) -> Option<&Fleet> {
+        self.fleet.as_ref()
+    }
+
+    /// The in-process cache key of `token`: its SHA-256, or with the shared
+    /// cache on, the fleet's keyed digest (what purge messages carry).
+    fn key(&self, token: &BearerToken<'_>, digest: TokenDigest) -> TokenDigest {
+        self.fleet
+            .as_ref()
+            .map_or(digest, |fleet| fleet.key(token.expose()))
+    }
+
+    /// Starts dropping this replica's entries when the fleet purges them.
+    pub fn listen_for_purges(self: &Arc<Self>) {
+        let Some(fleet) = &self.fleet else {
+            return;
+        };
+        let this = Arc::downgrade(self);
+        fleet.listen(move |key| {
+            if let Some(this) = this.upgrade() {
+                tokio::spawn(async move { this.cache.invalidate(&key).await });
+            }
+        });
+    }
+
+    /// Ends `token` here and, with the shared cache on, in Redis and on every
+    /// replica. `None` for a value that is not a token.
+    pub async fn revoke(&self, token: &str) -> Option<FleetPurge> {
+        let header = format!("{BEARER_PREFIX}{token}");
+        let token = extract_bearer(Some(&header), self.max_token_bytes).ok()?;
+        self.cache
+            .invalidate(&self.key(&token, token.digest()))
+            .await;
+        Some(match &self.fleet {
+            Some(fleet) => fleet.purge(token.expose()).await,
+            None => FleetPurge::Off,
         })
     }
 
@@ -133,7 +184,7 @@ impl Authorizer {
         let Ok(token) = extract_bearer(header, self.max_token_bytes) else {
             return Upstream::Unchanged;
         };
-        if let Some(grant) = self.cached_grant(&token.digest()).await {
+        if let Some(grant) = self.cached_grant(&token).await {
             return Upstream::Forward(grant.authorization().to_owned());
         }
         if crate::jwt::parse(token.expose()).is_ok() {
@@ -175,9 +226,14 @@ impl Authorizer {
             }
         };
         let digest = token.digest();
+        let key = self.key(&token, digest);
         let fetch = || async {
-            let answer = self.client.introspect(&token, trace).await?;
-            Ok(self.to_cached(&digest, answer))
+            let introspect = || self.client.introspect(&token, trace);
+            let to_cached = |answer| self.to_cached(&digest, answer);
+            match &self.fleet {
+                Some(fleet) => fleet.fetch(token.expose(), introspect, to_cached).await,
+                None => Ok(to_cached(introspect().await?)),
+            }
         };
         // A cached JWT is forwarded only before its exp minus the skew, the
         // end the TTL rule gave its entry (a step of the wall clock could
@@ -191,7 +247,7 @@ impl Authorizer {
         };
         let (answer, lookup) = match self
             .cache
-            .get_valid_or_fetch::<IntrospectError, _>(digest, valid, fetch)
+            .get_valid_or_fetch::<IntrospectError, _>(key, valid, fetch)
             .await
         {
             Ok(found) => found,
@@ -267,9 +323,9 @@ impl Authorizer {
 
     /// The cached grant for a token, without introspecting: none once its JWT
     /// is no longer [`forwardable`](Authorizer::forwardable).
-    pub async fn cached_grant(&self, digest: &TokenDigest) -> Option<Arc<Grant>> {
+    pub async fn cached_grant(&self, token: &BearerToken<'_>) -> Option<Arc<Grant>> {
         self.cache
-            .peek(digest)
+            .peek(&self.key(token, token.digest()))
             .await
             .and_then(|c| c.value.clone())
             .filter(|grant| self.forwardable(grant.claims.exp))

@@ -34,12 +34,17 @@
 //! - [`keys`]: our signing keys from PEM; their public JWKS and thumbprint `kid`s.
 //! - [`mint`]: RFC 9068 access tokens minted from an answer when the AS gives no JWT.
 //! - [`shared`]: the fleet's second-level cache in Redis, sealed per token.
+//! - [`fleet`]: the shared cache wired behind the in-process one: lookup, single-flight, purge.
 //! - [`trace`]: W3C trace context, from Tyk's call to the AS request.
 //! - [`metrics`]: Prometheus metrics, every label from a fixed set.
 //! - [`telemetry`]: log output, text or JSON.
 //! - [`signal`]: the shutdown signal (SIGTERM, SIGINT).
 //! - [`bundle`]: Tyk plugin bundles: building and verifying them.
 #![forbid(unsafe_code)]
+// The Dispatch future nests the decision, the two cache levels and the
+// Redis client's connection types: proving it `Send + Sync` takes more than
+// the default 128 steps of trait evaluation.
+#![recursion_limit = "256"]
 
 pub mod admin;
 pub mod answer;
@@ -54,6 +59,7 @@ pub mod client_auth;
 pub mod config;
 pub mod discovery;
 pub mod dispatch;
+pub mod fleet;
 pub mod introspect;
 pub mod jwks;
 pub mod jwt;

@@ -358,6 +358,12 @@ impl Metrics {
         InFlight(&self.inflight)
     }
 
+    /// The registry, for metrics kept elsewhere (the shared cache's) to be
+    /// registered before the service starts.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     pub fn breaker(&self, state: BreakerState) {
         self.breaker_state.set(state as i64);
     }

@@ -39,7 +39,7 @@ pub(super) fn millis_since_start() -> u64 {
     u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-const BEARER_PREFIX: &str = "Bearer ";
+pub(crate) const BEARER_PREFIX: &str = "Bearer ";
 
 /// Bytes a cache entry holds beyond the strings it owns: the grant itself,
 /// its `Arc`, moka's entry, expiry timer and sketch, and the allocator's

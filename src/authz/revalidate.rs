@@ -75,9 +75,11 @@ impl Authorizer {
                 }
                 Some(Ok(answer)) => {
                     let revoked = answer == Introspection::Inactive;
-                    this.cache
-                        .insert(digest, this.to_cached(&digest, answer))
-                        .await;
+                    let cached = this.to_cached(&digest, answer.clone());
+                    if let Some(fleet) = &this.fleet {
+                        fleet.refresh(&token, &answer, cached.ttl).await;
+                    }
+                    this.cache.insert(this.key(&bearer, digest), cached).await;
                     if revoked {
                         this.metrics.revalidation(Revalidation::Revoked);
                         debug!(
@@ -122,7 +124,11 @@ impl Authorizer {
                         } else {
                             Revalidation::Refreshed
                         });
-                    Ok(self.to_cached(&digest, answer))
+                    let cached = self.to_cached(&digest, answer.clone());
+                    if let Some(fleet) = &self.fleet {
+                        fleet.refresh(token.expose(), &answer, cached.ttl).await;
+                    }
+                    Ok(cached)
                 }
                 Err(IntrospectError::Overloaded) => {
                     self.metrics.revalidation(Revalidation::Skipped);
@@ -142,10 +148,11 @@ impl Authorizer {
                 }
             }
         };
-        self.cache.invalidate(&digest).await;
+        let key = self.key(token, digest);
+        self.cache.invalidate(&key).await;
         match self
             .cache
-            .get_or_fetch::<IntrospectError, _>(digest, fetch)
+            .get_or_fetch::<IntrospectError, _>(key, fetch)
             .await
         {
             Ok((answer, lookup)) => Verdict {

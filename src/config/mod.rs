@@ -14,7 +14,7 @@
 //! - `redacted`: values whose output hides secrets ([`Secret`], [`ProxyUrl`]).
 //! - One reader per section, each with its type and defaults:
 //!   `introspection`, `transport`, `cache`, `challenge`, `session`,
-//!   `identity`, `logging`.
+//!   `identity`, `logging`, `shared` (the fleet's cache in Redis).
 //!
 //! [`Config::from_source`] runs the section readers in that order over one
 //! reader, so every problem is reported together, in the order of the
@@ -29,6 +29,7 @@ mod parse;
 mod reader;
 mod redacted;
 mod session;
+mod shared;
 mod source;
 mod transport;
 mod vars;
@@ -51,6 +52,7 @@ pub use introspection::{
 pub use logging::LogFormat;
 pub use redacted::{ProxyUrl, Secret};
 pub use session::{DEFAULT_SESSION_LIFETIME_GRACE_SECONDS, SessionConfig};
+pub use shared::{DEFAULT_LOCK_WAIT, SharedConfig};
 pub use source::{Environment, MapSource, Source};
 pub use transport::{
     DEFAULT_GRPC_MAX_MESSAGE_BYTES, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_PORT,
@@ -81,6 +83,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// The fleet's shared cache in Redis, when `REDIS_URL` is set.
+    pub shared: Option<SharedConfig>,
     /// Variables that are accepted for compatibility but change nothing.
     pub ignored: Vec<&'static str>,
 }
@@ -103,6 +107,12 @@ impl Config {
         let session = session::read(&mut r, client_secret);
         let identity = identity::read(&mut r);
         let (log_format, log_level) = logging::read(&mut r);
+        let shared = shared::read(source).unwrap_or_else(|problems| {
+            for problem in problems {
+                r.problem(problem);
+            }
+            None
+        });
         let ignored = r.finish()?;
 
         // A section is missing only when a problem was reported above.
@@ -136,6 +146,7 @@ impl Config {
             shutdown_grace,
             log_format,
             log_level,
+            shared,
             ignored,
         })
     }

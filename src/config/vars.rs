@@ -122,6 +122,27 @@ variables! {
     ENV_GRPC_MAX_MESSAGE_BYTES = "GRPC_MAX_MESSAGE_BYTES";
     /// How long in-flight calls may finish after a shutdown signal.
     ENV_SHUTDOWN_GRACE_SECONDS = "SHUTDOWN_GRACE_SECONDS";
+    // The fleet's shared cache.
+    /// The fleet's shared cache in Redis (`redis://`, `rediss://`, `+sentinel`, `+cluster` forms); off when unset.
+    ENV_REDIS_URL = "REDIS_URL";
+    /// Prefix of every key the plugin writes in Redis.
+    ENV_REDIS_KEY_PREFIX = "REDIS_KEY_PREFIX";
+    /// Key of the keyed digests that name entries in Redis (default: `SESSION_KEY_SECRET`).
+    ENV_REDIS_KEY_SECRET = "REDIS_KEY_SECRET";
+    /// PEM with CA certificates for `rediss://`.
+    ENV_REDIS_TLS_CA_FILE = "REDIS_TLS_CA_FILE";
+    /// Client certificate (PEM) for `rediss://`.
+    ENV_REDIS_TLS_CERT_FILE = "REDIS_TLS_CERT_FILE";
+    /// Its private key (PEM).
+    ENV_REDIS_TLS_KEY_FILE = "REDIS_TLS_KEY_FILE";
+    /// User name for the Sentinels.
+    ENV_REDIS_SENTINEL_USERNAME = "REDIS_SENTINEL_USERNAME";
+    /// Password for the Sentinels.
+    ENV_REDIS_SENTINEL_PASSWORD = "REDIS_SENTINEL_PASSWORD";
+    /// Bound on every Redis call, in milliseconds.
+    ENV_REDIS_TIMEOUT_MS = "REDIS_TIMEOUT_MS";
+    /// How long a replica waits for another replica's introspection, in milliseconds.
+    ENV_REDIS_LOCK_WAIT_MS = "REDIS_LOCK_WAIT_MS";
     /// `text` or `json`.
     ENV_LOG_FORMAT = "LOG_FORMAT";
     /// A level or filter directives.

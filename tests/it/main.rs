@@ -1,6 +1,8 @@
 //! End-to-end tests: the plugin in-process, called by a fake Tyk gateway,
 //! introspecting at a fake Curity server. Loopback only.
 
+#[path = "../support/redis.rs"]
+mod redis_support;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -9,6 +11,7 @@ mod api_config;
 mod as_faults;
 mod auth_check;
 mod cache;
+mod fleet;
 mod hooks;
 mod hostile;
 mod id_extractor;
