@@ -1,5 +1,7 @@
 //! The admin endpoint, on its own address (`ADMIN_ADDR`), apart from the gRPC
-//! port Tyk uses: `/livez`, `/readyz` and `/metrics` (Prometheus text format).
+//! port Tyk uses: `/livez`, `/readyz`, `/metrics` (Prometheus text format)
+//! and, when the plugin mints JWTs, `/.well-known/jwks.json` (the public keys
+//! APIs verify them with).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ pub fn router(serving: Serving, authz: Arc<Authorizer>) -> Router {
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/.well-known/jwks.json", get(jwks))
         .with_state(Admin { serving, authz })
 }
 
@@ -54,6 +57,21 @@ async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
         )],
         body,
     )
+}
+
+/// The minting keys' public JWKS; 404 when the plugin does not mint.
+async fn jwks(State(admin): State<Admin>) -> axum::response::Response {
+    match admin.authz.minted_jwks() {
+        Some(jwks) => (
+            [
+                (header::CONTENT_TYPE, "application/jwk-set+json"),
+                (header::CACHE_CONTROL, "max-age=300"),
+            ],
+            jwks,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "this plugin does not mint JWTs\n").into_response(),
+    }
 }
 
 /// Serves the admin endpoint until `shutdown`.

@@ -256,6 +256,12 @@ impl Authorizer {
         &self.cache
     }
 
+    /// The public JWKS of the keys minted JWTs are signed with, when the
+    /// plugin mints.
+    pub fn minted_jwks(&self) -> Option<String> {
+        self.client.minted_jwks()
+    }
+
     /// Decides a request from its `Authorization` header (first value).
     ///
     /// Malformed headers never reach the AS. Valid tokens are looked up in the

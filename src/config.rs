@@ -5,7 +5,10 @@
 //! `.env` keeps working. No invalid value is ever replaced by a default: a typo
 //! stops the service with a message naming the variable.
 
+mod any_as;
 mod parse;
+
+pub use any_as::{AnyAsConfig, ClientAuthMethod, ENV_SIGNING_KEY_FILE, MintConfig};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -117,6 +120,18 @@ pub const ALL_VARIABLES: &[&str] = &[
     ENV_SHUTDOWN_GRACE_SECONDS,
     ENV_LOG_FORMAT,
     ENV_LOG_LEVEL,
+    any_as::ENV_ISSUER,
+    any_as::ENV_INTROSPECTION_ACCEPT,
+    any_as::ENV_INTROSPECTION_JWT_FIELD,
+    any_as::ENV_INTROSPECTION_JWKS_URL,
+    any_as::ENV_INTROSPECTION_SIGNING_ALGS,
+    any_as::ENV_SIGNING_KEY_FILE,
+    any_as::ENV_MINTED_ISSUER,
+    any_as::ENV_MINTED_AUDIENCE,
+    any_as::ENV_MINTED_CLAIMS,
+    any_as::ENV_MINTED_MAX_LIFETIME_SECONDS,
+    any_as::ENV_CLIENT_AUTH_METHOD,
+    any_as::ENV_CLIENT_ASSERTION_KEY_FILE,
 ];
 
 /// Curity's plugin listens on this port; Tyk's examples dial it.
@@ -263,6 +278,9 @@ pub struct Config {
 
 #[derive(Debug, Clone)]
 pub struct IntrospectionConfig {
+    /// The introspection endpoint. When only `ISSUER` is set this is the
+    /// issuer until discovery at start-up ([`crate::app::App::bind`])
+    /// replaces it (see [`AnyAsConfig::discover_introspection_url`]).
     pub url: reqwest::Url,
     pub client_id: String,
     pub client_secret: Secret,
@@ -280,6 +298,8 @@ pub struct IntrospectionConfig {
     pub inflight_wait: Duration,
     pub breaker_failures: u32,
     pub breaker_open: Duration,
+    /// Answer formats, minting, discovery and client authentication.
+    pub any_as: AnyAsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -349,7 +369,13 @@ impl Config {
             problems: Vec::new(),
         };
 
-        let url = r.required(ENV_INTROSPECTION_URL, parse::introspection_url);
+        let url = if r.raw(ENV_INTROSPECTION_URL).is_none() && r.raw(any_as::ENV_ISSUER).is_some() {
+            // Discovered at start-up; the issuer stands in until then.
+            r.optional(any_as::ENV_ISSUER, parse::introspection_url)
+        } else {
+            r.required(ENV_INTROSPECTION_URL, parse::introspection_url)
+        };
+        let has_introspection_url = r.raw(ENV_INTROSPECTION_URL).is_some();
         let client_id = r.required(ENV_CLIENT_ID, |v| Ok::<_, String>(v.to_owned()));
         let client_secret = r.client_secret();
         let ca_file = r.optional(ENV_INTROSPECTION_CA_FILE, |v| {
@@ -362,7 +388,8 @@ impl Config {
         let proxy = r
             .optional(ENV_INTROSPECTION_PROXY, parse::proxy_url)
             .map(ProxyUrl);
-        if let Some(url) = &url
+        if has_introspection_url
+            && let Some(url) = &url
             && url.scheme() == "http"
             && !allow_http
         {
@@ -480,6 +507,10 @@ impl Config {
             })
             .unwrap_or_else(|| "info".to_owned());
 
+        let any_as = any_as::read(source, allow_http, has_introspection_url)
+            .map_err(|problems| r.problems.extend(problems))
+            .ok();
+
         let mut ignored = Vec::new();
         if janitor.is_some() {
             ignored.push(ENV_CACHE_JANITOR_SECONDS);
@@ -491,8 +522,14 @@ impl Config {
             });
         }
         // Every required value was reported above if missing, so these hold.
-        let (Some(url), Some(client_id), Some(client_secret), Some(listen), Some(session)) =
-            (url, client_id, client_secret, listen, session)
+        let (
+            Some(url),
+            Some(client_id),
+            Some(client_secret),
+            Some(listen),
+            Some(session),
+            Some(any_as),
+        ) = (url, client_id, client_secret, listen, session, any_as)
         else {
             return Err(ConfigError {
                 problems: vec![
@@ -517,6 +554,7 @@ impl Config {
                 inflight_wait,
                 breaker_failures,
                 breaker_open,
+                any_as,
             },
             cache: CacheConfig {
                 max_bytes,

@@ -445,7 +445,12 @@ fn rescue(denial: &Denial, replies: &Replies) -> (Deny, Decision) {
             | IntrospectError::CredentialsRejected(_)
             | IntrospectError::UnexpectedStatus(_)
             | IntrospectError::NotJwt(_)
-            | IntrospectError::TooLarge(_) => (
+            | IntrospectError::TooLarge(_)
+            | IntrospectError::Answer(_)
+            | IntrospectError::SignedUnverifiable
+            | IntrospectError::NoJwt
+            | IntrospectError::Mint(_)
+            | IntrospectError::ClientAuth(_) => (
                 server_fault(502, "Authorization server error"),
                 Decision::AsError,
             ),
