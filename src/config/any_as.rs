@@ -255,11 +255,8 @@ pub fn read(
              signed answers are checked against the AS's issuer"
         ));
     }
-    if !has_introspection_url && issuer.is_none() && raw(ENV_ISSUER).is_none() {
-        problems.push(format!(
-            "INTROSPECTION_URL is required (or {ENV_ISSUER}, to discover it)"
-        ));
-    }
+    // A missing INTROSPECTION_URL without ISSUER is reported with the other
+    // required variables.
 
     if problems.is_empty() {
         Ok(AnyAsConfig {
@@ -426,9 +423,11 @@ mod tests {
             config.issuer.as_deref(),
             Some("https://as.example/realms/x")
         );
-        let problems = read_map(&[], false).unwrap_err();
-        assert!(problems[0].contains("INTROSPECTION_URL"), "{problems:?}");
-        let problems = read_map(&[(ENV_ISSUER, "http://as.example")], false);
-        assert!(problems.is_ok(), "allow_http is true in these tests");
+        let map: HashMap<&str, &str> = HashMap::from([(ENV_ISSUER, "http://as.example")]);
+        let problems = read(&map, false, false).unwrap_err();
+        assert!(
+            problems[0].contains("INTROSPECTION_ALLOW_HTTP"),
+            "{problems:?}"
+        );
     }
 }

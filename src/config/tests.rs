@@ -596,3 +596,33 @@ fn no_store_from_the_as_is_ignored_unless_asked_for() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn the_issuer_stands_in_for_the_introspection_url_until_discovery() {
+    let config = TestEnv::minimal()
+        .without(ENV_INTROSPECTION_URL)
+        .with("ISSUER", "https://as.example.com/realms/main")
+        .parse()
+        .unwrap();
+    assert!(config.introspection.any_as.discover_introspection_url);
+    assert_eq!(
+        config.introspection.url.as_str(),
+        "https://as.example.com/realms/main"
+    );
+    // Set, the URL wins and is not discovered.
+    let config = TestEnv::minimal()
+        .with("ISSUER", "https://as.example.com/realms/main")
+        .parse()
+        .unwrap();
+    assert!(!config.introspection.any_as.discover_introspection_url);
+    assert_eq!(
+        config.introspection.url.as_str(),
+        "https://idsvr.example.com/oauth/v2/oauth-introspect"
+    );
+    // Problems of the any-AS settings are reported with the others.
+    let problems = TestEnv::minimal()
+        .with("INTROSPECTION_ACCEPT", "application/json")
+        .with(ENV_TIMEOUT_SECONDS, "0")
+        .problems();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+}

@@ -5,6 +5,7 @@
 mod support;
 
 mod access_rights;
+mod any_as;
 mod api_config;
 mod as_faults;
 mod auth_check;
