@@ -69,7 +69,7 @@ impl StartError {
 ///
 /// When the metadata cannot be read: the plugin does not start half
 /// configured.
-async fn discovered(config: &Config) -> Result<Option<Config>, StartError> {
+pub async fn discovered(config: &Config) -> Result<Option<Config>, StartError> {
     let any_as = &config.introspection.any_as;
     let Some(issuer) = &any_as.issuer else {
         return Ok(None);

@@ -250,6 +250,21 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    // With ISSUER, the endpoints come from the AS's metadata, as at start-up.
+    let discovered = current_thread_runtime()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(crate::app::discovered(&config))
+                .map_err(|e| e.to_string())
+        });
+    let config = match discovered {
+        Ok(Some(resolved)) => resolved,
+        Ok(None) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     let client = match IntrospectionClient::new(&config.introspection, metrics) {
         Ok(client) => client,
