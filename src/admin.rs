@@ -1,6 +1,7 @@
 //! The admin endpoint, on its own address (`ADMIN_ADDR`), apart from the gRPC
 //! port Tyk uses: `/livez`, `/readyz`, `/metrics` (Prometheus text format)
-//! and `POST /tokens/revoke`.
+//! `POST /tokens/revoke` and, when the plugin mints JWTs,
+//! `/.well-known/jwks.json` (the public keys APIs verify them with).
 //!
 //! The endpoint has no authentication of its own: it is for the operator's
 //! network only (bind it to loopback or an internal address, never expose it
@@ -38,6 +39,7 @@ pub fn router(serving: Serving, authz: Arc<Authorizer>) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/tokens/revoke", post(revoke))
+        .route("/.well-known/jwks.json", get(jwks))
         .with_state(Admin { serving, authz })
 }
 
@@ -127,6 +129,21 @@ async fn revoke(
             StatusCode::SERVICE_UNAVAILABLE,
             "dropped on this replica only: Redis did not take the fleet-wide purge; retry\n",
         ),
+    }
+}
+
+/// The minting keys' public JWKS; 404 when the plugin does not mint.
+async fn jwks(State(admin): State<Admin>) -> axum::response::Response {
+    match admin.authz.minted_jwks() {
+        Some(jwks) => (
+            [
+                (header::CONTENT_TYPE, "application/jwk-set+json"),
+                (header::CACHE_CONTROL, "max-age=300"),
+            ],
+            jwks,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "this plugin does not mint JWTs\n").into_response(),
     }
 }
 

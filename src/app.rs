@@ -16,9 +16,10 @@ use tracing::info;
 use crate::admin;
 use crate::authz::Authorizer;
 use crate::config::{Config, ListenAddr};
+use crate::discovery::{self, DiscoveryError};
 use crate::dispatch::DispatchService;
 use crate::fleet::Fleet;
-use crate::introspect::ClientBuildError;
+use crate::introspect::{self, ClientBuildError};
 use crate::metrics::Metrics;
 use crate::server::{self, Listener, ServeOptions, Serving};
 use crate::shared::SharedCacheError;
@@ -33,6 +34,10 @@ pub enum StartError {
     /// The shared cache's settings cannot be used (TLS files, client).
     #[error("invalid shared cache configuration: {0}")]
     Shared(#[from] SharedCacheError),
+    /// `ISSUER` is set but its metadata could not be read (or lacks what is
+    /// needed).
+    #[error("discovery at ISSUER failed: {0}")]
+    Discovery(#[from] DiscoveryError),
     /// The gRPC address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -52,12 +57,42 @@ impl StartError {
     /// be used, 1 otherwise.
     pub fn exit_code(&self) -> std::process::ExitCode {
         match self {
-            StartError::Config(_) | StartError::Shared(_) => {
+            StartError::Config(_) | StartError::Shared(_) | StartError::Discovery(_) => {
                 std::process::ExitCode::from(crate::cli::EXIT_CONFIG)
             }
             StartError::Listen { .. } | StartError::Admin { .. } => std::process::ExitCode::FAILURE,
         }
     }
+}
+
+/// With `ISSUER` set, the configuration completed from the AS's metadata
+/// (RFC 8414, then OpenID Discovery): the introspection endpoint unless
+/// `INTROSPECTION_URL` is set, the JWKS unless `INTROSPECTION_JWKS_URL` is.
+/// Explicit variables win. `None` when there is nothing to discover.
+///
+/// # Errors
+///
+/// When the metadata cannot be read: the plugin does not start half
+/// configured.
+pub async fn discovered(config: &Config) -> Result<Option<Config>, StartError> {
+    let any_as = &config.introspection.any_as;
+    let Some(issuer) = &any_as.issuer else {
+        return Ok(None);
+    };
+    if !any_as.discover_introspection_url && any_as.jwks_url.is_some() {
+        return Ok(None);
+    }
+    let http = introspect::http_client(&config.introspection)?;
+    let metadata = discovery::discover(&http, issuer, config.introspection.timeout).await?;
+    info!(issuer = %issuer, document = %metadata.source, "Read the authorization server's metadata");
+    let mut config = config.clone();
+    if any_as.discover_introspection_url {
+        config.introspection.url = metadata.introspection_endpoint;
+    }
+    if config.introspection.any_as.jwks_url.is_none() {
+        config.introspection.any_as.jwks_url = metadata.jwks_uri;
+    }
+    Ok(Some(config))
 }
 
 /// The plugin, bound and ready to serve.
@@ -91,6 +126,8 @@ impl App {
                  which the authorization server and anything on the way to it see; set a separate secret"
             );
         }
+        let resolved = discovered(config).await?;
+        let config = resolved.as_ref().unwrap_or(config);
         let mut metrics = Metrics::new();
         // Built without connecting: a Redis that is down delays neither
         // start-up nor readiness; requests introspect on their own meanwhile.

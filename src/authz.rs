@@ -120,6 +120,12 @@ impl Authorizer {
         })
     }
 
+    /// The public JWKS of the keys minted JWTs are signed with, when the
+    /// plugin mints.
+    pub fn minted_jwks(&self) -> Option<String> {
+        self.client.minted_jwks()
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }

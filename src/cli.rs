@@ -41,6 +41,16 @@ pub enum Command {
     /// Build or verify a Tyk plugin bundle.
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Print the public JWK Set of the keys minted JWTs are signed with
+    /// (what the admin endpoint serves at /.well-known/jwks.json).
+    Jwks(JwksArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JwksArgs {
+    /// The PEM key file; default: SIGNING_KEY_FILE.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -207,11 +217,53 @@ async fn health_status(addr: &str) -> Result<String, String> {
     Ok(status.as_str_name().to_owned())
 }
 
+/// `jwks`: prints the public JWKS of the signing key file (every key in it:
+/// the first signs, the others stay published for rotation).
+pub fn jwks(args: &JwksArgs) -> ExitCode {
+    let _ = load_dotenv();
+    let path = match args.key_file.clone().or_else(|| {
+        config::Source::get(&config::Environment, config::ENV_SIGNING_KEY_FILE)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| PathBuf::from(v.trim()))
+    }) {
+        Some(path) => path,
+        None => {
+            eprintln!("no key file: set SIGNING_KEY_FILE or pass --key-file");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match crate::keys::SigningKeys::from_pem_file(&path) {
+        Ok(keys) => {
+            println!("{}", keys.jwks_json());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("SIGNING_KEY_FILE {}: {e}", path.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
 /// `check`: the configuration, then optionally one token, as the plugin sees it.
 pub fn check(args: &CheckArgs) -> ExitCode {
     let config = match load_config() {
         Ok(config) => config,
         Err(code) => return code,
+    };
+    // With ISSUER, the endpoints come from the AS's metadata, as at start-up.
+    let discovered = current_thread_runtime()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(crate::app::discovered(&config))
+                .map_err(|e| e.to_string())
+        });
+    let config = match discovered {
+        Ok(Some(resolved)) => resolved,
+        Ok(None) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
     };
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     let client = match IntrospectionClient::new(&config.introspection, metrics) {

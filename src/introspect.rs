@@ -1,11 +1,20 @@
 //! The introspection client: one pooled HTTP client that asks the authorization
-//! server (AS) about a token with `Accept: application/jwt` and classifies the
-//! answer.
+//! server (AS) about a token (`Accept` from `INTROSPECTION_ACCEPT`, by default
+//! `application/jwt`) and turns the answer into a JWT to forward.
 //!
-//! Only two answers describe the token: a 200 carrying a compact JWS (active)
-//! and a 204 or a 200 `{"active":false}` (inactive). Everything else is a fault
-//! of the AS or of our configuration and is reported as such, never as an
-//! invalid token.
+//! Answers are told apart by their `Content-Type` (see [`crate::answer`]):
+//! - `application/jwt` (or no known type): Curity's phantom token, the JWT
+//!   itself; `{"active":false}` and 204 are inactive.
+//! - `application/json`: RFC 7662; a ready JWT is taken from the member named
+//!   by `INTROSPECTION_JWT_FIELD`, otherwise one is minted ([`crate::mint`]).
+//! - `application/token-introspection+jwt`: RFC 9701, verified against the
+//!   AS's JWKS, then read as JSON.
+//!
+//! Whatever the AS sent, [`Introspection::Active`] carries a JWT and its
+//! claims. Everything that is not an answer about the token (an unverifiable
+//! signature, a malformed answer, nothing to mint from) is a fault of the AS
+//! or of our configuration and is reported as such, never as an invalid
+//! token. A minted token whose source has expired is inactive.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,10 +27,15 @@ use reqwest::{StatusCode, Url};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::{debug, warn};
 
+use crate::answer::{self, AnswerError, MediaType, Verdict};
 use crate::breaker::Breaker;
-use crate::config::IntrospectionConfig;
+use crate::client_auth::{ClientAuth, ClientSecretPost, PrivateKeyJwt, encode_form};
+use crate::config::{ClientAuthMethod, IntrospectionConfig};
+use crate::jwks::{AsKeySet, JwksOptions};
 use crate::jwt::{self, Claims, JwtError};
+use crate::keys::SigningKeys;
 use crate::metrics::{AsOutcome, Metrics};
+use crate::mint::{MintError, MintRules, Minter};
 use crate::token::BearerToken;
 use crate::trace::TraceContext;
 
@@ -87,6 +101,25 @@ pub enum IntrospectError {
     /// The breaker is open after repeated connection failures.
     #[error("authorization server marked down after repeated failures")]
     BreakerOpen { retry_after: Duration },
+    /// An RFC 7662 or RFC 9701 answer that cannot be used (malformed,
+    /// unverified signature, a ready JWT that disagrees).
+    #[error("{0}")]
+    Answer(AnswerError),
+    /// An RFC 9701 answer when the AS's keys are not configured.
+    #[error(
+        "signed introspection answer, but no AS keys to verify it (set ISSUER or INTROSPECTION_JWKS_URL)"
+    )]
+    SignedUnverifiable,
+    /// An active JSON answer without a ready JWT, and no key to mint one.
+    #[error("active introspection answer without a JWT, and no SIGNING_KEY_FILE to mint one")]
+    NoJwt,
+    /// Minting failed (the answer lacks `client_id` or an audience, signing
+    /// failed).
+    #[error("cannot mint the upstream JWT: {0}")]
+    Mint(String),
+    /// The client assertion for `private_key_jwt` could not be signed.
+    #[error("cannot authenticate to the authorization server: {0}")]
+    ClientAuth(String),
 }
 
 impl IntrospectError {
@@ -99,7 +132,13 @@ impl IntrospectError {
             IntrospectError::Unavailable(_) => AsOutcome::Unavailable,
             IntrospectError::CredentialsRejected(_) => AsOutcome::Rejected,
             IntrospectError::UnexpectedStatus(_) => AsOutcome::BadStatus,
-            IntrospectError::NotJwt(_) | IntrospectError::TooLarge(_) => AsOutcome::BadBody,
+            IntrospectError::NotJwt(_)
+            | IntrospectError::TooLarge(_)
+            | IntrospectError::Answer(_)
+            | IntrospectError::SignedUnverifiable
+            | IntrospectError::NoJwt
+            | IntrospectError::Mint(_)
+            | IntrospectError::ClientAuth(_) => AsOutcome::BadBody,
             IntrospectError::Overloaded => AsOutcome::Overloaded,
             IntrospectError::BreakerOpen { .. } => AsOutcome::BreakerOpen,
         }
@@ -135,13 +174,38 @@ pub enum ClientBuildError {
     ClientIdentity,
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("SIGNING_KEY_FILE: {0}")]
+    SigningKey(crate::keys::KeyError),
+    #[error("CLIENT_ASSERTION_KEY_FILE: {0}")]
+    AssertionKey(String),
+    #[error("cannot mint JWTs: {0}")]
+    Minter(String),
+    #[error(
+        "INTROSPECTION_ACCEPT asks for signed answers, but the AS's JWKS is unknown: set INTROSPECTION_JWKS_URL or an ISSUER whose metadata names jwks_uri"
+    )]
+    NoJwksUrl,
+}
+
+/// How the gateway proves who it is to the AS.
+enum Auth {
+    /// `Authorization: Basic …`, built once; marked sensitive so it is never
+    /// logged.
+    Basic(HeaderValue),
+    /// Form fields appended to every request body.
+    Form(ClientAuth),
 }
 
 pub struct IntrospectionClient {
     http: reqwest::Client,
     url: Url,
-    /// `Basic …`, built once; marked sensitive so it is never logged.
-    basic: HeaderValue,
+    auth: Auth,
+    accept: HeaderValue,
+    /// The member of a JSON answer holding a ready JWT.
+    jwt_field: Option<String>,
+    /// The AS's keys and what its RFC 9701 answers must match.
+    signed: Option<(AsKeySet, answer::signed::SignedAnswerRules)>,
+    /// Signs the upstream JWT when the AS gives none.
+    minter: Option<Minter>,
     max_jwt_bytes: usize,
     timeout: Duration,
     /// Bounds introspections in flight; a miss waits at most `slot_wait`.
@@ -181,68 +245,156 @@ pub const RESERVED_REVALIDATIONS: usize = 2;
 const MIN_RETRY_BUDGET: Duration = Duration::from_millis(20);
 
 const ACCEPT_JWT: HeaderValue = HeaderValue::from_static("application/jwt");
+
+/// The pooled HTTP client every request to the AS uses (introspection,
+/// discovery, JWKS): rustls with the system's roots plus the extra CA, no
+/// redirects (they would carry the token elsewhere), the time budget applied
+/// to the whole exchange, body included, mutual TLS when configured, and no
+/// proxy but `INTROSPECTION_PROXY`: the environment's `HTTP_PROXY`,
+/// `HTTPS_PROXY` and `ALL_PROXY` are set for other traffic, and must not
+/// route tokens and client credentials through a proxy nobody chose for
+/// them.
+///
+/// # Errors
+///
+/// When the CA file or client identity cannot be read or parsed, or TLS
+/// cannot be set up.
+pub fn http_client(config: &IntrospectionConfig) -> Result<reqwest::Client, ClientBuildError> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("tyk-phantom-token/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true);
+    builder = match &config.proxy {
+        // Used for every introspection request: NO_PROXY does not apply.
+        Some(proxy) => {
+            builder.proxy(reqwest::Proxy::all(proxy.url().clone()).map_err(|e| e.without_url())?)
+        }
+        None => builder.no_proxy(),
+    };
+    if let Some(path) = &config.ca_file {
+        let display = path.display().to_string();
+        let pem = std::fs::read(path).map_err(|source| ClientBuildError::CaFile {
+            path: display.clone(),
+            source,
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| ClientBuildError::CaPem { path: display })?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if let Some((cert, key)) = &config.client_identity {
+        let read = |path: &std::path::PathBuf| {
+            std::fs::read(path).map_err(|source| ClientBuildError::ClientIdentityFile {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        let mut pem = read(cert)?;
+        pem.push(b'\n');
+        pem.extend(read(key)?);
+        let identity =
+            reqwest::Identity::from_pem(&pem).map_err(|_| ClientBuildError::ClientIdentity)?;
+        builder = builder.identity(identity);
+    }
+    Ok(builder.build()?)
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 const FORM: HeaderValue = HeaderValue::from_static("application/x-www-form-urlencoded");
 
 impl IntrospectionClient {
-    /// Builds the pooled client: rustls with the system's roots plus the extra
-    /// CA, no redirects (they would carry the token elsewhere), the time
-    /// budget applied to the whole exchange, body included, and no proxy but
-    /// `INTROSPECTION_PROXY`: the environment's `HTTP_PROXY`, `HTTPS_PROXY`
-    /// and `ALL_PROXY` are set for other traffic, and must not route tokens
-    /// and client credentials through a proxy nobody chose for them.
+    /// Builds the client (see [`http_client`]), loads the signing and
+    /// assertion keys and sets up verification of signed answers. Discovery
+    /// has already filled in the endpoints ([`crate::app::App::bind`]).
     ///
     /// # Errors
     ///
-    /// When the CA file cannot be read or parsed, or TLS cannot be set up.
+    /// When the CA file or a key file cannot be read or parsed, TLS cannot be
+    /// set up, or signed answers are wanted without a JWKS URL.
     pub fn new(
         config: &IntrospectionConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Self, ClientBuildError> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("tyk-phantom-token/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true);
-        builder = match &config.proxy {
-            // Used for every introspection request: NO_PROXY does not apply.
-            Some(proxy) => builder
-                .proxy(reqwest::Proxy::all(proxy.url().clone()).map_err(|e| e.without_url())?),
-            None => builder.no_proxy(),
-        };
-        if let Some(path) = &config.ca_file {
-            let display = path.display().to_string();
-            let pem = std::fs::read(path).map_err(|source| ClientBuildError::CaFile {
-                path: display.clone(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .ok()
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| ClientBuildError::CaPem { path: display })?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
+        let http = http_client(config)?;
+        let any_as = &config.any_as;
+        let auth = match &any_as.client_auth {
+            ClientAuthMethod::SecretBasic => Auth::Basic(basic_credentials(
+                &config.client_id,
+                config.client_secret.expose(),
+            )),
+            ClientAuthMethod::SecretPost => Auth::Form(ClientAuth::SecretPost(
+                ClientSecretPost::new(&config.client_id, config.client_secret.expose()),
+            )),
+            ClientAuthMethod::PrivateKeyJwt(path) => {
+                // The issuer is the audience every server accepts; without
+                // one, the endpoint the assertion is presented to.
+                let audience = any_as
+                    .issuer
+                    .clone()
+                    .unwrap_or_else(|| config.url.to_string());
+                let jwt = PrivateKeyJwt::from_pem_file(&config.client_id, audience, path)
+                    .map_err(|e| ClientBuildError::AssertionKey(e.to_string()))?;
+                Auth::Form(ClientAuth::PrivateKeyJwt(Box::new(jwt)))
             }
-        }
-        if let Some((cert, key)) = &config.client_identity {
-            let read = |path: &std::path::PathBuf| {
-                std::fs::read(path).map_err(|source| ClientBuildError::ClientIdentityFile {
-                    path: path.display().to_string(),
-                    source,
-                })
-            };
-            let mut pem = read(cert)?;
-            pem.push(b'\n');
-            pem.extend(read(key)?);
-            let identity =
-                reqwest::Identity::from_pem(&pem).map_err(|_| ClientBuildError::ClientIdentity)?;
-            builder = builder.identity(identity);
-        }
+        };
+        let signed = match (&any_as.issuer, &any_as.jwks_url) {
+            (Some(issuer), Some(jwks_url)) => Some((
+                AsKeySet::new(
+                    http.clone(),
+                    jwks_url.clone(),
+                    JwksOptions {
+                        timeout: config.timeout,
+                        ..JwksOptions::default()
+                    },
+                ),
+                answer::signed::SignedAnswerRules::new(
+                    issuer.clone(),
+                    config.client_id.clone(),
+                    any_as.signing_algs.clone(),
+                ),
+            )),
+            _ if any_as.wants_signed() => return Err(ClientBuildError::NoJwksUrl),
+            _ => None,
+        };
+        let minter = match &any_as.mint {
+            Some(mint) => {
+                let keys = SigningKeys::from_pem_file(&mint.key_file)
+                    .map_err(ClientBuildError::SigningKey)?;
+                Some(
+                    Minter::new(
+                        Arc::new(keys),
+                        MintRules {
+                            issuer: mint.issuer.clone(),
+                            audience: mint.audience.clone(),
+                            max_lifetime: mint.max_lifetime,
+                            copy_claims: mint.copy_claims.clone(),
+                        },
+                    )
+                    .map_err(|e| ClientBuildError::Minter(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        let accept = HeaderValue::try_from(any_as.accept.as_str()).unwrap_or(ACCEPT_JWT);
         Ok(IntrospectionClient {
-            http: builder.build()?,
+            http,
             url: config.url.clone(),
-            basic: basic_credentials(&config.client_id, config.client_secret.expose()),
+            auth,
+            accept,
+            jwt_field: any_as.jwt_field.clone(),
+            signed,
+            minter,
             max_jwt_bytes: config.max_jwt_bytes,
             timeout: config.timeout,
             slots: Semaphore::new(config.max_inflight),
@@ -251,6 +403,12 @@ impl IntrospectionClient {
             breaker: Breaker::new(config.breaker_failures, config.breaker_open),
             metrics,
         })
+    }
+
+    /// The public JWK Set of the keys minted JWTs are signed with, when the
+    /// plugin mints (served at `/.well-known/jwks.json`).
+    pub fn minted_jwks(&self) -> Option<String> {
+        self.minter.as_ref().map(|m| m.keys().jwks_json())
     }
 
     /// Asks the AS about `token`, within the time budget, with at most one
@@ -358,14 +516,25 @@ impl IntrospectionClient {
         trace: Option<&TraceContext>,
         budget: Duration,
     ) -> Result<Introspection, AttemptError> {
+        let mut body = form_body(token.expose());
         let mut request = self
             .http
             .post(self.url.clone())
             .timeout(budget)
-            .header(ACCEPT, ACCEPT_JWT)
-            .header(CONTENT_TYPE, FORM)
-            .header(AUTHORIZATION, self.basic.clone())
-            .body(form_body(token.expose()));
+            .header(ACCEPT, self.accept.clone())
+            .header(CONTENT_TYPE, FORM);
+        match &self.auth {
+            Auth::Basic(basic) => request = request.header(AUTHORIZATION, basic.clone()),
+            Auth::Form(auth) => {
+                // A fresh assertion per attempt: they are single-use.
+                let fields = auth
+                    .form_fields(unix_now())
+                    .map_err(|e| IntrospectError::ClientAuth(e.to_string()))?;
+                body.push('&');
+                body.push_str(&encode_form(&fields));
+            }
+        }
+        let mut request = request.body(body);
         if let Some(trace) = trace {
             request = request.header("traceparent", trace.child_traceparent());
             if let Some(state) = trace.tracestate() {
@@ -401,8 +570,54 @@ impl IntrospectionClient {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .any(pragma_no_cache);
+        let media = answer::media_type(headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()));
         let body = read_capped(response, self.max_jwt_bytes).await?;
-        Ok(classify_ok_body(&body, cache)?)
+        Ok(self.read_answer(media, &body, cache).await?)
+    }
+
+    /// Turns a 200 answer into a verdict with a JWT to forward, by its media
+    /// type (see the module docs).
+    async fn read_answer(
+        &self,
+        media: MediaType,
+        body: &[u8],
+        cache: CacheDirectives,
+    ) -> Result<Introspection, IntrospectError> {
+        let verdict = match media {
+            MediaType::Jwt | MediaType::Other => return classify_ok_body(body, cache),
+            MediaType::Json => answer::read_json(body, self.jwt_field.as_deref())
+                .map_err(IntrospectError::Answer)?,
+            MediaType::IntrospectionJwt => {
+                let Some((keys, rules)) = &self.signed else {
+                    return Err(IntrospectError::SignedUnverifiable);
+                };
+                answer::signed::read_signed(
+                    body,
+                    keys,
+                    rules,
+                    self.jwt_field.as_deref(),
+                    unix_now(),
+                )
+                .await
+                .map_err(IntrospectError::Answer)?
+            }
+        };
+        let Verdict::Active(active) = verdict else {
+            return Ok(Introspection::Inactive);
+        };
+        let jwt = match &active.ready_jwt {
+            Some(jwt) => jwt.clone(),
+            None => {
+                let minter = self.minter.as_ref().ok_or(IntrospectError::NoJwt)?;
+                match minter.mint(&active, unix_now()) {
+                    Ok(minted) => minted.jwt,
+                    Err(MintError::Expired) => return Ok(Introspection::Inactive),
+                    Err(e) => return Err(IntrospectError::Mint(e.to_string())),
+                }
+            }
+        };
+        let claims = jwt::parse(&jwt).map_err(IntrospectError::NotJwt)?;
+        Ok(Introspection::Active(ActiveToken { jwt, claims, cache }))
     }
 }
 

@@ -2,10 +2,11 @@
 //!
 //! Tyk calls [`dispatch::DispatchService`] on its custom-auth hook with each
 //! request. The opaque access token from `Authorization` is introspected at the
-//! authorization server with `Accept: application/jwt`; the JWT it returns is
-//! cached by the token's digest until it expires and forwarded upstream as
-//! `Authorization: Bearer <JWT>`. Denials carry the right status for Tyk to
-//! send.
+//! authorization server; the JWT it returns (Curity's `application/jwt`, or a
+//! ready JWT inside an RFC 7662 answer), or one the plugin mints from an RFC
+//! 7662 or verified RFC 9701 answer, is cached by the token's digest until it
+//! expires and forwarded upstream as `Authorization: Bearer <JWT>`. Denials
+//! carry the right status for Tyk to send.
 //!
 //! # Layout
 //!

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Health(args) => cli::health(&args),
         Command::Check(args) => cli::check(&args),
         Command::Bundle(command) => cli::bundle(&command),
+        Command::Jwks(args) => cli::jwks(&args),
     }
 }
 

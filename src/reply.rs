@@ -186,7 +186,12 @@ impl Replies {
                 | IntrospectError::CredentialsRejected(_)
                 | IntrospectError::UnexpectedStatus(_)
                 | IntrospectError::NotJwt(_)
-                | IntrospectError::TooLarge(_) => (Deny::as_fault(), Decision::AsError),
+                | IntrospectError::TooLarge(_)
+                | IntrospectError::Answer(_)
+                | IntrospectError::SignedUnverifiable
+                | IntrospectError::NoJwt
+                | IntrospectError::Mint(_)
+                | IntrospectError::ClientAuth(_) => (Deny::as_fault(), Decision::AsError),
             },
         }
     }

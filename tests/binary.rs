@@ -601,3 +601,33 @@ fn introspection_goes_through_introspection_proxy_when_set() {
         ]
     );
 }
+
+#[test]
+fn jwks_prints_the_public_keys_of_the_signing_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("mint.pem");
+    std::fs::write(
+        &key,
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .unwrap()
+            .serialize_pem(),
+    )
+    .unwrap();
+    let output = plugin(dir.path())
+        .arg("jwks")
+        .env("SIGNING_KEY_FILE", &key)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let jwks: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{jwks}");
+    assert_eq!(keys[0]["kty"], "EC");
+    assert_eq!(keys[0]["alg"], "ES256");
+    assert!(keys[0].get("d").is_none(), "never the private part");
+    assert_eq!(keys[0]["kid"].as_str().map(str::len), Some(43));
+
+    let missing = plugin(dir.path()).arg("jwks").output().unwrap();
+    assert_eq!(missing.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("SIGNING_KEY_FILE"));
+}

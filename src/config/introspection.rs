@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::any_as::AnyAsConfig;
 use super::parse;
 use super::reader::{Reader, in_range};
 use super::redacted::{ProxyUrl, Secret};
@@ -42,12 +43,22 @@ pub struct IntrospectionConfig {
     pub inflight_wait: Duration,
     pub breaker_failures: u32,
     pub breaker_open: Duration,
+    /// Answer formats, minting, discovery and client authentication.
+    pub any_as: AnyAsConfig,
 }
 
 /// The section, or `None` when a required value is missing or bad (the
 /// problem is in `r`).
 pub(super) fn read(r: &mut Reader<'_>) -> Option<IntrospectionConfig> {
-    let url = r.required(ENV_INTROSPECTION_URL, parse::introspection_url);
+    // With only ISSUER set, the introspection endpoint is discovered at
+    // start-up ([`crate::app::App::bind`]); the issuer stands in until then
+    // (see [`AnyAsConfig::discover_introspection_url`]).
+    let has_introspection_url = r.raw(ENV_INTROSPECTION_URL).is_some();
+    let url = if !has_introspection_url && r.raw(ENV_ISSUER).is_some() {
+        r.optional(ENV_ISSUER, parse::introspection_url)
+    } else {
+        r.required(ENV_INTROSPECTION_URL, parse::introspection_url)
+    };
     let client_id = r.required(ENV_CLIENT_ID, |v| Ok::<_, String>(v.to_owned()));
     let client_secret = client_secret(r);
     let ca_file = r.optional(ENV_INTROSPECTION_CA_FILE, |v| {
@@ -58,7 +69,8 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<IntrospectionConfig> {
     let proxy = r
         .optional(ENV_INTROSPECTION_PROXY, parse::proxy_url)
         .map(ProxyUrl);
-    if let Some(url) = &url
+    if has_introspection_url
+        && let Some(url) = &url
         && url.scheme() == "http"
         && !allow_http
     {
@@ -98,6 +110,16 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<IntrospectionConfig> {
         })
         .map_or(DEFAULT_MAX_JWT_BYTES, |n| n as usize);
 
+    let any_as = match super::any_as::read(r.source(), allow_http, has_introspection_url) {
+        Ok(any_as) => Some(any_as),
+        Err(problems) => {
+            for problem in problems {
+                r.problem(problem);
+            }
+            None
+        }
+    };
+
     Some(IntrospectionConfig {
         url: url?,
         client_id: client_id?,
@@ -111,6 +133,7 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<IntrospectionConfig> {
         inflight_wait,
         breaker_failures,
         breaker_open,
+        any_as: any_as?,
     })
 }
 

@@ -20,6 +20,7 @@
 //! reader, so every problem is reported together, in the order of the
 //! sections.
 
+mod any_as;
 mod cache;
 mod challenge;
 mod identity;
@@ -39,6 +40,7 @@ use std::time::Duration;
 
 use crate::api_rules::IdentityRules;
 
+pub use any_as::{AnyAsConfig, ClientAuthMethod, MintConfig};
 pub use cache::{
     CacheConfig, DEFAULT_CACHE_DEFAULT_TTL_SECONDS, DEFAULT_CACHE_MAX_BYTES,
     DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_NEGATIVE_CACHE_SECONDS,

@@ -27,6 +27,11 @@ impl<'a> Reader<'a> {
         self.source.get(name).filter(|v| !v.trim().is_empty())
     }
 
+    /// The source itself, for sections that read several variables at once.
+    pub(super) fn source(&self) -> &'a dyn Source {
+        self.source
+    }
+
     /// The contents of the file at `path`, through the source.
     pub(super) fn read_file(&self, path: &str) -> std::io::Result<String> {
         self.source.read_file(path)

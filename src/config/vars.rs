@@ -40,6 +40,31 @@ variables! {
     ENV_INTROSPECTION_ALLOW_HTTP = "INTROSPECTION_ALLOW_HTTP";
     /// The proxy for introspection requests (none otherwise).
     ENV_INTROSPECTION_PROXY = "INTROSPECTION_PROXY";
+    // Other authorization servers: answers, minting, discovery, client authentication.
+    /// The AS's issuer: its endpoints and keys come from discovery (RFC 8414, then OpenID).
+    ENV_ISSUER = "ISSUER";
+    /// The `Accept` of introspection requests: `application/jwt` (default), `application/json` or `application/token-introspection+jwt`.
+    ENV_INTROSPECTION_ACCEPT = "INTROSPECTION_ACCEPT";
+    /// The member of a JSON answer that holds a ready JWT to forward.
+    ENV_INTROSPECTION_JWT_FIELD = "INTROSPECTION_JWT_FIELD";
+    /// The AS's JWKS, for signed (RFC 9701) answers.
+    ENV_INTROSPECTION_JWKS_URL = "INTROSPECTION_JWKS_URL";
+    /// Algorithms accepted on signed answers (asymmetric only).
+    ENV_INTROSPECTION_SIGNING_ALGS = "INTROSPECTION_SIGNING_ALGS";
+    /// PEM with the keys minted JWTs are signed with (the first signs, all are published).
+    ENV_SIGNING_KEY_FILE = "SIGNING_KEY_FILE";
+    /// The `iss` of minted JWTs.
+    ENV_MINTED_ISSUER = "MINTED_ISSUER";
+    /// The `aud` of minted JWTs.
+    ENV_MINTED_AUDIENCE = "MINTED_AUDIENCE";
+    /// Claims copied from the answer into minted JWTs.
+    ENV_MINTED_CLAIMS = "MINTED_CLAIMS";
+    /// The longest life of a minted JWT (never past the token's).
+    ENV_MINTED_MAX_LIFETIME_SECONDS = "MINTED_MAX_LIFETIME_SECONDS";
+    /// `client_secret_basic` (default), `client_secret_post` or `private_key_jwt`.
+    ENV_CLIENT_AUTH_METHOD = "CLIENT_AUTH_METHOD";
+    /// PEM key that signs `private_key_jwt` assertions.
+    ENV_CLIENT_ASSERTION_KEY_FILE = "CLIENT_ASSERTION_KEY_FILE";
     /// Introspections in flight at once.
     ENV_MAX_INFLIGHT_INTROSPECTIONS = "MAX_INFLIGHT_INTROSPECTIONS";
     /// How long a miss waits for an introspection slot.

@@ -7,6 +7,7 @@ mod redis_support;
 mod support;
 
 mod access_rights;
+mod any_as;
 mod api_config;
 mod as_faults;
 mod auth_check;

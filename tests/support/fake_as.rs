@@ -39,6 +39,8 @@ pub enum Behaviour {
     ThenResetIdle(Box<Behaviour>),
     /// 200 with this body and `Content-Type: text/html`.
     Garbage(&'static str),
+    /// 200 with this `Content-Type` and body (RFC 7662 JSON, RFC 9701).
+    Answer(&'static str, String),
 }
 
 /// The caching headers most authorization servers put on every response,
@@ -479,6 +481,7 @@ async fn serve_connection(mut stream: impl Connection, state: Arc<State>) {
                 r#"{"error":"server_error","error_description":"internal detail from the fake AS"}"#,
             ),
             Behaviour::Garbage(body) => response(200, "text/html", &always, body),
+            Behaviour::Answer(content_type, body) => response(200, content_type, &always, &body),
             Behaviour::Reset => {
                 stream.reset();
                 return;

@@ -145,3 +145,33 @@ fn proxy_credentials_are_never_shown() {
         .problems();
     assert!(!problems[0].contains("Pw-4e5f"), "{problems:?}");
 }
+
+#[test]
+fn the_issuer_stands_in_for_the_introspection_url_until_discovery() {
+    let config = minimal()
+        .without(ENV_INTROSPECTION_URL)
+        .with(ENV_ISSUER, "https://as.example.com/realms/main")
+        .parse()
+        .unwrap();
+    assert!(config.introspection.any_as.discover_introspection_url);
+    assert_eq!(
+        config.introspection.url.as_str(),
+        "https://as.example.com/realms/main"
+    );
+    // Set, the URL wins and is not discovered.
+    let config = minimal()
+        .with(ENV_ISSUER, "https://as.example.com/realms/main")
+        .parse()
+        .unwrap();
+    assert!(!config.introspection.any_as.discover_introspection_url);
+    assert_eq!(
+        config.introspection.url.as_str(),
+        "https://idsvr.example.com/oauth/v2/oauth-introspect"
+    );
+    // Problems of the any-AS settings are reported with the others.
+    let problems = minimal()
+        .with(ENV_INTROSPECTION_ACCEPT, "application/json")
+        .with(ENV_TIMEOUT_SECONDS, "0")
+        .problems();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+}
