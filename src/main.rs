@@ -9,10 +9,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tyk_phantom_token::app::App;
 use tyk_phantom_token::cli::{self, Cli, Command};
-use tyk_phantom_token::config::Config;
-use tyk_phantom_token::{signal, telemetry};
+use tyk_phantom_token::{app::App, config::Config, signal, telemetry};
 
 fn main() -> ExitCode {
     match Cli::parse().command.unwrap_or(Command::Serve) {
