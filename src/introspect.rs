@@ -405,6 +405,11 @@ impl IntrospectionClient {
         })
     }
 
+    /// The minter, when the plugin mints.
+    pub fn minter(&self) -> Option<&Minter> {
+        self.minter.as_ref()
+    }
+
     /// The public JWK Set of the keys minted JWTs are signed with, when the
     /// plugin mints (served at `/.well-known/jwks.json`).
     pub fn minted_jwks(&self) -> Option<String> {
