@@ -180,6 +180,8 @@ pub enum ClientBuildError {
     AssertionKey(String),
     #[error("cannot mint JWTs: {0}")]
     Minter(String),
+    #[error("CLIENT_SECRET is required for client_secret_basic and client_secret_post")]
+    NoClientSecret,
     #[error(
         "INTROSPECTION_ACCEPT asks for signed answers, but the AS's JWKS is unknown: set INTROSPECTION_JWKS_URL or an ISSUER whose metadata names jwks_uri"
     )]
@@ -329,12 +331,11 @@ impl IntrospectionClient {
         let http = http_client(config)?;
         let any_as = &config.any_as;
         let auth = match &any_as.client_auth {
-            ClientAuthMethod::SecretBasic => Auth::Basic(basic_credentials(
-                &config.client_id,
-                config.client_secret.expose(),
-            )),
+            ClientAuthMethod::SecretBasic => {
+                Auth::Basic(basic_credentials(&config.client_id, secret(config)?))
+            }
             ClientAuthMethod::SecretPost => Auth::Form(ClientAuth::SecretPost(
-                ClientSecretPost::new(&config.client_id, config.client_secret.expose()),
+                ClientSecretPost::new(&config.client_id, secret(config)?),
             )),
             ClientAuthMethod::PrivateKeyJwt(path) => {
                 // The issuer is the audience every server accepts; without
@@ -647,6 +648,16 @@ fn classify_ok_body(body: &[u8], cache: CacheDirectives) -> Result<Introspection
         claims,
         cache,
     }))
+}
+
+/// The client secret, which the configuration requires for every method
+/// but `private_key_jwt`.
+fn secret(config: &IntrospectionConfig) -> Result<&str, ClientBuildError> {
+    config
+        .client_secret
+        .as_ref()
+        .map(|s| s.expose())
+        .ok_or(ClientBuildError::NoClientSecret)
 }
 
 async fn read_capped(
