@@ -46,6 +46,9 @@ pub struct ApiRules {
     pub required_scopes: Vec<String>,
     /// The token's `aud` must contain this.
     pub required_audience: Option<String>,
+    /// `aud` of the JWTs the plugin mints for this API, instead of
+    /// `MINTED_AUDIENCE`. A ready JWT from the AS is forwarded unchanged.
+    pub minted_audience: Option<String>,
     /// Versions of this API the session may use (Tyk checks them for a
     /// versioned API). `None`: [`DEFAULT_API_VERSION`].
     pub api_versions: Option<Vec<String>>,

@@ -166,6 +166,24 @@ impl Authorizer {
                 Err(refused) => verdict.result = Err(refused.into()),
             }
         }
+        if let (Ok(grant), Some(audience)) = (&verdict.result, &rules.minted_audience)
+            && let Some(minter) = self.client.minter()
+        {
+            match grant.for_audience(audience, |jwt| {
+                minter
+                    .remint(jwt, audience, unix_now().as_secs())
+                    .map(|m| m.map(|m| m.jwt))
+            }) {
+                Ok(Some(copy)) => verdict.result = Ok(copy),
+                // Not a JWT the plugin minted: forwarded as the AS gave it.
+                Ok(None) => {}
+                Err(e) => {
+                    verdict.result = Err(Denial::Introspection(Arc::new(IntrospectError::Mint(
+                        e.to_string(),
+                    ))));
+                }
+            }
+        }
         verdict
     }
 

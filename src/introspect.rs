@@ -131,12 +131,11 @@ impl IntrospectionClient {
         let http = http_client(config)?;
         let any_as = &config.any_as;
         let auth = match &any_as.client_auth {
-            ClientAuthMethod::SecretBasic => Auth::Basic(basic_credentials(
-                &config.client_id,
-                config.client_secret.expose(),
-            )),
+            ClientAuthMethod::SecretBasic => {
+                Auth::Basic(basic_credentials(&config.client_id, secret(config)?))
+            }
             ClientAuthMethod::SecretPost => Auth::Form(ClientAuth::SecretPost(
-                ClientSecretPost::new(&config.client_id, config.client_secret.expose()),
+                ClientSecretPost::new(&config.client_id, secret(config)?),
             )),
             ClientAuthMethod::PrivateKeyJwt(path) => {
                 // The issuer is the audience every server accepts; without
@@ -205,6 +204,11 @@ impl IntrospectionClient {
             breaker: Breaker::new(config.breaker_failures, config.breaker_open),
             metrics,
         })
+    }
+
+    /// The minter, when the plugin mints.
+    pub fn minter(&self) -> Option<&Minter> {
+        self.minter.as_ref()
     }
 
     /// The public JWK Set of the keys minted JWTs are signed with, when the

@@ -178,6 +178,53 @@ impl Minter {
     }
 }
 
+impl Minter {
+    /// The JWT `jwt`, which this minter signed, minted again for `audience`:
+    /// the same claims with `aud` replaced, `iat` now and a fresh `jti`; its
+    /// `exp` is kept, so the copy never outlives the original. `Ok(None)`
+    /// when `jwt` is not signed by one of our keys (a ready JWT from the
+    /// AS, which is forwarded as it is) or has expired.
+    ///
+    /// # Errors
+    ///
+    /// [`MintError::Random`] or [`MintError::Sign`].
+    pub fn remint(&self, jwt: &str, audience: &str, now: u64) -> Result<Option<Minted>, MintError> {
+        let Some(mut claims) = self.verify_own(jwt) else {
+            return Ok(None);
+        };
+        let Some(exp) = claims.get("exp").and_then(Value::as_u64) else {
+            return Ok(None);
+        };
+        if exp <= now {
+            return Ok(None);
+        }
+        claims.insert("aud".into(), audience.into());
+        claims.insert("iat".into(), now.into());
+        claims.insert("jti".into(), new_jti()?.into());
+        let jwt = self.keys.current().sign(TYP, &claims)?;
+        Ok(Some(Minted { jwt, exp }))
+    }
+
+    /// The claims of `jwt` if its signature verifies with one of our keys
+    /// (chosen by `kid`, algorithm fixed by the key) and its `iss` is ours.
+    fn verify_own(&self, jwt: &str) -> Option<Map<String, Value>> {
+        let header = jsonwebtoken::decode_header(jwt).ok()?;
+        let kid = header.kid?;
+        let key = self.keys.all().iter().find(|k| k.kid() == kid)?;
+        let jwk: jsonwebtoken::jwk::Jwk =
+            serde_json::from_value(serde_json::to_value(key.public_jwk()).ok()?).ok()?;
+        let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).ok()?;
+        let mut validation = jsonwebtoken::Validation::new(key.alg());
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        validation.set_issuer(&[&self.rules.issuer]);
+        jsonwebtoken::decode::<Map<String, Value>>(jwt, &decoding, &validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+}
+
 /// 128 random bits, base64url.
 pub(crate) fn new_jti() -> Result<String, MintError> {
     let mut bytes = [0u8; 16];
@@ -229,6 +276,70 @@ mod tests {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode(jwt, &key, &validation).unwrap();
         (data.header, data.claims)
+    }
+
+    #[test]
+    fn a_minted_token_is_reminted_for_another_audience_and_a_foreign_one_is_not() {
+        let minter = minter(&p256_pem(), rules());
+        let original = minter
+            .mint(
+                &answer(serde_json::json!({
+                    "active": true, "sub": "alice", "client_id": "web", "scope": "orders:read",
+                    "exp": NOW + 120, "department": "ops",
+                })),
+                NOW,
+            )
+            .unwrap();
+        let again = minter
+            .remint(&original.jwt, "billing-api", NOW + 10)
+            .unwrap()
+            .expect("ours");
+        assert_eq!(again.exp, original.exp, "never outlives the original");
+        let jwks = minter.keys().jwks_json();
+        let header = jsonwebtoken::decode_header(&again.jwt).unwrap();
+        assert_eq!(header.typ.as_deref(), Some(TYP));
+        let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&jwks).unwrap();
+        let key =
+            DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap()).unwrap();
+        let mut validation = Validation::new(header.alg);
+        validation.validate_exp = false;
+        validation.set_audience(&["billing-api"]);
+        let claims: Map<String, Value> = jsonwebtoken::decode(&again.jwt, &key, &validation)
+            .unwrap()
+            .claims;
+        let (_, first) = verify(&minter.keys().jwks_json(), &original.jwt);
+        assert_eq!(claims["aud"], "billing-api");
+        assert_eq!(claims["iat"], NOW + 10);
+        assert_ne!(claims["jti"], first["jti"]);
+        for same in ["sub", "client_id", "scope", "department", "iss", "exp"] {
+            assert_eq!(claims[same], first[same], "{same}");
+        }
+
+        // Signed by another key (a ready JWT from the AS): never re-signed.
+        let other = super::Minter::new(
+            Arc::new(SigningKeys::from_pem(&p256_pem()).unwrap()),
+            rules(),
+        )
+        .unwrap();
+        assert!(
+            other
+                .remint(&original.jwt, "billing-api", NOW)
+                .unwrap()
+                .is_none()
+        );
+        // Expired: nothing.
+        assert!(
+            minter
+                .remint(&original.jwt, "billing-api", NOW + 120)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            minter
+                .remint("not.a.jwt", "billing-api", NOW)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -408,7 +408,9 @@ async fn private_key_jwt_signs_a_fresh_assertion_per_introspection() {
         "CLIENT_ID".into(),
         provider.clients.gateway_jwt.client_id.clone(),
     );
-    env.insert("CLIENT_SECRET".into(), "unused-by-private-key-jwt".into());
+    // No client secret: private_key_jwt needs none (base_env sets
+    // SESSION_KEY_SECRET, which is then required).
+    env.remove("CLIENT_SECRET");
     env.insert("CLIENT_AUTH_METHOD".into(), "private_key_jwt".into());
     env.insert(
         "CLIENT_ASSERTION_KEY_FILE".into(),

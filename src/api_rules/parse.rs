@@ -18,6 +18,7 @@ const RESERVED_META_KEYS: &[&str] = &[META_TOKEN, META_JWT];
 struct ConfigData {
     required_scopes: Option<OneOrMany>,
     required_audience: Option<String>,
+    minted_audience: Option<String>,
     session_key_claim: Option<String>,
     policy_claim: Option<String>,
     policy_map: Option<BTreeMap<String, OneOrMany>>,
@@ -139,9 +140,16 @@ pub fn parse_config_data(text: &str, global: &IdentityRules) -> Result<ApiRules,
         }
         other => other,
     };
+    let minted_audience = match data.minted_audience {
+        Some(aud) if aud.is_empty() || aud.chars().any(char::is_control) => {
+            return Err("minted_audience: expected a non-empty string".to_owned());
+        }
+        other => other,
+    };
     Ok(ApiRules {
         required_scopes,
         required_audience,
+        minted_audience,
         api_versions,
         identity,
     })

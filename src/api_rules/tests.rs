@@ -44,6 +44,15 @@ fn no_required_scopes_key_means_no_scope_check() {
 }
 
 #[test]
+fn minted_audience_is_read_and_does_not_check_the_token() {
+    let rules = parse(r#"{"minted_audience":"billing-api"}"#).unwrap();
+    assert_eq!(rules.minted_audience.as_deref(), Some("billing-api"));
+    assert_eq!(rules.required_audience, None);
+    assert_eq!(rules.check(&claims(r#"{"aud":"web"}"#)), Ok(()));
+    assert_eq!(parse("{}").unwrap().minted_audience, None);
+}
+
+#[test]
 fn required_audience_accepts_string_or_array_aud() {
     let rules = parse(r#"{"required_audience":"orders-api"}"#).unwrap();
     assert_eq!(rules.check(&claims(r#"{"aud":"orders-api"}"#)), Ok(()));
@@ -73,6 +82,9 @@ fn invalid_config_data_is_refused_with_the_key_named() {
         (r#"{"required_scopes":[""]}"#, "required_scopes"),
         (r#"{"required_scopes":42}"#, "config_data"),
         (r#"{"required_audience":""}"#, "required_audience"),
+        (r#"{"minted_audience":""}"#, "minted_audience"),
+        (r#"{"minted_audience":"a\u0007b"}"#, "minted_audience"),
+        (r#"{"minted_audience":["a","b"]}"#, "config_data"),
         (
             r#"{"metadata_claims":["email"],"jwt_in_metadata":"yes"}"#,
             "config_data",

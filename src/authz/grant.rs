@@ -1,7 +1,7 @@
 //! The cached form of an active token, and what a cache entry weighs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::millis;
@@ -30,7 +30,15 @@ pub struct Grant {
     /// When the next background revalidation may start, in
     /// [`millis_since_start`]; claimed by compare-and-swap so only one runs.
     next_revalidation: AtomicU64,
+    /// Copies of this grant minted for other audiences (APIs whose
+    /// `config_data` names a `minted_audience`), at most
+    /// [`MAX_AUDIENCES`]; they live and die with this entry.
+    audiences: Mutex<Vec<(Box<str>, Arc<Grant>)>>,
 }
+
+/// Audiences remembered per grant; past this the oldest is dropped (and
+/// minted again if asked for).
+pub const MAX_AUDIENCES: usize = 8;
 
 /// Milliseconds since the first call: a cheap monotonic clock that fits in an
 /// atomic.
@@ -70,7 +78,43 @@ impl Grant {
             cached_until,
             fetched_at: now,
             next_revalidation: AtomicU64::new(0),
+            audiences: Mutex::new(Vec::new()),
         }
+    }
+
+    /// This grant with its JWT minted again for `audience` by `remint`,
+    /// remembered. `None` when `remint` gives nothing (the JWT is not one
+    /// the plugin minted). The copy keeps this grant's session key and cache
+    /// bound, and its JWT the original's `exp`.
+    pub(crate) fn for_audience<E>(
+        &self,
+        audience: &str,
+        remint: impl FnOnce(&str) -> Result<Option<String>, E>,
+    ) -> Result<Option<Arc<Grant>>, E> {
+        if let Ok(known) = self.audiences.lock()
+            && let Some((_, grant)) = known.iter().find(|(a, _)| &**a == audience)
+        {
+            return Ok(Some(Arc::clone(grant)));
+        }
+        let Some(jwt) = remint(self.jwt())? else {
+            return Ok(None);
+        };
+        let Ok(claims) = crate::jwt::parse(&jwt) else {
+            return Ok(None);
+        };
+        let copy = Arc::new(Grant::new(
+            &jwt,
+            &claims,
+            self.session_key.to_string(),
+            self.cached_until,
+        ));
+        if let Ok(mut known) = self.audiences.lock() {
+            if known.len() >= MAX_AUDIENCES {
+                known.remove(0);
+            }
+            known.push((Box::from(audience), Arc::clone(&copy)));
+        }
+        Ok(Some(copy))
     }
 
     /// Whether this answer is older than `after`.

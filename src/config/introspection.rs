@@ -28,7 +28,9 @@ pub const DEFAULT_BREAKER_OPEN: Duration = Duration::from_secs(2);
 pub struct IntrospectionConfig {
     pub url: reqwest::Url,
     pub client_id: String,
-    pub client_secret: Secret,
+    /// `None` only with `CLIENT_AUTH_METHOD=private_key_jwt`, which needs
+    /// no secret.
+    pub client_secret: Option<Secret>,
     pub timeout: Duration,
     pub max_jwt_bytes: usize,
     pub ca_file: Option<PathBuf>,
@@ -60,7 +62,11 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<IntrospectionConfig> {
         r.required(ENV_INTROSPECTION_URL, parse::introspection_url)
     };
     let client_id = r.required(ENV_CLIENT_ID, |v| Ok::<_, String>(v.to_owned()));
-    let client_secret = client_secret(r);
+    // private_key_jwt authenticates with a signed assertion: no secret.
+    let secret_optional = r
+        .raw(ENV_CLIENT_AUTH_METHOD)
+        .is_some_and(|m| m.trim() == "private_key_jwt");
+    let client_secret = client_secret(r, secret_optional);
     let ca_file = r.optional(ENV_INTROSPECTION_CA_FILE, |v| {
         Ok::<_, String>(PathBuf::from(v))
     });
@@ -139,7 +145,9 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<IntrospectionConfig> {
 
 /// `CLIENT_SECRET`, or the contents of `CLIENT_SECRET_FILE` (a container
 /// secret), but not both. Secret values never appear in messages.
-fn client_secret(r: &mut Reader<'_>) -> Option<Secret> {
+/// The outer `None`: a problem was reported; the inner: no secret, which is
+/// allowed when `optional`.
+fn client_secret(r: &mut Reader<'_>, optional: bool) -> Option<Option<Secret>> {
     match (r.raw(ENV_CLIENT_SECRET), r.raw(ENV_CLIENT_SECRET_FILE)) {
         (Some(_), Some(_)) => {
             r.problem(format!(
@@ -147,7 +155,7 @@ fn client_secret(r: &mut Reader<'_>) -> Option<Secret> {
             ));
             None
         }
-        (Some(secret), None) => Some(Secret::new(secret)),
+        (Some(secret), None) => Some(Some(Secret::new(secret))),
         (None, Some(path)) => match r.read_file(path.trim()) {
             Ok(contents) => {
                 let secret = contents.trim_end_matches(['\n', '\r']);
@@ -157,7 +165,7 @@ fn client_secret(r: &mut Reader<'_>) -> Option<Secret> {
                     ));
                     None
                 } else {
-                    Some(Secret::new(secret))
+                    Some(Some(Secret::new(secret)))
                 }
             }
             Err(e) => {
@@ -167,9 +175,11 @@ fn client_secret(r: &mut Reader<'_>) -> Option<Secret> {
                 None
             }
         },
+        (None, None) if optional => Some(None),
         (None, None) => {
             r.problem(format!(
-                "{ENV_CLIENT_SECRET} (or {ENV_CLIENT_SECRET_FILE}) is required"
+                "{ENV_CLIENT_SECRET} (or {ENV_CLIENT_SECRET_FILE}) is required \
+                 (unless {ENV_CLIENT_AUTH_METHOD}=private_key_jwt)"
             ));
             None
         }

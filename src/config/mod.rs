@@ -105,7 +105,7 @@ impl Config {
         let transport = transport::read(&mut r);
         let cache = cache::read(&mut r);
         let challenge = challenge::read(&mut r);
-        let client_secret = introspection.as_ref().map(|i| &i.client_secret);
+        let client_secret = introspection.as_ref().map(|i| i.client_secret.as_ref());
         let session = session::read(&mut r, client_secret);
         let identity = identity::read(&mut r);
         let (log_format, log_level) = logging::read(&mut r);

@@ -28,9 +28,13 @@ pub struct SessionConfig {
 }
 
 /// The section, or `None` when there is no key secret: `SESSION_KEY_SECRET`
-/// is unset and `client_secret` (its fallback) could not be read, which is
-/// reported where the client secret is read.
-pub(super) fn read(r: &mut Reader<'_>, client_secret: Option<&Secret>) -> Option<SessionConfig> {
+/// is unset and `client_secret` (its fallback) could not be read (`None`,
+/// reported where the client secret is read) or is not configured
+/// (`Some(None)`, with `private_key_jwt`: reported here).
+pub(super) fn read(
+    r: &mut Reader<'_>,
+    client_secret: Option<Option<&Secret>>,
+) -> Option<SessionConfig> {
     let rate = r.optional(ENV_SESSION_RATE, parse::non_negative_number);
     let per = r.optional(ENV_SESSION_RATE_PER_SECONDS, parse::non_negative_number);
     let quota_max = r.optional(ENV_SESSION_QUOTA_MAX, |v| {
@@ -46,7 +50,13 @@ pub(super) fn read(r: &mut Reader<'_>, client_secret: Option<&Secret>) -> Option
     );
     let own_key_secret = r.raw(ENV_SESSION_KEY_SECRET).map(Secret::new);
     let key_secret_is_client_secret = own_key_secret.is_none();
-    let key_secret = own_key_secret.or_else(|| client_secret.cloned());
+    if own_key_secret.is_none() && matches!(client_secret, Some(None)) {
+        r.problem(format!(
+            "{ENV_SESSION_KEY_SECRET} is required when no client secret is set \
+             (CLIENT_AUTH_METHOD=private_key_jwt): session keys would otherwise derive from it"
+        ));
+    }
+    let key_secret = own_key_secret.or_else(|| client_secret.flatten().cloned());
 
     if rate.is_some_and(|r| r > 0.0) && per.is_none_or(|p| p <= 0.0) {
         r.problem(format!(

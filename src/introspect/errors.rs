@@ -143,6 +143,8 @@ pub enum ClientBuildError {
     AssertionKey(String),
     #[error("cannot mint JWTs: {0}")]
     Minter(String),
+    #[error("CLIENT_SECRET is required for client_secret_basic and client_secret_post")]
+    NoClientSecret,
     #[error(
         "INTROSPECTION_ACCEPT asks for signed answers, but the AS's JWKS is unknown: set INTROSPECTION_JWKS_URL or an ISSUER whose metadata names jwks_uri"
     )]

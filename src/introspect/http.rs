@@ -143,3 +143,13 @@ pub(super) fn basic_credentials(client_id: &str, secret: &str) -> HeaderValue {
     value.set_sensitive(true);
     value
 }
+
+/// The client secret, which the configuration requires for every method
+/// but `private_key_jwt`.
+pub(super) fn secret(config: &IntrospectionConfig) -> Result<&str, ClientBuildError> {
+    config
+        .client_secret
+        .as_ref()
+        .map(|s| s.expose())
+        .ok_or(ClientBuildError::NoClientSecret)
+}

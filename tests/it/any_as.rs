@@ -154,3 +154,107 @@ async fn no_jwks_is_served_when_the_plugin_does_not_mint() {
     let app = spawn_app_with(|s| s.admin = true).await;
     assert_eq!(app.admin_get("/.well-known/jwks.json").await.0, 404);
 }
+
+/// An API that names its own `minted_audience`.
+fn api_minting_for(api_id: &str, audience: &str) -> Api {
+    Api {
+        api_id: api_id.into(),
+        config_data: Some(serde_json::json!({ "minted_audience": audience })),
+        ..Api::default()
+    }
+}
+
+/// Verifies `authorization` (`Bearer <JWT>`) with the admin JWKS, as an API
+/// would, and returns its claims.
+async fn verify_with_admin_jwks(app: &TestApp, authorization: &str) -> serde_json::Value {
+    let jwt = authorization.trim_start_matches("Bearer ");
+    let (status, jwks) = app.admin_get("/.well-known/jwks.json").await;
+    assert_eq!(status, 200);
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&jwks).unwrap();
+    let header = jsonwebtoken::decode_header(jwt).unwrap();
+    let jwk = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("published");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.validate_aud = false;
+    validation.set_issuer(&["https://gateway.test"]);
+    jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &validation)
+        .unwrap()
+        .claims
+}
+
+#[tokio::test]
+async fn each_api_gets_a_jwt_minted_for_its_own_audience_from_one_introspection() {
+    let (_dir, key) = key_file();
+    let app = spawn_app_with(|s| {
+        s.env("INTROSPECTION_ACCEPT", JSON)
+            .env("SIGNING_KEY_FILE", &key)
+            .env("MINTED_ISSUER", "https://gateway.test")
+            .env("MINTED_AUDIENCE", "default-aud");
+        s.admin = true;
+    })
+    .await;
+    let exp = now() + 600;
+    let answer = serde_json::json!({
+        "active": true, "sub": "alice", "client_id": "web", "scope": "read", "exp": exp,
+    });
+    app.fake_as
+        .script("one-token", Behaviour::Answer(JSON, answer.to_string()));
+    let orders = api_minting_for("orders-api", "orders");
+    let billing = api_minting_for("billing-api", "billing");
+    let mut seen = Vec::new();
+    for round in 0..2 {
+        for (api, aud) in [(&orders, "orders"), (&billing, "billing")] {
+            let outcome = app
+                .gateway
+                .request_to(
+                    api,
+                    ClientRequest::get("/orders/api/items").bearer("one-token"),
+                )
+                .await;
+            assert_eq!(outcome.status(), 200, "{:?}", outcome.client);
+            let bearer = bearer_of(&outcome).unwrap();
+            let claims = verify_with_admin_jwks(&app, &bearer).await;
+            assert_eq!(claims["aud"], aud, "round {round}");
+            assert_eq!(claims["sub"], "alice");
+            assert_eq!(claims["client_id"], "web");
+            assert_eq!(claims["scope"], "read");
+            assert!(claims["exp"].as_u64().unwrap() <= exp);
+            seen.push(bearer);
+        }
+    }
+    assert_eq!(seen[0], seen[2], "the orders JWT is remembered");
+    assert_eq!(seen[1], seen[3], "the billing JWT is remembered");
+    // An API without its own audience gets the global one.
+    let plain = app.get_with_token("one-token").await;
+    assert_eq!(plain.status(), 200);
+    let claims = verify_with_admin_jwks(&app, &bearer_of(&plain).unwrap()).await;
+    assert_eq!(claims["aud"], "default-aud");
+    assert_eq!(app.fake_as.calls(), 1, "one introspection for every API");
+}
+
+#[tokio::test]
+async fn a_ready_jwt_from_the_as_is_forwarded_unchanged_despite_minted_audience() {
+    let (_dir, key) = key_file();
+    let app = spawn_app_with(|s| {
+        s.env("INTROSPECTION_JWT_FIELD", "jwt")
+            .env("SIGNING_KEY_FILE", &key)
+            .env("MINTED_ISSUER", "https://gateway.test");
+    })
+    .await;
+    let exp = now() + 600;
+    let jwt = make_jwt(&Claims::valid_for("alice", 600), 7);
+    let answer = serde_json::json!({"active": true, "sub": "alice", "exp": exp, "jwt": jwt});
+    app.fake_as
+        .script("kc-token", Behaviour::Answer(JSON, answer.to_string()));
+    let outcome = app
+        .gateway
+        .request_to(
+            &api_minting_for("orders-api", "orders"),
+            ClientRequest::get("/orders/api/items").bearer("kc-token"),
+        )
+        .await;
+    assert_eq!(outcome.status(), 200, "{:?}", outcome.client);
+    assert_eq!(bearer_of(&outcome), Some(format!("Bearer {jwt}")));
+}

@@ -16,6 +16,7 @@ use crate::{cases, json_value, with_case};
 const CONFIG_DATA_KEYS: &[&str] = &[
     "required_scopes",
     "required_audience",
+    "minted_audience",
     "session_key_claim",
     "policy_claim",
     "policy_map",
@@ -88,6 +89,7 @@ enum MetadataGen {
 struct ConfigDataGen {
     required_scopes: Option<OneOrMany>,
     required_audience: Option<String>,
+    minted_audience: Option<String>,
     session_key_claim: Option<String>,
     policy_claim: Option<String>,
     policy_map: Option<BTreeMap<String, OneOrMany>>,
@@ -167,6 +169,7 @@ fn config_data_gen() -> impl Strategy<Value = ConfigDataGen> {
         prop::option::of(any::<bool>()),
         prop::option::weighted(0.3, one_or_many(claim_name())),
         prop::option::weighted(0.3, prop::collection::vec(version_name(), 0..3)),
+        prop::option::weighted(0.3, audience()),
     )
         .prop_map(
             |(
@@ -180,10 +183,12 @@ fn config_data_gen() -> impl Strategy<Value = ConfigDataGen> {
                 jwt,
                 comma,
                 versions,
+                minted,
             )| {
                 ConfigDataGen {
                     required_scopes: scopes,
                     required_audience: aud,
+                    minted_audience: minted,
                     session_key_claim: session_key,
                     policy_claim,
                     policy_map,
@@ -205,6 +210,9 @@ impl ConfigDataGen {
         }
         if let Some(v) = &self.required_audience {
             out.insert("required_audience".into(), json!(v));
+        }
+        if let Some(v) = &self.minted_audience {
+            out.insert("minted_audience".into(), json!(v));
         }
         if let Some(v) = &self.session_key_claim {
             out.insert("session_key_claim".into(), json!(v));
@@ -353,9 +361,15 @@ impl ConfigDataGen {
         {
             return None;
         }
+        if let Some(aud) = &self.minted_audience
+            && (aud.is_empty() || aud.chars().any(char::is_control))
+        {
+            return None;
+        }
         Some(ApiRules {
             required_scopes,
             required_audience: self.required_audience.clone(),
+            minted_audience: self.minted_audience.clone(),
             api_versions,
             identity,
         })

@@ -24,7 +24,15 @@ fn client_secret_file_is_read_and_its_trailing_newline_dropped() {
         .with_file("/run/secrets/client", "from-file\n")
         .parse()
         .unwrap();
-    assert_eq!(config.introspection.client_secret.expose(), "from-file");
+    assert_eq!(
+        config
+            .introspection
+            .client_secret
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "from-file"
+    );
 }
 
 #[test]
@@ -174,4 +182,37 @@ fn the_issuer_stands_in_for_the_introspection_url_until_discovery() {
         .with(ENV_TIMEOUT_SECONDS, "0")
         .problems();
     assert_eq!(problems.len(), 2, "{problems:?}");
+}
+
+#[test]
+fn private_key_jwt_needs_no_client_secret_but_then_a_session_key_secret() {
+    let pkjwt = || {
+        minimal()
+            .without(ENV_CLIENT_SECRET)
+            .with(ENV_CLIENT_AUTH_METHOD, "private_key_jwt")
+            .with(ENV_CLIENT_ASSERTION_KEY_FILE, "/keys/client.pem")
+    };
+    let config = pkjwt()
+        .with(ENV_SESSION_KEY_SECRET, "own-session-secret")
+        .parse()
+        .unwrap();
+    assert!(config.introspection.client_secret.is_none());
+    assert_eq!(config.session.key_secret.expose(), "own-session-secret");
+    assert!(!config.session.key_secret_is_client_secret);
+
+    let problems = pkjwt().problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("SESSION_KEY_SECRET is required when no client secret is set"),
+        "{problems:?}"
+    );
+
+    // Other methods still need the secret.
+    let problems = minimal()
+        .without(ENV_CLIENT_SECRET)
+        .with(ENV_CLIENT_AUTH_METHOD, "client_secret_post")
+        .with(ENV_SESSION_KEY_SECRET, "own-session-secret")
+        .problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].starts_with("CLIENT_SECRET (or CLIENT_SECRET_FILE) is required"));
 }

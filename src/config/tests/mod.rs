@@ -37,7 +37,15 @@ fn curity_env_file_is_accepted_with_defaults() {
         ListenAddr::Tcp("[::]:50051".parse().unwrap())
     );
     assert_eq!(config.introspection.client_id, "introspection-client");
-    assert_eq!(config.introspection.client_secret.expose(), "s3cr3t-value");
+    assert_eq!(
+        config
+            .introspection
+            .client_secret
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "s3cr3t-value"
+    );
     assert_eq!(config.introspection.timeout, Duration::from_millis(2500));
     assert_eq!(config.max_token_bytes, 4096);
     assert_eq!(config.cache.clock_skew, Duration::from_secs(30));
@@ -78,7 +86,8 @@ fn missing_required_values_are_reported_together() {
         vec![
             "INTROSPECTION_URL is required".to_owned(),
             "CLIENT_ID is required".to_owned(),
-            "CLIENT_SECRET (or CLIENT_SECRET_FILE) is required".to_owned(),
+            "CLIENT_SECRET (or CLIENT_SECRET_FILE) is required (unless CLIENT_AUTH_METHOD=private_key_jwt)"
+                .to_owned(),
         ]
     );
 }
