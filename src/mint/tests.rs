@@ -1,0 +1,241 @@
+
+use super::*;
+use crate::answer::{Verdict, read_json};
+use crate::keys::tests::{ed25519_pem, p256_pem, rsa_pem};
+use jsonwebtoken::{DecodingKey, Validation};
+
+const NOW: u64 = 1_900_000_000;
+
+fn answer(json: serde_json::Value) -> ActiveAnswer {
+    match read_json(json.to_string().as_bytes(), None).unwrap() {
+        Verdict::Active(a) => *a,
+        Verdict::Inactive => panic!("inactive"),
+    }
+}
+
+fn rules() -> MintRules {
+    MintRules {
+        issuer: "https://gateway.example".into(),
+        audience: vec!["orders-api".into()],
+        max_lifetime: Duration::from_secs(300),
+        copy_claims: vec!["acr".into(), "department".into(), "cnf".into()],
+    }
+}
+
+fn minter(pem: &str, rules: MintRules) -> Minter {
+    Minter::new(Arc::new(SigningKeys::from_pem(pem).unwrap()), rules).unwrap()
+}
+
+/// Verifies with the published JWKS only, the way an API would.
+fn verify(jwks_json: &str, jwt: &str) -> (jsonwebtoken::Header, Map<String, Value>) {
+    let header = jsonwebtoken::decode_header(jwt).unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(jwks_json).unwrap();
+    let jwk = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("kid published");
+    let key = DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = Validation::new(header.alg);
+    validation.validate_exp = false; // NOW is in the future of the test run
+    validation.set_audience(&["orders-api"]);
+    validation.set_issuer(&["https://gateway.example"]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    let data = jsonwebtoken::decode(jwt, &key, &validation).unwrap();
+    (data.header, data.claims)
+}
+
+#[test]
+fn a_minted_token_is_reminted_for_another_audience_and_a_foreign_one_is_not() {
+    let minter = minter(&p256_pem(), rules());
+    let original = minter
+        .mint(
+            &answer(serde_json::json!({
+                "active": true, "sub": "alice", "client_id": "web", "scope": "orders:read",
+                "exp": NOW + 120, "department": "ops",
+            })),
+            NOW,
+        )
+        .unwrap();
+    let again = minter
+        .remint(&original.jwt, "billing-api", NOW + 10)
+        .unwrap()
+        .expect("ours");
+    assert_eq!(again.exp, original.exp, "never outlives the original");
+    let jwks = minter.keys().jwks_json();
+    let header = jsonwebtoken::decode_header(&again.jwt).unwrap();
+    assert_eq!(header.typ.as_deref(), Some(TYP));
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&jwks).unwrap();
+    let key = DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap()).unwrap();
+    let mut validation = Validation::new(header.alg);
+    validation.validate_exp = false;
+    validation.set_audience(&["billing-api"]);
+    let claims: Map<String, Value> = jsonwebtoken::decode(&again.jwt, &key, &validation)
+        .unwrap()
+        .claims;
+    let (_, first) = verify(&minter.keys().jwks_json(), &original.jwt);
+    assert_eq!(claims["aud"], "billing-api");
+    assert_eq!(claims["iat"], NOW + 10);
+    assert_ne!(claims["jti"], first["jti"]);
+    for same in ["sub", "client_id", "scope", "department", "iss", "exp"] {
+        assert_eq!(claims[same], first[same], "{same}");
+    }
+
+    // Signed by another key (a ready JWT from the AS): never re-signed.
+    let other = super::Minter::new(
+        Arc::new(SigningKeys::from_pem(&p256_pem()).unwrap()),
+        rules(),
+    )
+    .unwrap();
+    assert!(
+        other
+            .remint(&original.jwt, "billing-api", NOW)
+            .unwrap()
+            .is_none()
+    );
+    // Expired: nothing.
+    assert!(
+        minter
+            .remint(&original.jwt, "billing-api", NOW + 120)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        minter
+            .remint("not.a.jwt", "billing-api", NOW)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn minted_tokens_follow_rfc9068_and_verify_with_the_published_jwks_for_every_key_type() {
+    for (pem, alg) in [
+        (p256_pem(), jsonwebtoken::Algorithm::ES256),
+        (ed25519_pem(), jsonwebtoken::Algorithm::EdDSA),
+        (rsa_pem(), jsonwebtoken::Algorithm::RS256),
+    ] {
+        let minter = minter(&pem, rules());
+        let minted = minter
+            .mint(
+                &answer(serde_json::json!({
+                    "active": true, "sub": "alice", "client_id": "web", "scope": "orders:read",
+                    "exp": NOW + 120, "aud": "something-else", "acr": "2", "department": "ops",
+                    "email": "alice@example.com", "iss": "https://as.example",
+                })),
+                NOW,
+            )
+            .unwrap();
+        let (header, claims) = verify(&minter.keys().jwks_json(), &minted.jwt);
+        assert_eq!(header.alg, alg);
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(header.kid.as_deref(), Some(minter.keys().current().kid()));
+        assert_eq!(claims["iss"], "https://gateway.example");
+        assert_eq!(claims["sub"], "alice");
+        assert_eq!(claims["client_id"], "web");
+        assert_eq!(claims["scope"], "orders:read");
+        assert_eq!(claims["aud"], "orders-api");
+        assert_eq!(claims["iat"], NOW);
+        assert_eq!(claims["exp"], NOW + 120);
+        assert_eq!(minted.exp, NOW + 120);
+        assert_eq!(claims["acr"], "2");
+        assert_eq!(claims["department"], "ops");
+        assert!(
+            claims.get("email").is_none(),
+            "only chosen claims are copied"
+        );
+        assert!(claims.get("cnf").is_none(), "absent claims stay absent");
+        assert!(claims["jti"].as_str().unwrap().len() >= 22);
+        assert!(!format!("{minted:?}").contains(&minted.jwt));
+    }
+}
+
+#[test]
+fn exp_is_capped_by_the_lifetime_and_never_later_than_the_token() {
+    let minter = minter(&p256_pem(), rules());
+    let base = serde_json::json!({"active": true, "sub": "a", "client_id": "c"});
+    let with_exp = |exp: Option<u64>| {
+        let mut json = base.clone();
+        if let Some(exp) = exp {
+            json["exp"] = exp.into();
+        }
+        answer(json)
+    };
+    assert_eq!(
+        minter.mint(&with_exp(Some(NOW + 10)), NOW).unwrap().exp,
+        NOW + 10
+    );
+    assert_eq!(
+        minter.mint(&with_exp(Some(NOW + 86_400)), NOW).unwrap().exp,
+        NOW + 300
+    );
+    assert_eq!(minter.mint(&with_exp(None), NOW).unwrap().exp, NOW + 300);
+    for past in [NOW, NOW - 1] {
+        assert!(matches!(
+            minter.mint(&with_exp(Some(past)), NOW),
+            Err(MintError::Expired)
+        ));
+    }
+}
+
+#[test]
+fn subject_audience_and_jti_rules() {
+    let minter = minter(&p256_pem(), rules());
+    // Client credentials: no sub, the client is the subject.
+    let cc = answer(serde_json::json!({"active": true, "client_id": "batch", "exp": NOW + 60}));
+    let (_, claims) = verify(
+        &minter.keys().jwks_json(),
+        &minter.mint(&cc, NOW).unwrap().jwt,
+    );
+    assert_eq!(claims["sub"], "batch");
+    assert!(claims.get("scope").is_none());
+    // A new jti each time.
+    let (_, again) = verify(
+        &minter.keys().jwks_json(),
+        &minter.mint(&cc, NOW).unwrap().jwt,
+    );
+    assert_ne!(claims["jti"], again["jti"]);
+
+    let no_client = answer(serde_json::json!({"active": true, "sub": "a"}));
+    assert!(matches!(
+        minter.mint(&no_client, NOW),
+        Err(MintError::MissingClaim("client_id"))
+    ));
+
+    // No configured audience: the answer's, as it was (string or list).
+    let mut open = rules();
+    open.audience.clear();
+    let open = super::Minter::new(Arc::clone(&minter.keys), open).unwrap();
+    let listed = answer(serde_json::json!({"active": true, "client_id": "c", "aud": ["a1", "a2"]}));
+    let jwt = open.mint(&listed, NOW).unwrap().jwt;
+    let claims: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode(&jwt)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["aud"], serde_json::json!(["a1", "a2"]));
+    let no_aud = answer(serde_json::json!({"active": true, "client_id": "c"}));
+    assert!(matches!(
+        open.mint(&no_aud, NOW),
+        Err(MintError::MissingClaim("aud"))
+    ));
+}
+
+#[test]
+fn rules_that_cannot_work_are_refused() {
+    let keys = Arc::new(SigningKeys::from_pem(&p256_pem()).unwrap());
+    let mut reserved = rules();
+    reserved.copy_claims.push("exp".into());
+    assert!(matches!(
+        Minter::new(Arc::clone(&keys), reserved),
+        Err(MintError::ReservedClaim(c)) if c == "exp"
+    ));
+    let mut empty = rules();
+    empty.issuer = " ".into();
+    assert!(matches!(
+        Minter::new(Arc::clone(&keys), empty),
+        Err(MintError::EmptyIssuer)
+    ));
+    let mut zero = rules();
+    zero.max_lifetime = Duration::from_millis(500);
+    assert!(matches!(
+        Minter::new(keys, zero),
+        Err(MintError::ZeroLifetime)
+    ));
+}
