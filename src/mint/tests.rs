@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::answer::{Verdict, read_json};
 use crate::keys::tests::{ed25519_pem, p256_pem, rsa_pem};
