@@ -20,6 +20,7 @@ use crate::jwt::Claims;
 
 mod identity;
 mod parse;
+mod step_up;
 
 pub use identity::{
     IdentityRules, MAX_ANALYTICS_TAGS, META_CLIENT_ID, META_JWT, META_SCOPE, META_SUB, META_TOKEN,
@@ -27,6 +28,7 @@ pub use identity::{
 };
 use parse::oversized_message;
 pub use parse::{env, optional_claim, parse_config_data};
+pub use step_up::{StepUp, StepUpChallenge, StepUpReason};
 
 /// Largest `config_data` accepted (Tyk sends it with every request).
 pub const MAX_CONFIG_DATA_BYTES: usize = 64 * 1024;
@@ -53,6 +55,8 @@ pub struct ApiRules {
     /// versioned API). `None`: [`DEFAULT_API_VERSION`].
     pub api_versions: Option<Vec<String>>,
     pub identity: IdentityRules,
+    /// RFC 9470 step-up: `required_acr`, `max_auth_age`.
+    pub step_up: StepUp,
 }
 
 /// Why an API's checks refuse a token.
@@ -63,6 +67,8 @@ pub enum RuleDenial {
     /// Scopes missing; carries the space-separated required scopes for the
     /// challenge's `scope` parameter.
     InsufficientScope(String),
+    /// RFC 9470: the user's authentication is too weak or too old.
+    InsufficientUserAuthentication(StepUpChallenge),
 }
 
 impl ApiRules {
@@ -91,6 +97,15 @@ impl ApiRules {
     ///
     /// [`RuleDenial`] when the token's claims do not satisfy the API.
     pub fn check(&self, claims: &Claims) -> Result<(), RuleDenial> {
+        self.check_at(claims, crate::cache::unix_now().as_secs())
+    }
+
+    /// [`ApiRules::check`] at `now` (unix seconds).
+    ///
+    /// # Errors
+    ///
+    /// As [`ApiRules::check`].
+    pub fn check_at(&self, claims: &Claims, now: u64) -> Result<(), RuleDenial> {
         if let Some(audience) = &self.required_audience
             && !claims.audiences().contains(&audience.as_str())
         {
@@ -108,7 +123,9 @@ impl ApiRules {
                 ));
             }
         }
-        Ok(())
+        self.step_up
+            .check(claims, now)
+            .map_err(RuleDenial::InsufficientUserAuthentication)
     }
 }
 

@@ -40,8 +40,18 @@ pub struct Claims {
 }
 
 /// The claims every request may read: the cache keeps only these (see
-/// [`Claims::summary`]); rules that need others re-read the JWT.
-pub const SUMMARY_CLAIMS: &[&str] = &["sub", "client_id", "scope", "scp", "aud"];
+/// [`Claims::summary`]); rules that need others re-read the JWT. `acr` and
+/// `auth_time` are here for the step-up check (RFC 9470), which runs on
+/// every request of an API that asks for it.
+pub const SUMMARY_CLAIMS: &[&str] = &[
+    "sub",
+    "client_id",
+    "scope",
+    "scp",
+    "aud",
+    "acr",
+    "auth_time",
+];
 
 #[derive(Deserialize)]
 struct Header {

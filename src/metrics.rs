@@ -59,6 +59,7 @@ label_values! {
         NoCredentials => "no_credentials",
         InvalidToken => "invalid_token",
         InsufficientScope => "insufficient_scope",
+        InsufficientUserAuthentication => "insufficient_user_authentication",
         InvalidConfig => "invalid_config",
         AsError => "as_error",
         AsUnavailable => "as_unavailable",
@@ -72,7 +73,9 @@ impl Decision {
     pub fn status(self) -> &'static str {
         match self {
             Decision::Allow => "200",
-            Decision::NoCredentials | Decision::InvalidToken => "401",
+            Decision::NoCredentials
+            | Decision::InvalidToken
+            | Decision::InsufficientUserAuthentication => "401",
             Decision::InsufficientScope => "403",
             Decision::InvalidConfig => "500",
             Decision::AsError => "502",

@@ -11,7 +11,9 @@
 //! - `exp` is never later than the token's own `exp`, and never more than
 //!   the configured lifetime ahead; an already expired token mints nothing.
 //! - Extra claims are copied only by name from the answer, and can never
-//!   overwrite the registered ones above.
+//!   overwrite the registered ones above. The authentication claims of
+//!   RFC 9068 §2.2.1 ([`AUTHENTICATION_CLAIMS`]) are always copied, so an
+//!   API's step-up check (RFC 9470) sees them whatever the answer kind.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +40,10 @@ pub const RESERVED_CLAIMS: &[&str] = &[
     "client_id",
     "scope",
 ];
+
+/// Claims about the user's authentication (RFC 9068 §2.2.1), copied from
+/// the answer whenever present.
+pub const AUTHENTICATION_CLAIMS: &[&str] = &["acr", "amr", "auth_time"];
 
 /// What every minted token must carry.
 #[derive(Debug, Clone)]
@@ -158,9 +164,13 @@ impl Minter {
         };
 
         let mut claims = Map::new();
-        for name in &self.rules.copy_claims {
+        let copied = AUTHENTICATION_CLAIMS
+            .iter()
+            .copied()
+            .chain(self.rules.copy_claims.iter().map(String::as_str));
+        for name in copied {
             if let Some(value) = answer.get(name).filter(|v| !v.is_null()) {
-                claims.insert(name.clone(), value.clone());
+                claims.insert(name.to_owned(), value.clone());
             }
         }
         claims.insert("iss".into(), self.rules.issuer.clone().into());

@@ -8,6 +8,7 @@
 //! | no bearer credentials | 401 | Tyk template | `WWW-Authenticate: Bearer realm=".."` |
 //! | malformed, inactive, expired, wrong audience | 401 | Tyk template | `.., error="invalid_token"` |
 //! | scopes missing | 403 | Tyk template | `.., error="insufficient_scope", scope=".."` |
+//! | step-up needed (RFC 9470) | 401 | Tyk template | `.., error="insufficient_user_authentication", error_description="..", acr_values="..", max_age=".."` |
 //! | invalid `config_data` | 500 | JSON | — |
 //! | AS error status, bad answer, credentials refused, TLS failure | 502 | JSON | — |
 //! | AS unreachable or 503/429, breaker open, too many in flight | 503 | JSON | `Retry-After` |
@@ -21,6 +22,7 @@
 
 use tracing::{debug, info, warn};
 
+use crate::api_rules::StepUpChallenge;
 use crate::authz::Denial;
 use crate::config::ChallengeConfig;
 use crate::introspect::IntrospectError;
@@ -60,6 +62,23 @@ impl Deny {
             "Insufficient scope",
             format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scopes}\""),
         )
+    }
+
+    /// 401 for a token whose user authentication is too weak or too old
+    /// (RFC 9470 §3): `acr_values` and `max_age` name what the API requires,
+    /// both quoted as the RFC's examples show.
+    pub fn insufficient_user_authentication(realm: &str, challenge: &StepUpChallenge) -> Deny {
+        let mut header = format!(
+            "Bearer realm=\"{realm}\", error=\"insufficient_user_authentication\", error_description=\"{}\"",
+            challenge.description()
+        );
+        if let Some(acr_values) = &challenge.acr_values {
+            header.push_str(&format!(", acr_values=\"{acr_values}\""));
+        }
+        if let Some(max_age) = challenge.max_age {
+            header.push_str(&format!(", max_age=\"{max_age}\""));
+        }
+        Deny::client(401, "Insufficient user authentication", header)
     }
 
     /// 500: the API's `config_data` is invalid, so no request to it can be
@@ -161,6 +180,10 @@ impl Replies {
                 Deny::insufficient_scope(&self.realm, scopes),
                 Decision::InsufficientScope,
             ),
+            Denial::InsufficientUserAuthentication(challenge) => (
+                Deny::insufficient_user_authentication(&self.realm, challenge),
+                Decision::InsufficientUserAuthentication,
+            ),
             Denial::InvalidApiConfig => (Deny::invalid_api_config(), Decision::InvalidConfig),
             Denial::ShuttingDown => (
                 Deny::shutting_down(self.retry_after.clone()),
@@ -214,6 +237,9 @@ impl Replies {
             }
             Denial::InsufficientScope(_) => {
                 info!(status, reason = "insufficient_scope", token.id = %token_id, "Request denied");
+            }
+            Denial::InsufficientUserAuthentication(challenge) => {
+                info!(status, reason = "insufficient_user_authentication", step_up = challenge.reason(), token.id = %token_id, "Request denied");
             }
             Denial::InvalidToken(why) => {
                 info!(status, reason = why.as_str(), token.id = %token_id, "Request denied");

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::identity::is_policy_id;
+use super::step_up;
 use super::{ApiRules, IdentityRules, MAX_CONFIG_DATA_BYTES, META_JWT, META_TOKEN};
 
 /// Metadata keys the plugin sets itself and claims may not take.
@@ -27,6 +28,8 @@ struct ConfigData {
     jwt_in_metadata: Option<bool>,
     comma_separated_claims: Option<OneOrMany>,
     api_versions: Option<Vec<String>>,
+    required_acr: Option<serde_json::Value>,
+    max_auth_age: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -146,12 +149,25 @@ pub fn parse_config_data(text: &str, global: &IdentityRules) -> Result<ApiRules,
         }
         other => other,
     };
+    let step_up = super::StepUp {
+        required_acr: match &data.required_acr {
+            Some(v) => step_up::parse_required_acr(v).map_err(|e| format!("required_acr: {e}"))?,
+            None => Vec::new(),
+        },
+        max_auth_age: match &data.max_auth_age {
+            Some(v) => {
+                Some(step_up::parse_max_auth_age(v).map_err(|e| format!("max_auth_age: {e}"))?)
+            }
+            None => None,
+        },
+    };
     Ok(ApiRules {
         required_scopes,
         required_audience,
         minted_audience,
         api_versions,
         identity,
+        step_up,
     })
 }
 

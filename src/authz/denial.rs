@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::Grant;
-use crate::api_rules::RuleDenial;
+use crate::api_rules::{RuleDenial, StepUpChallenge};
 use crate::cache::Lookup;
 use crate::introspect::IntrospectError;
 use crate::token::TokenDigest;
@@ -19,6 +19,9 @@ pub enum Denial {
     InvalidToken(InvalidToken),
     /// The token lacks scopes the API requires (space-separated here).
     InsufficientScope(String),
+    /// The user's authentication is too weak or too old for the API
+    /// (RFC 9470 step-up).
+    InsufficientUserAuthentication(StepUpChallenge),
     /// The API's `config_data` is invalid: no request to it can be decided.
     InvalidApiConfig,
     /// The AS gave no answer about the token.
@@ -56,6 +59,9 @@ impl From<RuleDenial> for Denial {
         match refused {
             RuleDenial::WrongAudience => Denial::InvalidToken(InvalidToken::WrongAudience),
             RuleDenial::InsufficientScope(scopes) => Denial::InsufficientScope(scopes),
+            RuleDenial::InsufficientUserAuthentication(challenge) => {
+                Denial::InsufficientUserAuthentication(challenge)
+            }
         }
     }
 }

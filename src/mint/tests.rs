@@ -118,6 +118,7 @@ fn minted_tokens_follow_rfc9068_and_verify_with_the_published_jwks_for_every_key
                 &answer(serde_json::json!({
                     "active": true, "sub": "alice", "client_id": "web", "scope": "orders:read",
                     "exp": NOW + 120, "aud": "something-else", "acr": "2", "department": "ops",
+                    "auth_time": NOW - 30, "amr": ["pwd", "otp"],
                     "email": "alice@example.com", "iss": "https://as.example",
                 })),
                 NOW,
@@ -137,6 +138,12 @@ fn minted_tokens_follow_rfc9068_and_verify_with_the_published_jwks_for_every_key
         assert_eq!(minted.exp, NOW + 120);
         assert_eq!(claims["acr"], "2");
         assert_eq!(claims["department"], "ops");
+        assert_eq!(
+            claims["auth_time"],
+            NOW - 30,
+            "authentication claims are always copied"
+        );
+        assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp"]));
         assert!(
             claims.get("email").is_none(),
             "only chosen claims are copied"

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::api_rules::StepUpReason;
 use crate::authz::InvalidToken;
 use crate::jwt::JwtError;
 use crate::tyk::pb::{MiniRequestObject, Object, ReturnOverrides};
@@ -81,6 +82,14 @@ type Row<'a> = (
     (String, bool),
 );
 
+fn step_up(reason: StepUpReason, acr_values: Option<&str>, max_age: Option<u64>) -> Denial {
+    Denial::InsufficientUserAuthentication(StepUpChallenge {
+        reason,
+        acr_values: acr_values.map(str::to_owned),
+        max_age,
+    })
+}
+
 fn as_error(error: IntrospectError) -> Denial {
     Denial::Introspection(Arc::new(error))
 }
@@ -99,6 +108,24 @@ fn every_denial_becomes_its_status_headers_and_body() {
     let scope = [(
         "WWW-Authenticate",
         "Bearer realm=\"orders\", error=\"insufficient_scope\", scope=\"orders:read orders:write\"",
+    )];
+    // RFC 9470 §3, with the realm first as in every other challenge.
+    let acr_challenge = [(
+        "WWW-Authenticate",
+        "Bearer realm=\"orders\", error=\"insufficient_user_authentication\", \
+         error_description=\"A different authentication level is required\", \
+         acr_values=\"urn:acr:mfa urn:acr:hwk\"",
+    )];
+    let age_challenge = [(
+        "WWW-Authenticate",
+        "Bearer realm=\"orders\", error=\"insufficient_user_authentication\", \
+         error_description=\"More recent authentication is required\", max_age=\"300\"",
+    )];
+    let both_challenge = [(
+        "WWW-Authenticate",
+        "Bearer realm=\"orders\", error=\"insufficient_user_authentication\", \
+         error_description=\"More recent authentication is required\", \
+         acr_values=\"mfa\", max_age=\"0\"",
     )];
     let template_headers = [
         ("Content-Type", "application/json"),
@@ -130,6 +157,15 @@ fn every_denial_becomes_its_status_headers_and_body() {
             [&invalid[..], &template_headers].concat(), client("Invalid access token")),
         (Denial::InsufficientScope("orders:read orders:write".into()), Decision::InsufficientScope, 403,
             [&scope[..], &template_headers].concat(), client("Insufficient scope")),
+        (step_up(StepUpReason::Acr, Some("urn:acr:mfa urn:acr:hwk"), None),
+            Decision::InsufficientUserAuthentication, 401,
+            [&acr_challenge[..], &template_headers].concat(), client("Insufficient user authentication")),
+        (step_up(StepUpReason::AuthAge, None, Some(300)),
+            Decision::InsufficientUserAuthentication, 401,
+            [&age_challenge[..], &template_headers].concat(), client("Insufficient user authentication")),
+        (step_up(StepUpReason::AuthAge, Some("mfa"), Some(0)),
+            Decision::InsufficientUserAuthentication, 401,
+            [&both_challenge[..], &template_headers].concat(), client("Insufficient user authentication")),
         (Denial::InvalidApiConfig, Decision::InvalidConfig, 500,
             json.to_vec(), server("Invalid API configuration")),
         (Denial::ShuttingDown, Decision::ShuttingDown, 503,
