@@ -18,5 +18,6 @@ mod hostile;
 mod id_extractor;
 mod observability;
 mod resilience;
+mod step_up;
 mod tls;
 mod transport;
