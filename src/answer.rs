@@ -13,6 +13,7 @@
 //!   answer's. Otherwise the caller mints one (see [`crate::mint`]).
 
 pub mod signed;
+pub mod verify;
 
 use crate::jwt::{self, JwtError};
 
@@ -150,6 +151,9 @@ pub enum AnswerError {
     IssuedInFuture,
     #[error("signed introspection answer is too old")]
     Stale,
+    /// `VERIFY_JWT=true`: the JWT to forward did not verify.
+    #[error("the authorization server's JWT failed verification: {0}")]
+    Unverified(verify::JwtRejected),
 }
 
 /// Reads an RFC 7662 JSON body.

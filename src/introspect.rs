@@ -42,6 +42,7 @@ use crate::trace::TraceContext;
 mod cache_control;
 mod errors;
 mod http;
+mod verifying;
 
 pub use cache_control::*;
 pub use errors::*;
@@ -64,7 +65,9 @@ pub struct IntrospectionClient {
     /// The member of a JSON answer holding a ready JWT.
     jwt_field: Option<String>,
     /// The AS's keys and what its RFC 9701 answers must match.
-    signed: Option<(AsKeySet, answer::signed::SignedAnswerRules)>,
+    signed: Option<(Arc<AsKeySet>, answer::signed::SignedAnswerRules)>,
+    /// `VERIFY_JWT=true`: checks the JWTs the AS gives to forward.
+    verifier: Option<answer::verify::JwtVerifier>,
     /// Signs the upstream JWT when the AS gives none.
     minter: Option<Minter>,
     max_jwt_bytes: usize,
@@ -149,16 +152,11 @@ impl IntrospectionClient {
                 Auth::Form(ClientAuth::PrivateKeyJwt(Box::new(jwt)))
             }
         };
-        let signed = match (&any_as.issuer, &any_as.jwks_url) {
-            (Some(issuer), Some(jwks_url)) => Some((
-                AsKeySet::new(
-                    http.clone(),
-                    jwks_url.clone(),
-                    JwksOptions {
-                        timeout: config.timeout,
-                        ..JwksOptions::default()
-                    },
-                ),
+        let keys = verifying::as_keys(&http, config);
+        let verifier = verifying::jwt_verifier(config, keys.as_ref())?;
+        let signed = match (&any_as.issuer, keys) {
+            (Some(issuer), Some(keys)) => Some((
+                keys,
                 answer::signed::SignedAnswerRules::new(
                     issuer.clone(),
                     config.client_id.clone(),
@@ -195,6 +193,7 @@ impl IntrospectionClient {
             accept,
             jwt_field: any_as.jwt_field.clone(),
             signed,
+            verifier,
             minter,
             max_jwt_bytes: config.max_jwt_bytes,
             timeout: config.timeout,
@@ -390,7 +389,13 @@ impl IntrospectionClient {
         cache: CacheDirectives,
     ) -> Result<Introspection, IntrospectError> {
         let verdict = match media {
-            MediaType::Jwt | MediaType::Other => return classify_ok_body(body, cache),
+            MediaType::Jwt | MediaType::Other => {
+                let answer = classify_ok_body(body, cache)?;
+                if let Introspection::Active(token) = &answer {
+                    self.verify_as_jwt(&token.jwt).await?;
+                }
+                return Ok(answer);
+            }
             MediaType::Json => answer::read_json(body, self.jwt_field.as_deref())
                 .map_err(IntrospectError::Answer)?,
             MediaType::IntrospectionJwt => {
@@ -412,7 +417,10 @@ impl IntrospectionClient {
             return Ok(Introspection::Inactive);
         };
         let jwt = match &active.ready_jwt {
-            Some(jwt) => jwt.clone(),
+            Some(jwt) => {
+                self.verify_as_jwt(jwt).await?;
+                jwt.clone()
+            }
             None => {
                 let minter = self.minter.as_ref().ok_or(IntrospectError::NoJwt)?;
                 match minter.mint(&active, unix_now()) {

@@ -47,6 +47,8 @@ pub struct IntrospectionConfig {
     pub breaker_open: Duration,
     /// Answer formats, minting, discovery and client authentication.
     pub any_as: AnyAsConfig,
+    /// `VERIFY_JWT=true`: what the AS's JWTs must match.
+    pub verify_jwt: Option<super::VerifyJwtConfig>,
 }
 
 /// The section, or `None` when a required value is missing or bad (the
@@ -126,6 +128,8 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<IntrospectionConfig> {
         }
     };
 
+    let verify_jwt = super::verify_jwt::read(r);
+
     Some(IntrospectionConfig {
         url: url?,
         client_id: client_id?,
@@ -140,6 +144,7 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<IntrospectionConfig> {
         breaker_failures,
         breaker_open,
         any_as: any_as?,
+        verify_jwt,
     })
 }
 

@@ -34,6 +34,7 @@ mod shared;
 mod source;
 mod transport;
 mod vars;
+mod verify_jwt;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -61,6 +62,7 @@ pub use transport::{
     DEFAULT_SHUTDOWN_GRACE_SECONDS, ListenAddr, parse_listen_addr,
 };
 pub use vars::*;
+pub use verify_jwt::VerifyJwtConfig;
 
 /// Every problem found in the configuration, reported together.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

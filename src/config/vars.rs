@@ -51,6 +51,14 @@ variables! {
     ENV_INTROSPECTION_JWKS_URL = "INTROSPECTION_JWKS_URL";
     /// Algorithms accepted on signed answers (asymmetric only).
     ENV_INTROSPECTION_SIGNING_ALGS = "INTROSPECTION_SIGNING_ALGS";
+    /// Verify the AS's JWTs (signature, `iss`, `aud`, `exp`/`nbf`) before forwarding them.
+    ENV_VERIFY_JWT = "VERIFY_JWT";
+    /// Algorithms accepted on the AS's JWTs (asymmetric only).
+    ENV_JWT_SIGNING_ALGS = "JWT_SIGNING_ALGS";
+    /// The `iss` the AS's JWTs must carry (default: [`ENV_ISSUER`]).
+    ENV_JWT_ISSUER = "JWT_ISSUER";
+    /// An `aud` the AS's JWTs must contain (no check when unset).
+    ENV_JWT_AUDIENCE = "JWT_AUDIENCE";
     /// PEM with the keys minted JWTs are signed with (the first signs, all are published).
     ENV_SIGNING_KEY_FILE = "SIGNING_KEY_FILE";
     /// The `iss` of minted JWTs.

@@ -149,4 +149,8 @@ pub enum ClientBuildError {
         "INTROSPECTION_ACCEPT asks for signed answers, but the AS's JWKS is unknown: set INTROSPECTION_JWKS_URL or an ISSUER whose metadata names jwks_uri"
     )]
     NoJwksUrl,
+    #[error(
+        "VERIFY_JWT=true, but the AS's JWKS or issuer is unknown: set INTROSPECTION_JWKS_URL and JWT_ISSUER, or an ISSUER whose metadata names jwks_uri"
+    )]
+    NoJwksToVerify,
 }

@@ -372,6 +372,8 @@ impl ConfigDataGen {
             minted_audience: self.minted_audience.clone(),
             api_versions,
             identity,
+            // Step-up keys are not generated here (see src/api_rules/step_up.rs).
+            step_up: Default::default(),
         })
     }
 }

@@ -1,0 +1,183 @@
+//! The JWT-verification section: with `VERIFY_JWT=true`, every JWT the
+//! plugin would forward that came from the AS (Curity's `application/jwt`
+//! answer, a ready JWT from `INTROSPECTION_JWT_FIELD`) is verified against
+//! the AS's JWKS before it is cached (see [`crate::answer::verify`]).
+//!
+//! What must hold: verification is never half configured. It needs the
+//! AS's keys (`INTROSPECTION_JWKS_URL`, or `ISSUER` whose metadata names
+//! `jwks_uri`) and the issuer the JWTs carry (`JWT_ISSUER`, else `ISSUER`);
+//! without them the start is refused here. The `JWT_*` settings without
+//! `VERIFY_JWT=true` are refused too, so a typo cannot leave JWTs
+//! unverified while the operator believes otherwise.
+
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+use super::any_as::DEFAULT_SIGNING_ALGS;
+use super::cache::DEFAULT_CLOCK_SKEW_SECONDS;
+use super::parse;
+use super::reader::Reader;
+use super::vars::*;
+
+/// What the AS's JWTs must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyJwtConfig {
+    /// `JWT_ISSUER`; `None`: the AS's issuer (`ISSUER`).
+    pub issuer: Option<String>,
+    /// `JWT_AUDIENCE`: when set, `aud` must contain it.
+    pub audience: Option<String>,
+    /// `JWT_SIGNING_ALGS` (asymmetric only).
+    pub algorithms: Vec<Algorithm>,
+    /// Tolerance on `exp` and `nbf`: `CLOCK_SKEW_SECONDS`.
+    pub leeway: Duration,
+}
+
+/// The section: `None` when verification is off (or a problem was
+/// reported in `r`).
+pub(super) fn read(r: &mut Reader<'_>) -> Option<VerifyJwtConfig> {
+    let on = r.or(ENV_VERIFY_JWT, parse::boolean, false);
+    let algorithms = r.optional(ENV_JWT_SIGNING_ALGS, algorithms);
+    let issuer = r.optional(ENV_JWT_ISSUER, |v| Ok::<_, String>(v.to_owned()));
+    let audience = r.optional(ENV_JWT_AUDIENCE, |v| Ok::<_, String>(v.to_owned()));
+    if !on {
+        for name in [ENV_JWT_SIGNING_ALGS, ENV_JWT_ISSUER, ENV_JWT_AUDIENCE] {
+            if r.raw(name).is_some() {
+                r.problem(format!("{name} is set but {ENV_VERIFY_JWT} is not true"));
+            }
+        }
+        return None;
+    }
+    let has_issuer = r.raw(ENV_ISSUER).is_some();
+    if r.raw(ENV_INTROSPECTION_JWKS_URL).is_none() && !has_issuer {
+        r.problem(format!(
+            "{ENV_VERIFY_JWT}=true needs the authorization server's keys: set \
+             {ENV_INTROSPECTION_JWKS_URL}, or {ENV_ISSUER} whose metadata names jwks_uri"
+        ));
+    }
+    if issuer.is_none() && !has_issuer {
+        r.problem(format!(
+            "{ENV_VERIFY_JWT}=true needs the issuer the JWTs carry: set {ENV_JWT_ISSUER} or {ENV_ISSUER}"
+        ));
+    }
+    // A bad CLOCK_SKEW_SECONDS is reported by the cache section.
+    let skew = r
+        .raw(ENV_CLOCK_SKEW_SECONDS)
+        .and_then(|v| parse::seconds(v.trim()).ok())
+        .unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
+    Some(VerifyJwtConfig {
+        issuer,
+        audience,
+        algorithms: algorithms.unwrap_or_else(|| DEFAULT_SIGNING_ALGS.to_vec()),
+        leeway: Duration::from_secs(skew),
+    })
+}
+
+/// Algorithm names separated by commas or spaces; `none` and `HS*` are
+/// refused (a JWT the AS signs is verified with its public keys only).
+fn algorithms(raw: &str) -> Result<Vec<Algorithm>, String> {
+    let mut algs = Vec::new();
+    for name in raw.split([',', ' ']).filter(|s| !s.is_empty()) {
+        match name.parse::<Algorithm>() {
+            Ok(alg) if crate::jwks::ASYMMETRIC.contains(&alg) => algs.push(alg),
+            _ => {
+                return Err(format!(
+                    "{name:?} is not an accepted algorithm \
+                     (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"
+                ));
+            }
+        }
+    }
+    if algs.is_empty() {
+        return Err("expected at least one algorithm".to_owned());
+    }
+    Ok(algs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MapSource;
+
+    fn read_map(pairs: &[(&str, &str)]) -> (Option<VerifyJwtConfig>, Vec<String>) {
+        let source = MapSource::new(pairs);
+        let mut r = Reader::new(&source);
+        let config = read(&mut r);
+        (
+            config,
+            r.finish().err().map(|e| e.problems).unwrap_or_default(),
+        )
+    }
+
+    #[test]
+    fn off_by_default_and_its_settings_need_it_on() {
+        assert_eq!(read_map(&[]), (None, Vec::new()));
+        let (config, problems) =
+            read_map(&[(ENV_JWT_ISSUER, "https://as"), (ENV_JWT_AUDIENCE, "api")]);
+        assert_eq!(config, None);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with(ENV_JWT_ISSUER), "{problems:?}");
+        assert!(problems[0].contains(ENV_VERIFY_JWT), "{problems:?}");
+    }
+
+    #[test]
+    fn verification_without_keys_or_issuer_is_refused() {
+        let (_, problems) = read_map(&[(ENV_VERIFY_JWT, "true")]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains(ENV_INTROSPECTION_JWKS_URL),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains(ENV_JWT_ISSUER), "{problems:?}");
+        for problem in &problems {
+            assert!(problem.starts_with(ENV_VERIFY_JWT), "{problem}");
+        }
+        // The issuer alone is enough: discovery names the JWKS.
+        let (config, problems) = read_map(&[(ENV_VERIFY_JWT, "true"), (ENV_ISSUER, "https://as")]);
+        assert_eq!(problems, Vec::<String>::new());
+        let config = config.unwrap();
+        assert_eq!(config.issuer, None, "the AS's issuer is used");
+        assert_eq!(config.algorithms, DEFAULT_SIGNING_ALGS);
+        assert_eq!(
+            config.leeway,
+            Duration::from_secs(DEFAULT_CLOCK_SKEW_SECONDS)
+        );
+    }
+
+    #[test]
+    fn explicit_keys_issuer_audience_algorithms_and_skew() {
+        let (config, problems) = read_map(&[
+            (ENV_VERIFY_JWT, "true"),
+            (ENV_INTROSPECTION_JWKS_URL, "https://as/jwks"),
+            (ENV_JWT_ISSUER, "https://as/oauth/v2/oauth-anonymous"),
+            (ENV_JWT_AUDIENCE, "orders"),
+            (ENV_JWT_SIGNING_ALGS, "ES256, PS256"),
+            (ENV_CLOCK_SKEW_SECONDS, "5"),
+        ]);
+        assert_eq!(problems, Vec::<String>::new());
+        let config = config.unwrap();
+        assert_eq!(
+            config.issuer.as_deref(),
+            Some("https://as/oauth/v2/oauth-anonymous")
+        );
+        assert_eq!(config.audience.as_deref(), Some("orders"));
+        assert_eq!(config.algorithms, [Algorithm::ES256, Algorithm::PS256]);
+        assert_eq!(config.leeway, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn symmetric_and_unsigned_algorithms_are_refused() {
+        for bad in ["HS256", "none", "ES256,HS512", ","] {
+            let (_, problems) = read_map(&[
+                (ENV_VERIFY_JWT, "true"),
+                (ENV_ISSUER, "https://as"),
+                (ENV_JWT_SIGNING_ALGS, bad),
+            ]);
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert!(
+                problems[0].starts_with(ENV_JWT_SIGNING_ALGS),
+                "{problems:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! `VERIFY_JWT=true`: the verifier of the JWTs the AS gives the plugin to
+//! forward, sharing the AS's key set with RFC 9701 answers (one JWKS, one
+//! fetch). JWTs the plugin minted itself are not verified again.
+
+use super::*;
+use crate::answer::verify::{JwtRules, JwtVerifier};
+
+/// The AS's key set, when its JWKS URL is known (configured or discovered).
+pub(super) fn as_keys(
+    http: &reqwest::Client,
+    config: &IntrospectionConfig,
+) -> Option<Arc<AsKeySet>> {
+    config.any_as.jwks_url.as_ref().map(|url| {
+        Arc::new(AsKeySet::new(
+            http.clone(),
+            url.clone(),
+            JwksOptions {
+                timeout: config.timeout,
+                ..JwksOptions::default()
+            },
+        ))
+    })
+}
+
+/// The verifier `VERIFY_JWT=true` asks for, or `None` when it is off.
+///
+/// # Errors
+///
+/// When the AS's JWKS or issuer is still unknown after discovery.
+pub(super) fn jwt_verifier(
+    config: &IntrospectionConfig,
+    keys: Option<&Arc<AsKeySet>>,
+) -> Result<Option<JwtVerifier>, ClientBuildError> {
+    let Some(verify) = &config.verify_jwt else {
+        return Ok(None);
+    };
+    let keys = keys.ok_or(ClientBuildError::NoJwksToVerify)?;
+    let issuer = verify
+        .issuer
+        .clone()
+        .or_else(|| config.any_as.issuer.clone())
+        .ok_or(ClientBuildError::NoJwksToVerify)?;
+    Ok(Some(JwtVerifier::new(
+        Arc::clone(keys),
+        JwtRules {
+            issuer,
+            audience: verify.audience.clone(),
+            algorithms: verify.algorithms.clone(),
+            leeway: verify.leeway.as_secs(),
+        },
+    )))
+}
+
+impl IntrospectionClient {
+    /// Verifies a JWT from the AS when `VERIFY_JWT` is on.
+    ///
+    /// # Errors
+    ///
+    /// [`IntrospectError::Answer`] with [`AnswerError::Unverified`]: a fault
+    /// of the AS (502), never an invalid token.
+    pub(super) async fn verify_as_jwt(&self, jwt: &str) -> Result<(), IntrospectError> {
+        match &self.verifier {
+            Some(verifier) => verifier
+                .verify(jwt, unix_now())
+                .await
+                .map_err(|e| IntrospectError::Answer(AnswerError::Unverified(e))),
+            None => Ok(()),
+        }
+    }
+}
