@@ -21,3 +21,4 @@ mod resilience;
 mod step_up;
 mod tls;
 mod transport;
+mod verify_jwt;
