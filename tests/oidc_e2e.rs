@@ -453,3 +453,102 @@ async fn an_unreachable_issuer_stops_the_start_with_a_clear_error() {
         Ok(_) => panic!("started without the AS's metadata"),
     }
 }
+
+/// An API of the same gateway with this `config_data`.
+fn api_with(config_data: serde_json::Value) -> Api {
+    Api {
+        api_id: "step-up-api".into(),
+        config_data: Some(config_data),
+        ..Api::default()
+    }
+}
+
+#[tokio::test]
+async fn step_up_uses_the_acr_and_auth_time_the_server_puts_in_its_answers() {
+    let provider = OidcProvider::start().await;
+    let proxy = Proxy::start(&provider.issuer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&provider);
+    env.insert("INTROSPECTION_URL".into(), proxy.introspection_url());
+    env.insert("INTROSPECTION_ACCEPT".into(), "application/json".into());
+    env.insert("SIGNING_KEY_FILE".into(), signing_key(&dir));
+    let plugin = start_plugin(&env).await;
+    let mfa = "urn:example:acr:mfa";
+    let payments = api_with(serde_json::json!({"required_acr": [mfa], "max_auth_age": 300}));
+    let get = |token: &str| ClientRequest::get("/payments").bearer(token);
+
+    // acr and auth_time as the server adds them to a user's token (its
+    // extraTokenClaims), in its introspection answer.
+    let strong = provider
+        .issue_token(serde_json::json!({
+            "sub": "frank", "extra": {"acr": mfa, "auth_time": now() - 30},
+        }))
+        .await;
+    let allowed = plugin.gateway.request_to(&payments, get(&strong)).await;
+    let (_, claims) = upstream_jwt(&plugin, &allowed).await;
+    assert_eq!(claims["acr"], mfa, "the minted JWT carries acr");
+    assert!(claims["auth_time"].as_u64().is_some());
+
+    let weak = provider
+        .issue_token(serde_json::json!({
+            "sub": "gina", "extra": {"acr": "urn:example:acr:pwd", "auth_time": now()},
+        }))
+        .await;
+    // Cached through an API without step-up first; the check still runs.
+    assert_eq!(plugin.get(&weak).await.status(), 200);
+    let denied = plugin.gateway.request_to(&payments, get(&weak)).await;
+    assert_eq!(denied.status(), 401, "{:?}", denied.client);
+    assert_eq!(
+        denied.response().header("WWW-Authenticate"),
+        Some(
+            "Bearer realm=\"api\", error=\"insufficient_user_authentication\", \
+             error_description=\"A different authentication level is required\", \
+             acr_values=\"urn:example:acr:mfa\", max_age=\"300\""
+        )
+    );
+    assert!(denied.upstream.is_none());
+
+    let stale = provider
+        .issue_token(serde_json::json!({
+            "sub": "hank", "extra": {"acr": mfa, "auth_time": now() - 3600},
+        }))
+        .await;
+    let denied = plugin.gateway.request_to(&payments, get(&stale)).await;
+    assert_eq!(denied.status(), 401, "{:?}", denied.client);
+    assert!(
+        denied
+            .response()
+            .header("WWW-Authenticate")
+            .is_some_and(|h| h.contains("More recent authentication is required")),
+        "{:?}",
+        denied.response().header("WWW-Authenticate")
+    );
+    assert!(denied.upstream.is_none());
+    assert_eq!(proxy.introspections(), 3, "one per token");
+}
+
+#[tokio::test]
+async fn verify_jwt_with_discovered_keys_leaves_the_plugins_own_minted_jwts_alone() {
+    // node-oidc-provider hands no JWT to forward (JSON and RFC 9701 only):
+    // against it, VERIFY_JWT can only show that discovery supplies the keys
+    // and that minted JWTs, signed by the plugin, are not checked against
+    // the AS's keys (they would fail). The verification itself is tested
+    // with the fake AS (tests/it/verify_jwt.rs).
+    let provider = OidcProvider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&provider);
+    env.insert("ISSUER".into(), provider.issuer.clone());
+    env.insert(
+        "INTROSPECTION_URL".into(),
+        provider.introspection_endpoint(),
+    );
+    env.insert("INTROSPECTION_ACCEPT".into(), "application/json".into());
+    env.insert("SIGNING_KEY_FILE".into(), signing_key(&dir));
+    env.insert("VERIFY_JWT".into(), "true".into());
+    let plugin = start_plugin(&env).await;
+    let token = provider
+        .issue_token(serde_json::json!({"sub": "ivy"}))
+        .await;
+    let (_, claims) = upstream_jwt(&plugin, &plugin.get(&token).await).await;
+    assert_eq!(claims["sub"], "ivy");
+}
