@@ -117,6 +117,45 @@ async fn no_token_jwt_or_secret_reaches_the_logs_at_trace_level() {
     };
     client.dispatch(post).await.unwrap();
 
+    // VERIFY_JWT=true: a JWT that fails verification is logged by reason only.
+    let jwks_pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .unwrap()
+        .serialize_pem();
+    let jwks = tyk_phantom_token::keys::SigningKeys::from_pem(&jwks_pem)
+        .unwrap()
+        .jwks_json();
+    let jwks_app = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            let jwks = jwks.clone();
+            async move { jwks }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, jwks_app).await.unwrap() });
+    let verifying = spawn_app_with(|s| {
+        s.env("VERIFY_JWT", "true")
+            .env("INTROSPECTION_JWKS_URL", &jwks_url)
+            .env("JWT_ISSUER", "https://idsvr.test/oauth/v2/oauth-anonymous");
+    })
+    .await;
+    verifying.fake_as.script(
+        "TOKEN-unverified-0c1d2e",
+        Behaviour::Jwt(Claims::valid_for("mallory", 600)),
+    );
+    assert_eq!(
+        verifying
+            .get_with_token("TOKEN-unverified-0c1d2e")
+            .await
+            .status(),
+        502
+    );
+    let unverified = verifying
+        .fake_as
+        .jwt_for("TOKEN-unverified-0c1d2e")
+        .expect("a JWT was issued");
+
     let jwt = app
         .fake_as
         .jwt_for("TOKEN-allowed-4f1c2a")
@@ -131,6 +170,7 @@ async fn no_token_jwt_or_secret_reaches_the_logs_at_trace_level() {
         "token.id=",
         "Request allowed",
         "status=504",
+        "failed verification",
     ] {
         assert!(logs.contains(expected), "logs lack {expected:?}");
     }
@@ -149,6 +189,9 @@ async fn no_token_jwt_or_secret_reaches_the_logs_at_trace_level() {
         CLIENT_SECRET.to_owned(),
         basic,
         jwt.clone(),
+        "TOKEN-unverified-0c1d2e".to_owned(),
+        unverified.split('.').nth(1).unwrap().to_owned(),
+        unverified.split('.').nth(2).unwrap().to_owned(),
     ]);
     let segments: Vec<&str> = jwt.split('.').collect();
     forbidden.push(segments[1].to_owned());
