@@ -68,3 +68,35 @@ impl IntrospectionClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, MapSource};
+
+    fn client(source: MapSource) -> Result<IntrospectionClient, ClientBuildError> {
+        let config = Config::from_source(&source).expect("valid configuration");
+        IntrospectionClient::new(&config.introspection, Arc::new(Metrics::new()))
+    }
+
+    #[test]
+    fn verification_without_the_as_keys_after_discovery_refuses_to_start() {
+        // ISSUER passes the configuration check, but its metadata named no
+        // jwks_uri (discovery left the JWKS URL unset).
+        let source = MapSource::minimal("s3cr3t")
+            .with("VERIFY_JWT", "true")
+            .with("ISSUER", "https://as.example");
+        assert!(matches!(
+            client(source),
+            Err(ClientBuildError::NoJwksToVerify)
+        ));
+        let source = MapSource::minimal("s3cr3t")
+            .with("VERIFY_JWT", "true")
+            .with("INTROSPECTION_JWKS_URL", "https://as.example/jwks")
+            .with("JWT_ISSUER", "https://as.example");
+        let built = client(source).expect("keys and issuer known");
+        assert!(built.verifier.is_some());
+        let off = client(MapSource::minimal("s3cr3t")).expect("plain");
+        assert!(off.verifier.is_none());
+    }
+}
