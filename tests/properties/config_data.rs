@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use serde_json::{Value, json};
 use tyk_phantom_token::api_rules::{
-    ApiRules, ApiRulesCache, IdentityRules, MAX_CONFIG_DATA_BYTES, parse_config_data,
+    ApiRules, ApiRulesCache, IdentityRules, MAX_CONFIG_DATA_BYTES, StepUp, parse_config_data,
 };
 use tyk_phantom_token::jwt;
 
@@ -25,6 +25,8 @@ const CONFIG_DATA_KEYS: &[&str] = &[
     "jwt_in_metadata",
     "comma_separated_claims",
     "api_versions",
+    "required_acr",
+    "max_auth_age",
 ];
 
 /// A list a key accepts either as a JSON array or as a string split at
@@ -98,6 +100,26 @@ struct ConfigDataGen {
     jwt_in_metadata: Option<bool>,
     comma_separated_claims: Option<OneOrMany>,
     api_versions: Option<Vec<String>>,
+    required_acr: Option<Vec<String>>,
+    max_auth_age: Option<Value>,
+}
+
+/// An `acr` value: mostly usable in a quoted challenge parameter, now and
+/// then not.
+fn acr_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        12 => "[!#-\\[\\]-~]{1,16}",
+        1 => select(&["", "a b", "say\"hi\"", "back\\slash", "caf\u{e9}"][..]).prop_map(str::to_owned),
+        1 => "[a-z]{257,260}",
+    ]
+}
+
+/// `max_auth_age`: mostly whole seconds, now and then not.
+fn auth_age() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        8 => (0u64..1_000_000).prop_map(Value::from),
+        1 => select(vec![json!(-1), json!(1.5), json!("300"), json!(true), json!([300])]),
+    ]
 }
 
 /// A Tyk version name: free text, now and then empty or with a control
@@ -171,19 +193,30 @@ fn config_data_gen() -> impl Strategy<Value = ConfigDataGen> {
         prop::option::weighted(0.3, prop::collection::vec(version_name(), 0..3)),
         prop::option::weighted(0.3, audience()),
     )
+        .prop_flat_map(|base| {
+            (
+                Just(base),
+                prop::option::weighted(0.3, prop::collection::vec(acr_value(), 0..3)),
+                prop::option::weighted(0.3, auth_age()),
+            )
+        })
         .prop_map(
             |(
-                scopes,
-                aud,
-                session_key,
-                policy_claim,
-                policy_map,
-                apply,
-                metadata,
-                jwt,
-                comma,
-                versions,
-                minted,
+                (
+                    scopes,
+                    aud,
+                    session_key,
+                    policy_claim,
+                    policy_map,
+                    apply,
+                    metadata,
+                    jwt,
+                    comma,
+                    versions,
+                    minted,
+                ),
+                acr,
+                age,
             )| {
                 ConfigDataGen {
                     required_scopes: scopes,
@@ -197,6 +230,8 @@ fn config_data_gen() -> impl Strategy<Value = ConfigDataGen> {
                     jwt_in_metadata: jwt,
                     comma_separated_claims: comma,
                     api_versions: versions,
+                    required_acr: acr,
+                    max_auth_age: age,
                 }
             },
         )
@@ -245,6 +280,12 @@ impl ConfigDataGen {
         }
         if let Some(v) = &self.api_versions {
             out.insert("api_versions".into(), json!(v));
+        }
+        if let Some(v) = &self.required_acr {
+            out.insert("required_acr".into(), json!(v));
+        }
+        if let Some(v) = &self.max_auth_age {
+            out.insert("max_auth_age".into(), v.clone());
         }
         out
     }
@@ -366,14 +407,40 @@ impl ConfigDataGen {
         {
             return None;
         }
+        let required_acr = match &self.required_acr {
+            None => Vec::new(),
+            Some(values) => {
+                let valid = !values.is_empty()
+                    && values.iter().all(|v| {
+                        !v.is_empty()
+                            && v.len() <= 256
+                            && v.bytes().all(|b| {
+                                b == 0x21
+                                    || (0x23..=0x5b).contains(&b)
+                                    || (0x5d..=0x7e).contains(&b)
+                            })
+                    });
+                if !valid {
+                    return None;
+                }
+                values.clone()
+            }
+        };
+        let max_auth_age = match &self.max_auth_age {
+            None => None,
+            Some(v) => Some(v.as_u64()?),
+        };
+        let step_up = StepUp {
+            required_acr,
+            max_auth_age,
+        };
         Some(ApiRules {
             required_scopes,
             required_audience: self.required_audience.clone(),
             minted_audience: self.minted_audience.clone(),
             api_versions,
             identity,
-            // Step-up keys are not generated here (see src/api_rules/step_up.rs).
-            step_up: Default::default(),
+            step_up,
         })
     }
 }
