@@ -53,6 +53,8 @@ pub struct ApiRules {
     /// versioned API). `None`: [`DEFAULT_API_VERSION`].
     pub api_versions: Option<Vec<String>>,
     pub identity: IdentityRules,
+    /// `dpop_base_url` and `dpop_required` (RFC 9449 proofs).
+    pub dpop: crate::dpop::DpopRules,
 }
 
 /// Why an API's checks refuse a token.

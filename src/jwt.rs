@@ -41,7 +41,9 @@ pub struct Claims {
 
 /// The claims every request may read: the cache keeps only these (see
 /// [`Claims::summary`]); rules that need others re-read the JWT.
-pub const SUMMARY_CLAIMS: &[&str] = &["sub", "client_id", "scope", "scp", "aud"];
+/// `cnf` carries the token's key binding (RFC 7800; `jkt` for DPoP), checked
+/// on every DPoP request.
+pub const SUMMARY_CLAIMS: &[&str] = &["sub", "client_id", "scope", "scp", "aud", "cnf"];
 
 #[derive(Deserialize)]
 struct Header {
@@ -84,6 +86,15 @@ impl Claims {
     /// Whether a summary answers for `name`.
     pub fn summary_covers(name: &str) -> bool {
         name == "exp" || SUMMARY_CLAIMS.contains(&name)
+    }
+
+    /// Sets `name` to `value`, replacing it if present (the key binding of
+    /// an introspection answer over the JWT's own).
+    pub fn set(&mut self, name: &str, value: serde_json::Value) {
+        match self.entries.iter_mut().find(|(k, _)| &**k == name) {
+            Some((_, v)) => *v = value,
+            None => self.entries.push((Box::from(name), value)),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&serde_json::Value> {

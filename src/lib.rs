@@ -60,6 +60,7 @@ pub mod client_auth;
 pub mod config;
 pub mod discovery;
 pub mod dispatch;
+pub mod dpop;
 pub mod fleet;
 pub mod introspect;
 pub mod jwks;

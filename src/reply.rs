@@ -13,6 +13,11 @@
 //! | AS unreachable or 503/429, breaker open, too many in flight | 503 | JSON | `Retry-After` |
 //! | AS timed out | 504 | JSON | — |
 //! | shutdown grace period over | 503 | JSON | `Retry-After` |
+//! | DPoP proof missing or wrong | 401 | Tyk template | `DPoP realm="..", error="invalid_dpop_proof", algs=".."` |
+//! | DPoP nonce missing or stale | 401 | Tyk template | `DPoP .., error="use_dpop_nonce", ..`, `DPoP-Nonce` |
+//! | DPoP token unbound or bound to another key | 401 | Tyk template | `DPoP .., error="invalid_token", ..` |
+//! | DPoP-bound token as `Bearer` | 401 | Tyk template | `DPoP .., error="invalid_token", .., Bearer realm=".."` |
+//! | `dpop_required` API, no DPoP | 401 | Tyk template | `DPoP realm="..", algs=".."` (`error="invalid_token"` if a token came) |
 //!
 //! 401 and 403 go through Tyk's template with `override_error` off so Tyk
 //! fires its AuthFailure event. The 5xx are not the client's authentication
@@ -23,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::authz::Denial;
 use crate::config::ChallengeConfig;
+use crate::dpop::DpopDenial;
 use crate::introspect::IntrospectError;
 use crate::metrics::{Decision, Metrics};
 
@@ -60,6 +66,14 @@ impl Deny {
             "Insufficient scope",
             format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scopes}\""),
         )
+    }
+
+    /// 401 for a DPoP request, `www_authenticate` being a `DPoP` challenge
+    /// (RFC 9449 §7.1); `nonce` goes in `DPoP-Nonce`.
+    pub fn dpop(www_authenticate: String, nonce: Option<String>) -> Deny {
+        let mut deny = Deny::client(401, "Invalid DPoP proof", www_authenticate);
+        deny.headers.extend(nonce.map(|n| ("DPoP-Nonce", n)));
+        deny
     }
 
     /// 500: the API's `config_data` is invalid, so no request to it can be
@@ -129,6 +143,8 @@ pub struct Replies {
     bare_challenge: String,
     invalid_token_challenge: String,
     retry_after: String,
+    /// The `algs` parameter of DPoP challenges.
+    dpop_algs: String,
 }
 
 impl Replies {
@@ -142,6 +158,44 @@ impl Replies {
             bare_challenge: format!("Bearer realm=\"{realm}\""),
             invalid_token_challenge: format!("Bearer realm=\"{realm}\", error=\"invalid_token\""),
             retry_after: retry_after_seconds.to_string(),
+            dpop_algs: crate::dpop::algs_param(crate::config::DEFAULT_DPOP_ALGS),
+        }
+    }
+
+    /// With the DPoP proof algorithms named in challenges.
+    #[must_use]
+    pub fn with_dpop_algs(mut self, algs: &[jsonwebtoken::Algorithm]) -> Self {
+        self.dpop_algs = crate::dpop::algs_param(algs);
+        self
+    }
+
+    /// The 401 for a DPoP denial (RFC 9449 §7.1 and §8).
+    fn dpop(&self, denial: &DpopDenial) -> Deny {
+        let Replies {
+            realm, dpop_algs, ..
+        } = self;
+        let challenge = |error: &str| {
+            format!("DPoP realm=\"{realm}\", error=\"{error}\", algs=\"{dpop_algs}\"")
+        };
+        match denial {
+            DpopDenial::Proof(_) => Deny::dpop(challenge("invalid_dpop_proof"), None),
+            DpopDenial::UseNonce(nonce) => {
+                Deny::dpop(challenge("use_dpop_nonce"), Some(nonce.clone()))
+            }
+            DpopDenial::Unbound | DpopDenial::KeyMismatch => {
+                Deny::dpop(challenge("invalid_token"), None)
+            }
+            // Both schemes in one header value (Tyk's override headers hold
+            // one value per name; RFC 9110 §11.6.1 allows a list).
+            DpopDenial::BoundAsBearer => Deny::dpop(
+                format!("{}, {}", challenge("invalid_token"), self.bare_challenge),
+                None,
+            ),
+            DpopDenial::Required { token: true } => Deny::dpop(challenge("invalid_token"), None),
+            DpopDenial::Required { token: false } => Deny::dpop(
+                format!("DPoP realm=\"{realm}\", algs=\"{dpop_algs}\""),
+                None,
+            ),
         }
     }
 
@@ -162,6 +216,7 @@ impl Replies {
                 Decision::InsufficientScope,
             ),
             Denial::InvalidApiConfig => (Deny::invalid_api_config(), Decision::InvalidConfig),
+            Denial::Dpop(denial) => (self.dpop(denial), Decision::InvalidToken),
             Denial::ShuttingDown => (
                 Deny::shutting_down(self.retry_after.clone()),
                 Decision::ShuttingDown,
@@ -214,6 +269,10 @@ impl Replies {
             }
             Denial::InsufficientScope(_) => {
                 info!(status, reason = "insufficient_scope", token.id = %token_id, "Request denied");
+            }
+            Denial::Dpop(why) => {
+                metrics.dpop(why.outcome());
+                info!(status, reason = why.as_str(), token.id = %token_id, "DPoP request denied");
             }
             Denial::InvalidToken(why) => {
                 info!(status, reason = why.as_str(), token.id = %token_id, "Request denied");

@@ -27,6 +27,8 @@ struct ConfigData {
     jwt_in_metadata: Option<bool>,
     comma_separated_claims: Option<OneOrMany>,
     api_versions: Option<Vec<String>>,
+    dpop_base_url: Option<String>,
+    dpop_required: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -146,12 +148,22 @@ pub fn parse_config_data(text: &str, global: &IdentityRules) -> Result<ApiRules,
         }
         other => other,
     };
+    let dpop = crate::dpop::DpopRules {
+        base_url: match data.dpop_base_url {
+            Some(url) => {
+                Some(crate::dpop::parse_base_url(&url).map_err(|e| format!("dpop_base_url: {e}"))?)
+            }
+            None => None,
+        },
+        required: data.dpop_required.unwrap_or(false),
+    };
     Ok(ApiRules {
         required_scopes,
         required_audience,
         minted_audience,
         api_versions,
         identity,
+        dpop,
     })
 }
 

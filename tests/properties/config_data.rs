@@ -372,6 +372,7 @@ impl ConfigDataGen {
             minted_audience: self.minted_audience.clone(),
             api_versions,
             identity,
+            dpop: Default::default(),
         })
     }
 }
