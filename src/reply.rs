@@ -70,8 +70,8 @@ impl Deny {
 
     /// 401 for a DPoP request, `www_authenticate` being a `DPoP` challenge
     /// (RFC 9449 §7.1); `nonce` goes in `DPoP-Nonce`.
-    pub fn dpop(www_authenticate: String, nonce: Option<String>) -> Deny {
-        let mut deny = Deny::client(401, "Invalid DPoP proof", www_authenticate);
+    pub fn dpop(message: &'static str, www_authenticate: String, nonce: Option<String>) -> Deny {
+        let mut deny = Deny::client(401, message, www_authenticate);
         deny.headers.extend(nonce.map(|n| ("DPoP-Nonce", n)));
         deny
     }
@@ -177,22 +177,28 @@ impl Replies {
         let challenge = |error: &str| {
             format!("DPoP realm=\"{realm}\", error=\"{error}\", algs=\"{dpop_algs}\"")
         };
+        const PROOF: &str = "Invalid DPoP proof";
+        const TOKEN: &str = "Invalid access token";
         match denial {
-            DpopDenial::Proof(_) => Deny::dpop(challenge("invalid_dpop_proof"), None),
+            DpopDenial::Proof(_) => Deny::dpop(PROOF, challenge("invalid_dpop_proof"), None),
             DpopDenial::UseNonce(nonce) => {
-                Deny::dpop(challenge("use_dpop_nonce"), Some(nonce.clone()))
+                Deny::dpop(PROOF, challenge("use_dpop_nonce"), Some(nonce.clone()))
             }
             DpopDenial::Unbound | DpopDenial::KeyMismatch => {
-                Deny::dpop(challenge("invalid_token"), None)
+                Deny::dpop(TOKEN, challenge("invalid_token"), None)
             }
             // Both schemes in one header value (Tyk's override headers hold
             // one value per name; RFC 9110 §11.6.1 allows a list).
             DpopDenial::BoundAsBearer => Deny::dpop(
+                TOKEN,
                 format!("{}, {}", challenge("invalid_token"), self.bare_challenge),
                 None,
             ),
-            DpopDenial::Required { token: true } => Deny::dpop(challenge("invalid_token"), None),
+            DpopDenial::Required { token: true } => {
+                Deny::dpop(TOKEN, challenge("invalid_token"), None)
+            }
             DpopDenial::Required { token: false } => Deny::dpop(
+                "Authorization required",
                 format!("DPoP realm=\"{realm}\", algs=\"{dpop_algs}\""),
                 None,
             ),
