@@ -291,3 +291,50 @@ async fn tyks_id_extractor_never_skips_the_proof_check() {
     assert!(replay.plugin_called, "Tyk's cache did not answer");
     assert_eq!(replay.status(), 401);
 }
+
+/// Two replicas sharing one Redis: a proof accepted by one is a replay on
+/// the other; with Redis gone each replica still refuses its own replays.
+#[tokio::test]
+async fn a_proof_replayed_to_another_replica_is_refused_through_redis() {
+    let mut redis = crate::redis_support::RedisServer::start().await;
+    let fake_as = FakeAs::start().await;
+    let mut fleet = Vec::new();
+    for _ in 0..2 {
+        fleet.push(
+            spawn_app_with(|s| {
+                s.env("INTROSPECTION_URL", &fake_as.url())
+                    .env("REDIS_URL", &redis.url())
+                    .env("REDIS_KEY_SECRET", "fleet-key-secret-dpop");
+                s.admin = true;
+            })
+            .await,
+        );
+    }
+    let client = DpopClient::new();
+    fake_as.script("bound", bound_to(&client, "kay"));
+
+    let proof = client.proof("GET", HTU, "bound");
+    assert_eq!(fleet[0].send(dpop_request("bound", &proof)).await.status(), 200);
+    let replay = fleet[1].send(dpop_request("bound", &proof)).await;
+    assert_eq!(replay.status(), 401, "{:?}", replay.client);
+    assert!(challenge(&replay).contains("invalid_dpop_proof"));
+    assert_eq!(
+        fleet[1]
+            .metric("phantom_dpop_checks_total{result=\"replayed_jti\"}")
+            .await,
+        1.0
+    );
+    // The binding came back from Redis with the answer: a fresh proof
+    // passes on the second replica, the bearer form does not.
+    let fresh = fleet[1]
+        .send(dpop_request("bound", &client.proof("GET", HTU, "bound")))
+        .await;
+    assert_eq!(fresh.status(), 200, "{:?}", fresh.client);
+    assert_eq!(fleet[1].get_with_token("bound").await.status(), 401);
+    assert_eq!(fake_as.calls(), 1, "one introspection for the fleet");
+
+    redis.kill();
+    let proof = client.proof("GET", HTU, "bound");
+    assert_eq!(fleet[0].send(dpop_request("bound", &proof)).await.status(), 200);
+    assert_eq!(fleet[0].send(dpop_request("bound", &proof)).await.status(), 401);
+}
