@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use crate::dpop_client::{DpopClient, now};
+use crate::support::fake_as::make_jwt;
 use crate::support::*;
 
 /// What the client calls (the fake gateway's `Host` and scheme).
@@ -337,4 +338,45 @@ async fn a_proof_replayed_to_another_replica_is_refused_through_redis() {
     let proof = client.proof("GET", HTU, "bound");
     assert_eq!(fleet[0].send(dpop_request("bound", &proof)).await.status(), 200);
     assert_eq!(fleet[0].send(dpop_request("bound", &proof)).await.status(), 401);
+}
+
+/// A JSON answer binds the token (`cnf.jkt`) while its ready JWT says
+/// nothing of it: the answer's binding decides, in memory and through Redis.
+#[tokio::test]
+async fn the_json_answers_binding_holds_when_the_ready_jwt_lacks_it() {
+    let redis = crate::redis_support::RedisServer::start().await;
+    let fake_as = FakeAs::start().await;
+    let mut fleet = Vec::new();
+    for _ in 0..2 {
+        fleet.push(
+            spawn_app_with(|s| {
+                s.env("INTROSPECTION_URL", &fake_as.url())
+                    .env("INTROSPECTION_JWT_FIELD", "jwt")
+                    .env("REDIS_URL", &redis.url())
+                    .env("REDIS_KEY_SECRET", "fleet-key-secret-dpop");
+            })
+            .await,
+        );
+    }
+    let client = DpopClient::new();
+    let jwt = make_jwt(&Claims::valid_for("lee", 600), 3);
+    let answer = json!({
+        "active": true, "sub": "lee", "exp": now() + 600, "jwt": jwt,
+        "token_type": "DPoP", "cnf": {"jkt": client.jkt},
+    });
+    fake_as.script("bound", Behaviour::Answer("application/json", answer.to_string()));
+
+    for app in &fleet {
+        let outcome = app
+            .send(dpop_request("bound", &client.proof("GET", HTU, "bound")))
+            .await;
+        assert_eq!(outcome.status(), 200, "{:?}", outcome.client);
+        assert_eq!(
+            outcome.upstream.unwrap().header("Authorization"),
+            Some(format!("Bearer {jwt}").as_str())
+        );
+        let bearer = app.get_with_token("bound").await;
+        assert_eq!(bearer.status(), 401, "bound, so never as Bearer");
+    }
+    assert_eq!(fake_as.calls(), 1, "the second replica read it from Redis");
 }
