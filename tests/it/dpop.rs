@@ -315,7 +315,10 @@ async fn a_proof_replayed_to_another_replica_is_refused_through_redis() {
     fake_as.script("bound", bound_to(&client, "kay"));
 
     let proof = client.proof("GET", HTU, "bound");
-    assert_eq!(fleet[0].send(dpop_request("bound", &proof)).await.status(), 200);
+    assert_eq!(
+        fleet[0].send(dpop_request("bound", &proof)).await.status(),
+        200
+    );
     let replay = fleet[1].send(dpop_request("bound", &proof)).await;
     assert_eq!(replay.status(), 401, "{:?}", replay.client);
     assert!(challenge(&replay).contains("invalid_dpop_proof"));
@@ -336,8 +339,14 @@ async fn a_proof_replayed_to_another_replica_is_refused_through_redis() {
 
     redis.kill();
     let proof = client.proof("GET", HTU, "bound");
-    assert_eq!(fleet[0].send(dpop_request("bound", &proof)).await.status(), 200);
-    assert_eq!(fleet[0].send(dpop_request("bound", &proof)).await.status(), 401);
+    assert_eq!(
+        fleet[0].send(dpop_request("bound", &proof)).await.status(),
+        200
+    );
+    assert_eq!(
+        fleet[0].send(dpop_request("bound", &proof)).await.status(),
+        401
+    );
 }
 
 /// A JSON answer binds the token (`cnf.jkt`) while its ready JWT says
@@ -364,7 +373,10 @@ async fn the_json_answers_binding_holds_when_the_ready_jwt_lacks_it() {
         "active": true, "sub": "lee", "exp": now() + 600, "jwt": jwt,
         "token_type": "DPoP", "cnf": {"jkt": client.jkt},
     });
-    fake_as.script("bound", Behaviour::Answer("application/json", answer.to_string()));
+    fake_as.script(
+        "bound",
+        Behaviour::Answer("application/json", answer.to_string()),
+    );
 
     for app in &fleet {
         let outcome = app
