@@ -114,15 +114,72 @@ proptest! {
     }
 
     #[test]
-    fn the_claims_of_a_signed_proof_are_read_or_refused_never_guessed(claims in json_value()) {
+    fn the_claims_of_a_signed_proof_are_read_exactly_when_well_typed(claims in claims()) {
         let proof = client().sign(&client().header(), &claims);
-        match verify_signature(&proof, DEFAULT_DPOP_ALGS) {
+        let answer = verify_signature(&proof, DEFAULT_DPOP_ALGS);
+        let text = |name: &str| claims.get(name).and_then(Value::as_str);
+        let optional_text = |name: &str| matches!(claims.get(name), None | Some(Value::Null | Value::String(_)));
+        let iat = claims.get("iat").and_then(|v| {
+            v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0 && *f < 1e15).map(|f| f as u64))
+        });
+        let well_typed = text("jti").is_some_and(|j| !j.is_empty() && j.len() <= 256)
+            && text("htm").is_some_and(|m| !m.is_empty())
+            && text("htu").is_some_and(|u| !u.is_empty())
+            && iat.is_some()
+            && optional_text("ath")
+            && optional_text("nonce");
+        match answer {
             Ok(read) => {
-                prop_assert_eq!(Some(&json!(read.jti)), claims.get("jti"));
-                prop_assert_eq!(Some(&json!(read.htm)), claims.get("htm"));
-                prop_assert_eq!(Some(&json!(read.htu)), claims.get("htu"));
+                prop_assert!(well_typed, "{claims} accepted");
+                prop_assert_eq!(Some(read.jti.as_str()), text("jti"));
+                prop_assert_eq!(Some(read.htm.as_str()), text("htm"));
+                prop_assert_eq!(Some(read.htu.as_str()), text("htu"));
+                prop_assert_eq!(Some(read.iat), iat);
+                prop_assert_eq!(read.ath.as_deref(), text("ath"));
+                prop_assert_eq!(read.nonce.as_deref(), text("nonce"));
             }
-            Err(e) => prop_assert_eq!(e, ProofError::BadClaims),
+            Err(e) => {
+                prop_assert!(!well_typed, "{claims} refused: {e:?}");
+                prop_assert_eq!(e, ProofError::BadClaims);
+            }
         }
     }
+}
+
+/// Claims near valid ones: each member kept, dropped or replaced by any
+/// JSON value; now and then not an object at all.
+fn claims() -> impl Strategy<Value = Value> {
+    let member = |good: Value| {
+        prop_oneof![
+            3 => Just(Some(good)),
+            1 => Just(None),
+            2 => json_value().prop_map(Some),
+        ]
+    };
+    let good = valid_claims();
+    let object = (
+        member(good["jti"].clone()),
+        member(good["htm"].clone()),
+        member(good["htu"].clone()),
+        member(good["iat"].clone()),
+        member(good["ath"].clone()),
+        member(json!("server-nonce")),
+    )
+        .prop_map(|(jti, htm, htu, iat, ath, nonce)| {
+            let mut c = serde_json::Map::new();
+            for (k, v) in [
+                ("jti", jti),
+                ("htm", htm),
+                ("htu", htu),
+                ("iat", iat),
+                ("ath", ath),
+                ("nonce", nonce),
+            ] {
+                if let Some(v) = v {
+                    c.insert(k.to_owned(), v);
+                }
+            }
+            Value::Object(c)
+        });
+    prop_oneof![9 => object, 1 => json_value()]
 }
