@@ -165,8 +165,8 @@ impl DispatchService {
 
     /// `dpop`: the request carried a valid proof for the grant's key. Its
     /// session then gets no id_extractor deadline, so Tyk calls the plugin
-    /// (and the proof is checked) on every request, and the `DPoP` header
-    /// is removed unless `DPOP_FORWARD_PROOF` keeps it.
+    /// (and the proof is checked) on every request. The `DPoP` header is
+    /// removed unless `DPOP_FORWARD_PROOF` keeps it.
     fn write_allow(&self, object: &mut Object, grant: &Grant, rules: &ApiRules, dpop: bool) {
         let api_id = object.spec.get("APIID").map_or("", String::as_str);
         let mut session = self
@@ -176,13 +176,13 @@ impl DispatchService {
         if dpop {
             self.authz.metrics().dpop(DpopOutcome::Accepted);
             session.id_extractor_deadline = 0;
-            if !self.dpop.forwards_proof() {
-                object
-                    .request
-                    .get_or_insert_with(Default::default)
-                    .delete_headers
-                    .push(PROOF_HEADER.to_owned());
-            }
+        }
+        // Removed whenever present (a bearer request may carry one too).
+        if !self.dpop.forwards_proof()
+            && let Some(request) = object.request.as_mut()
+            && request.headers.contains_key(PROOF_HEADER)
+        {
+            request.delete_headers.push(PROOF_HEADER.to_owned());
         }
         tyk::allow(object, grant.authorization(), session);
     }

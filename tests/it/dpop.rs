@@ -195,8 +195,17 @@ async fn the_token_must_be_bound_to_the_proofs_key() {
     assert!(text.contains(", Bearer realm=\"api\""), "{text}");
     assert!(outcome.upstream.is_none());
 
-    // The unbound token as a bearer token still works.
-    assert_eq!(app.get_with_token("plain").await.status(), 200);
+    // The unbound token as a bearer token still works; a stray proof
+    // header is not forwarded.
+    let outcome = app
+        .send(
+            ClientRequest::get(TARGET)
+                .bearer("plain")
+                .header("DPoP", &client.proof("GET", HTU, "plain")),
+        )
+        .await;
+    assert_eq!(outcome.status(), 200);
+    assert_eq!(outcome.upstream.unwrap().header("DPoP"), None);
 }
 
 #[tokio::test]
