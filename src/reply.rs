@@ -222,7 +222,14 @@ impl Replies {
                 Decision::InsufficientScope,
             ),
             Denial::InvalidApiConfig => (Deny::invalid_api_config(), Decision::InvalidConfig),
-            Denial::Dpop(denial) => (self.dpop(denial), Decision::InvalidToken),
+            Denial::Dpop(denial) => (
+                self.dpop(denial),
+                if *denial == (DpopDenial::Required { token: false }) {
+                    Decision::NoCredentials
+                } else {
+                    Decision::InvalidToken
+                },
+            ),
             Denial::ShuttingDown => (
                 Deny::shutting_down(self.retry_after.clone()),
                 Decision::ShuttingDown,
