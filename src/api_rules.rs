@@ -57,6 +57,8 @@ pub struct ApiRules {
     pub identity: IdentityRules,
     /// RFC 9470 step-up: `required_acr`, `max_auth_age`.
     pub step_up: StepUp,
+    /// `dpop_base_url` and `dpop_required` (RFC 9449 proofs).
+    pub dpop: crate::dpop::DpopRules,
 }
 
 /// Why an API's checks refuse a token.

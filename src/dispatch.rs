@@ -16,6 +16,8 @@ use crate::api_rules::{ApiRules, ApiRulesCache, META_JWT};
 use crate::authz::{Authorizer, Denial, Grant, Upstream};
 use crate::cache::unix_now;
 use crate::config::Config;
+use crate::dpop::{Dpop, DpopOutcome, PROOF_HEADER, RequestFacts, Screened};
+use crate::fleet::Fleet;
 use crate::metrics::Decision;
 use crate::reply::Replies;
 use crate::session::Sessions;
@@ -32,6 +34,7 @@ pub struct DispatchService {
     api_rules: Arc<ApiRulesCache>,
     replies: Arc<Replies>,
     sessions: Arc<Sessions>,
+    dpop: Arc<Dpop>,
     /// Cancelled when the shutdown grace period is over: calls still running
     /// are answered with a 503 at once instead of being cut off.
     stop: CancellationToken,
@@ -43,7 +46,13 @@ impl DispatchService {
             sessions: Arc::new(Sessions::new(config, authz.session_keys().clone())),
             authz,
             api_rules: Arc::new(ApiRulesCache::new(config.identity.clone())),
-            replies: Arc::new(Replies::new(&config.challenge)),
+            replies: Arc::new(Replies::new(&config.challenge).with_dpop_algs(&config.dpop.algs)),
+            dpop: Arc::new(Dpop::new(
+                &config.dpop,
+                config.cache.clock_skew,
+                config.session.key_secret.expose().as_bytes(),
+                config.max_token_bytes,
+            )),
             stop: CancellationToken::new(),
         }
     }
@@ -102,17 +111,39 @@ impl DispatchService {
     }
 
     /// The custom-auth hook: the decision for this request to this API.
+    ///
+    /// A DPoP request's proof is checked before the token is looked up
+    /// (see [`Dpop::screen`]), its binding after; a `Bearer` request with a
+    /// DPoP-bound token is refused.
     async fn auth_check(&self, object: &mut Object, trace: Option<&TraceContext>) {
         let rules = match self.api_rules(object) {
             Ok(rules) => rules,
             Err(denial) => return self.write_deny(object, None, &denial),
         };
+        let facts = request_facts(object);
+        let shared = self.authz.fleet().map(Fleet::shared);
+        let (authorization, jkt) = match self
+            .dpop
+            .screen(&facts, &rules.dpop, shared, unix_now().as_secs())
+            .await
+        {
+            Screened::Bearer => (facts.authorization.map(str::to_owned), None),
+            Screened::Dpop { authorization, jkt } => (Some(authorization), Some(jkt)),
+            Screened::Refused(denial) => {
+                return self.write_deny(object, None, &Denial::Dpop(denial));
+            }
+        };
         let verdict = self
             .authz
-            .decide(authorization(object), &rules, trace)
+            .decide(authorization.as_deref(), &rules, trace)
             .await;
         match &verdict.result {
-            Ok(grant) => self.write_allow(object, grant, &rules),
+            Ok(grant) => match Dpop::bind(grant, jkt.as_deref()) {
+                Ok(()) => {
+                    self.write_allow(object, grant, &rules, jkt.is_some());
+                }
+                Err(denial) => self.write_deny(object, verdict.digest, &Denial::Dpop(denial)),
+            },
             Err(denial) => self.write_deny(object, verdict.digest, denial),
         }
     }
@@ -132,12 +163,27 @@ impl DispatchService {
         }
     }
 
-    fn write_allow(&self, object: &mut Object, grant: &Grant, rules: &ApiRules) {
+    /// `dpop`: the request carried a valid proof for the grant's key. Its
+    /// session then gets no id_extractor deadline, so Tyk calls the plugin
+    /// (and the proof is checked) on every request. The `DPoP` header is
+    /// removed unless `DPOP_FORWARD_PROOF` keeps it.
+    fn write_allow(&self, object: &mut Object, grant: &Grant, rules: &ApiRules, dpop: bool) {
         let api_id = object.spec.get("APIID").map_or("", String::as_str);
-        let session = self
+        let mut session = self
             .sessions
             .for_grant(grant, rules, api_id, unix_now().as_secs());
         self.authz.metrics().decision(Decision::Allow);
+        if dpop {
+            self.authz.metrics().dpop(DpopOutcome::Accepted);
+            session.id_extractor_deadline = 0;
+        }
+        // Removed whenever present (a bearer request may carry one too).
+        if !self.dpop.forwards_proof()
+            && let Some(request) = object.request.as_mut()
+            && request.headers.contains_key(PROOF_HEADER)
+        {
+            request.delete_headers.push(PROOF_HEADER.to_owned());
+        }
         tyk::allow(object, grant.authorization(), session);
     }
 
@@ -159,6 +205,23 @@ fn authorization(object: &Object) -> Option<&str> {
         .as_ref()
         .and_then(|r| r.headers.get("Authorization"))
         .map(String::as_str)
+}
+
+/// What the DPoP checks read from the request Tyk sent (§3 of Tyk's
+/// contract: headers by Go-canonical name, first value only).
+fn request_facts(object: &Object) -> RequestFacts<'_> {
+    let Some(request) = object.request.as_ref() else {
+        return RequestFacts::default();
+    };
+    let header = |name: &str| request.headers.get(name).map(String::as_str);
+    RequestFacts {
+        authorization: header("Authorization"),
+        proof: header(PROOF_HEADER),
+        method: &request.method,
+        url: &request.url,
+        scheme: &request.scheme,
+        host: header("Host"),
+    }
 }
 
 fn set_authorization(object: &mut Object, value: String) {

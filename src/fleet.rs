@@ -15,7 +15,9 @@
 //! What is stored (sealed under a key derived from the token, see
 //! [`crate::shared::seal`]) is the AS's answer: `A` followed by the JWT for an
 //! active token, `I` for an inactive one. The claims are read from the JWT
-//! again on a shared hit, as after an introspection.
+//! again on a shared hit, as after an introspection. A token bound to a key
+//! (`cnf.jkt`, which a JSON answer may carry outside its JWT) is stored as
+//! `B`, the thumbprint, a space and the JWT, so the binding survives.
 
 use std::future::Future;
 use std::sync::{Mutex, PoisonError};
@@ -34,6 +36,7 @@ use crate::token::TokenDigest;
 
 const ACTIVE: u8 = b'A';
 const INACTIVE: u8 = b'I';
+const BOUND: u8 = b'B';
 
 /// This replica's handle on the fleet.
 pub struct Fleet {
@@ -180,8 +183,20 @@ impl Fleet {
 fn payload(answer: &Introspection) -> Vec<u8> {
     match answer {
         Introspection::Active(active) => {
-            let mut out = Vec::with_capacity(1 + active.jwt.len());
-            out.push(ACTIVE);
+            let jkt = active
+                .claims
+                .get("cnf")
+                .and_then(|c| c.get("jkt"))
+                .and_then(serde_json::Value::as_str)
+                .filter(|jkt| !jkt.is_empty() && !jkt.contains(' '));
+            let mut out = Vec::with_capacity(2 + active.jwt.len());
+            if let Some(jkt) = jkt {
+                out.push(BOUND);
+                out.extend_from_slice(jkt.as_bytes());
+                out.push(b' ');
+            } else {
+                out.push(ACTIVE);
+            }
             out.extend_from_slice(active.jwt.as_bytes());
             out
         }
@@ -195,9 +210,18 @@ fn shared_answer(entry: &SharedEntry) -> Option<Introspection> {
     let (&kind, rest) = entry.payload.split_first()?;
     match kind {
         INACTIVE if rest.is_empty() => Some(Introspection::Inactive),
-        ACTIVE => {
-            let jwt = std::str::from_utf8(rest).ok()?;
-            let claims = crate::jwt::parse(jwt).ok()?;
+        ACTIVE | BOUND => {
+            let rest = std::str::from_utf8(rest).ok()?;
+            let (jkt, jwt) = if kind == BOUND {
+                let (jkt, jwt) = rest.split_once(' ')?;
+                (Some(jkt), jwt)
+            } else {
+                (None, rest)
+            };
+            let mut claims = crate::jwt::parse(jwt).ok()?;
+            if let Some(jkt) = jkt {
+                claims.set("cnf", serde_json::json!({ "jkt": jkt }));
+            }
             Some(Introspection::Active(ActiveToken {
                 jwt: jwt.to_owned(),
                 claims,
@@ -220,6 +244,42 @@ fn within<T>(mut cached: Cached<T>, left: Duration) -> Cached<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_binding_outside_the_jwt_survives_the_shared_cache() {
+        // The JWT itself carries no cnf: the binding came from a JSON answer.
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIiwiZXhwIjo0MDAwMDAwMDAwfQ.c2ln";
+        let Ok(mut claims) = crate::jwt::parse(jwt) else {
+            panic!("test JWT parses");
+        };
+        claims.set("cnf", serde_json::json!({ "jkt": "thumb-print_1" }));
+        let active = Introspection::Active(ActiveToken {
+            jwt: jwt.to_owned(),
+            claims,
+            cache: CacheDirectives::default(),
+        });
+        let stored = payload(&active);
+        assert_eq!(stored.first(), Some(&BOUND));
+        let entry = SharedEntry {
+            payload: stored,
+            ttl: Duration::from_secs(7),
+        };
+        match shared_answer(&entry) {
+            Some(Introspection::Active(a)) => {
+                assert_eq!(a.jwt, jwt);
+                assert_eq!(
+                    a.claims.get("cnf").and_then(|c| c.get("jkt")),
+                    Some(&serde_json::json!("thumb-print_1"))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let junk = SharedEntry {
+            payload: b"Bno-space".to_vec(),
+            ttl: Duration::from_secs(7),
+        };
+        assert_eq!(shared_answer(&junk), None);
+    }
 
     #[test]
     fn payloads_round_trip_and_junk_is_no_answer() {

@@ -430,7 +430,11 @@ impl IntrospectionClient {
                 }
             }
         };
-        let claims = jwt::parse(&jwt).map_err(IntrospectError::NotJwt)?;
+        let mut claims = jwt::parse(&jwt).map_err(IntrospectError::NotJwt)?;
+        // The answer's key binding decides, whatever the JWT carries.
+        if let Some(cnf) = active.get("cnf").filter(|c| c.is_object()) {
+            claims.set("cnf", cnf.clone());
+        }
         Ok(Introspection::Active(ActiveToken { jwt, claims, cache }))
     }
 }

@@ -41,8 +41,9 @@ pub struct Claims {
 
 /// The claims every request may read: the cache keeps only these (see
 /// [`Claims::summary`]); rules that need others re-read the JWT. `acr` and
-/// `auth_time` are here for the step-up check (RFC 9470), which runs on
-/// every request of an API that asks for it.
+/// `auth_time` are here for the step-up check (RFC 9470), and `cnf` carries
+/// the token's key binding (RFC 7800; `jkt` for DPoP): both run on every
+/// request that asks for them.
 pub const SUMMARY_CLAIMS: &[&str] = &[
     "sub",
     "client_id",
@@ -51,6 +52,7 @@ pub const SUMMARY_CLAIMS: &[&str] = &[
     "aud",
     "acr",
     "auth_time",
+    "cnf",
 ];
 
 #[derive(Deserialize)]
@@ -94,6 +96,15 @@ impl Claims {
     /// Whether a summary answers for `name`.
     pub fn summary_covers(name: &str) -> bool {
         name == "exp" || SUMMARY_CLAIMS.contains(&name)
+    }
+
+    /// Sets `name` to `value`, replacing it if present (the key binding of
+    /// an introspection answer over the JWT's own).
+    pub fn set(&mut self, name: &str, value: serde_json::Value) {
+        match self.entries.iter_mut().find(|(k, _)| &**k == name) {
+            Some((_, v)) => *v = value,
+            None => self.entries.push((Box::from(name), value)),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&serde_json::Value> {

@@ -129,6 +129,11 @@ impl SigningKey {
         &self.public
     }
 
+    #[cfg(test)]
+    pub(crate) fn encoding(&self) -> &EncodingKey {
+        &self.encoding
+    }
+
     /// Signs `claims` as a compact JWS with header `{alg, typ, kid}`.
     ///
     /// # Errors

@@ -22,6 +22,7 @@
 //! - [`reply`]: every denial as Tyk's reply (status, message, headers).
 //! - [`session`]: the Tyk session of an allowed request, as plain data.
 //! - [`authz`]: the decision, free of gRPC and Tyk types: grant or denial.
+//! - [`dpop`]: DPoP proofs (RFC 9449) checked before the lookup; the token's key binding after.
 //! - [`api_rules`]: an API's own rules from `config_data`: checks and identity.
 //! - [`cache`]: the expiring, bounded, coalescing token cache and its TTL rule.
 //! - [`introspect`]: the HTTP client for the introspection endpoint.
@@ -60,6 +61,7 @@ pub mod client_auth;
 pub mod config;
 pub mod discovery;
 pub mod dispatch;
+pub mod dpop;
 pub mod fleet;
 pub mod introspect;
 pub mod jwks;

@@ -15,6 +15,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::breaker::BreakerState;
+use crate::dpop::DpopOutcome;
 
 /// Declares a metric's label values as an enum: each variant with its text,
 /// `ALL` in declaration order (the order counters are resolved in), `as_str`,
@@ -50,6 +51,7 @@ macro_rules! label_values {
         }
     };
 }
+pub(crate) use label_values;
 
 label_values! {
     /// What the plugin answered Tyk on an auth_check (label `outcome`; the
@@ -191,6 +193,7 @@ pub struct Metrics {
     as_latency: Histogram,
     inflight: Gauge,
     breaker_state: Gauge,
+    dpop_checks: Vec<Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -308,7 +311,9 @@ impl Metrics {
             breaker_state.clone(),
         );
 
+        let dpop_checks = crate::dpop::register_outcomes(&mut registry);
         Metrics {
+            dpop_checks,
             registry,
             decisions,
             cache_lookups,
@@ -326,6 +331,10 @@ impl Metrics {
 
     pub fn decision(&self, decision: Decision) {
         self.decisions[decision as usize].inc();
+    }
+
+    pub fn dpop(&self, outcome: DpopOutcome) {
+        self.dpop_checks[outcome as usize].inc();
     }
 
     pub fn cache_lookup(&self, lookup: CacheLookup) {

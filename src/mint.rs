@@ -173,6 +173,11 @@ impl Minter {
                 claims.insert(name.to_owned(), value.clone());
             }
         }
+        // The key binding always goes upstream (RFC 9449 §6.1), so the API
+        // sees that the token was DPoP-bound.
+        if let Some(cnf) = answer.get("cnf").filter(|v| v.is_object()) {
+            claims.insert("cnf".into(), cnf.clone());
+        }
         claims.insert("iss".into(), self.rules.issuer.clone().into());
         claims.insert("sub".into(), sub.into());
         claims.insert("client_id".into(), client_id.into());

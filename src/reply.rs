@@ -14,6 +14,11 @@
 //! | AS unreachable or 503/429, breaker open, too many in flight | 503 | JSON | `Retry-After` |
 //! | AS timed out | 504 | JSON | — |
 //! | shutdown grace period over | 503 | JSON | `Retry-After` |
+//! | DPoP proof missing or wrong | 401 | Tyk template | `DPoP realm="..", error="invalid_dpop_proof", algs=".."` |
+//! | DPoP nonce missing or stale | 401 | Tyk template | `DPoP .., error="use_dpop_nonce", ..`, `DPoP-Nonce` |
+//! | DPoP token unbound or bound to another key | 401 | Tyk template | `DPoP .., error="invalid_token", ..` |
+//! | DPoP-bound token as `Bearer` | 401 | Tyk template | `DPoP .., error="invalid_token", .., Bearer realm=".."` |
+//! | `dpop_required` API, no DPoP | 401 | Tyk template | `DPoP realm="..", algs=".."` (`error="invalid_token"` if a token came) |
 //!
 //! 401 and 403 go through Tyk's template with `override_error` off so Tyk
 //! fires its AuthFailure event. The 5xx are not the client's authentication
@@ -25,6 +30,7 @@ use tracing::{debug, info, warn};
 use crate::api_rules::StepUpChallenge;
 use crate::authz::Denial;
 use crate::config::ChallengeConfig;
+use crate::dpop::DpopDenial;
 use crate::introspect::IntrospectError;
 use crate::metrics::{Decision, Metrics};
 
@@ -79,6 +85,14 @@ impl Deny {
             header.push_str(&format!(", max_age=\"{max_age}\""));
         }
         Deny::client(401, "Insufficient user authentication", header)
+    }
+
+    /// 401 for a DPoP request, `www_authenticate` being a `DPoP` challenge
+    /// (RFC 9449 §7.1); `nonce` goes in `DPoP-Nonce`.
+    pub fn dpop(message: &'static str, www_authenticate: String, nonce: Option<String>) -> Deny {
+        let mut deny = Deny::client(401, message, www_authenticate);
+        deny.headers.extend(nonce.map(|n| ("DPoP-Nonce", n)));
+        deny
     }
 
     /// 500: the API's `config_data` is invalid, so no request to it can be
@@ -148,6 +162,8 @@ pub struct Replies {
     bare_challenge: String,
     invalid_token_challenge: String,
     retry_after: String,
+    /// The `algs` parameter of DPoP challenges.
+    dpop_algs: String,
 }
 
 impl Replies {
@@ -161,6 +177,50 @@ impl Replies {
             bare_challenge: format!("Bearer realm=\"{realm}\""),
             invalid_token_challenge: format!("Bearer realm=\"{realm}\", error=\"invalid_token\""),
             retry_after: retry_after_seconds.to_string(),
+            dpop_algs: crate::dpop::algs_param(crate::config::DEFAULT_DPOP_ALGS),
+        }
+    }
+
+    /// With the DPoP proof algorithms named in challenges.
+    #[must_use]
+    pub fn with_dpop_algs(mut self, algs: &[jsonwebtoken::Algorithm]) -> Self {
+        self.dpop_algs = crate::dpop::algs_param(algs);
+        self
+    }
+
+    /// The 401 for a DPoP denial (RFC 9449 §7.1 and §8).
+    fn dpop(&self, denial: &DpopDenial) -> Deny {
+        let Replies {
+            realm, dpop_algs, ..
+        } = self;
+        let challenge = |error: &str| {
+            format!("DPoP realm=\"{realm}\", error=\"{error}\", algs=\"{dpop_algs}\"")
+        };
+        const PROOF: &str = "Invalid DPoP proof";
+        const TOKEN: &str = "Invalid access token";
+        match denial {
+            DpopDenial::Proof(_) => Deny::dpop(PROOF, challenge("invalid_dpop_proof"), None),
+            DpopDenial::UseNonce(nonce) => {
+                Deny::dpop(PROOF, challenge("use_dpop_nonce"), Some(nonce.clone()))
+            }
+            DpopDenial::Unbound | DpopDenial::KeyMismatch => {
+                Deny::dpop(TOKEN, challenge("invalid_token"), None)
+            }
+            // Both schemes in one header value (Tyk's override headers hold
+            // one value per name; RFC 9110 §11.6.1 allows a list).
+            DpopDenial::BoundAsBearer => Deny::dpop(
+                TOKEN,
+                format!("{}, {}", challenge("invalid_token"), self.bare_challenge),
+                None,
+            ),
+            DpopDenial::Required { token: true } => {
+                Deny::dpop(TOKEN, challenge("invalid_token"), None)
+            }
+            DpopDenial::Required { token: false } => Deny::dpop(
+                "Authorization required",
+                format!("DPoP realm=\"{realm}\", algs=\"{dpop_algs}\""),
+                None,
+            ),
         }
     }
 
@@ -185,6 +245,14 @@ impl Replies {
                 Decision::InsufficientUserAuthentication,
             ),
             Denial::InvalidApiConfig => (Deny::invalid_api_config(), Decision::InvalidConfig),
+            Denial::Dpop(denial) => (
+                self.dpop(denial),
+                if *denial == (DpopDenial::Required { token: false }) {
+                    Decision::NoCredentials
+                } else {
+                    Decision::InvalidToken
+                },
+            ),
             Denial::ShuttingDown => (
                 Deny::shutting_down(self.retry_after.clone()),
                 Decision::ShuttingDown,
@@ -240,6 +308,10 @@ impl Replies {
             }
             Denial::InsufficientUserAuthentication(challenge) => {
                 info!(status, reason = "insufficient_user_authentication", step_up = challenge.reason(), token.id = %token_id, "Request denied");
+            }
+            Denial::Dpop(why) => {
+                metrics.dpop(why.outcome());
+                info!(status, reason = why.as_str(), token.id = %token_id, "DPoP request denied");
             }
             Denial::InvalidToken(why) => {
                 info!(status, reason = why.as_str(), token.id = %token_id, "Request denied");

@@ -10,10 +10,16 @@
 //! signature (a fault the real server cannot be made to produce).
 
 #[allow(dead_code)]
+#[path = "support/dpop_client.rs"]
+mod dpop_client;
+#[allow(dead_code)]
 #[path = "support/fake_tyk.rs"]
 mod fake_tyk;
 #[path = "support/oidc_provider.rs"]
 mod oidc_provider;
+
+#[path = "oidc_e2e/dpop.rs"]
+mod dpop;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -30,6 +30,8 @@ struct ConfigData {
     api_versions: Option<Vec<String>>,
     required_acr: Option<serde_json::Value>,
     max_auth_age: Option<serde_json::Value>,
+    dpop_base_url: Option<String>,
+    dpop_required: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -161,6 +163,15 @@ pub fn parse_config_data(text: &str, global: &IdentityRules) -> Result<ApiRules,
             None => None,
         },
     };
+    let dpop = crate::dpop::DpopRules {
+        base_url: match data.dpop_base_url {
+            Some(url) => {
+                Some(crate::dpop::parse_base_url(&url).map_err(|e| format!("dpop_base_url: {e}"))?)
+            }
+            None => None,
+        },
+        required: data.dpop_required.unwrap_or(false),
+    };
     Ok(ApiRules {
         required_scopes,
         required_audience,
@@ -168,6 +179,7 @@ pub fn parse_config_data(text: &str, global: &IdentityRules) -> Result<ApiRules,
         api_versions,
         identity,
         step_up,
+        dpop,
     })
 }
 

@@ -28,6 +28,8 @@ pub enum Denial {
     Introspection(Arc<IntrospectError>),
     /// The service is stopping and the grace period for this call is over.
     ShuttingDown,
+    /// A DPoP proof or key binding failed (RFC 9449).
+    Dpop(crate::dpop::DpopDenial),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,6 +23,7 @@
 mod any_as;
 mod cache;
 mod challenge;
+mod dpop;
 mod identity;
 mod introspection;
 mod logging;
@@ -47,6 +48,7 @@ pub use cache::{
     DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_NEGATIVE_CACHE_SECONDS,
 };
 pub use challenge::{ChallengeConfig, DEFAULT_REALM, DEFAULT_RETRY_AFTER_SECONDS};
+pub use dpop::{DEFAULT_DPOP_ALGS, DEFAULT_DPOP_IAT_WINDOW_SECONDS, DpopConfig};
 pub use introspection::{
     DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN, DEFAULT_INFLIGHT_WAIT,
     DEFAULT_MAX_INFLIGHT_INTROSPECTIONS, DEFAULT_MAX_JWT_BYTES, DEFAULT_TIMEOUT,
@@ -80,6 +82,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub max_token_bytes: usize,
     pub challenge: ChallengeConfig,
+    /// How DPoP proofs are checked.
+    pub dpop: DpopConfig,
     pub session: SessionConfig,
     /// Global identity rules; an API's `config_data` may override them.
     pub identity: IdentityRules,
@@ -107,6 +111,7 @@ impl Config {
         let transport = transport::read(&mut r);
         let cache = cache::read(&mut r);
         let challenge = challenge::read(&mut r);
+        let dpop = dpop::read(&mut r);
         let client_secret = introspection.as_ref().map(|i| i.client_secret.as_ref());
         let session = session::read(&mut r, client_secret);
         let identity = identity::read(&mut r);
@@ -144,6 +149,7 @@ impl Config {
             cache,
             max_token_bytes,
             challenge,
+            dpop,
             session,
             identity,
             grpc_max_message_bytes,

@@ -118,6 +118,15 @@ variables! {
     ENV_REALM = "REALM";
     /// `Retry-After` on 503 answers.
     ENV_RETRY_AFTER_SECONDS = "RETRY_AFTER_SECONDS";
+    // DPoP proofs (RFC 9449).
+    /// Algorithms accepted on DPoP proofs (asymmetric only).
+    ENV_DPOP_SIGNING_ALGS = "DPOP_SIGNING_ALGS";
+    /// How old a proof's `iat` may be; also how long its `jti` is remembered.
+    ENV_DPOP_IAT_WINDOW_SECONDS = "DPOP_IAT_WINDOW_SECONDS";
+    /// Require a server nonce in every proof.
+    ENV_DPOP_NONCE = "DPOP_NONCE";
+    /// Forward the `DPoP` header upstream instead of removing it.
+    ENV_DPOP_FORWARD_PROOF = "DPOP_FORWARD_PROOF";
     // The Tyk session.
     /// Session rate limit: requests per period.
     ENV_SESSION_RATE = "SESSION_RATE";

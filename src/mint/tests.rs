@@ -245,3 +245,39 @@ fn rules_that_cannot_work_are_refused() {
         Err(MintError::ZeroLifetime)
     ));
 }
+
+#[test]
+fn the_key_binding_is_always_carried_into_the_minted_token() {
+    let rules = MintRules {
+        copy_claims: Vec::new(),
+        ..rules()
+    };
+    let minter = minter(&p256_pem(), rules);
+    let minted = minter
+        .mint(
+            &answer(serde_json::json!({
+                "active": true, "sub": "kim", "client_id": "web", "exp": NOW + 60,
+                "cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},
+            })),
+            NOW,
+        )
+        .unwrap();
+    let (_, claims) = verify(&minter.keys().jwks_json(), &minted.jwt);
+    assert_eq!(
+        claims["cnf"],
+        serde_json::json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})
+    );
+    let unbound = minter
+        .mint(
+            &answer(serde_json::json!({
+                "active": true, "sub": "kim", "client_id": "web", "exp": NOW + 60,
+            })),
+            NOW,
+        )
+        .unwrap();
+    assert!(
+        !verify(&minter.keys().jwks_json(), &unbound.jwt)
+            .1
+            .contains_key("cnf")
+    );
+}

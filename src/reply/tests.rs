@@ -244,3 +244,85 @@ fn messages_with_quotes_are_escaped_in_the_json_body() {
         "{\n    \"error\": \"a \\\"b\\\"\"\n}"
     );
 }
+
+#[test]
+fn dpop_denials_carry_a_dpop_challenge_with_the_algorithms() {
+    use crate::dpop::{DpopDenial, ProofError};
+    let replies = Replies::new(&ChallengeConfig {
+        realm: "orders".into(),
+        retry_after_seconds: 7,
+    })
+    .with_dpop_algs(&[
+        jsonwebtoken::Algorithm::ES256,
+        jsonwebtoken::Algorithm::EdDSA,
+    ]);
+    let dpop =
+        |error: &str| format!("DPoP realm=\"orders\", error=\"{error}\", algs=\"ES256 EdDSA\"");
+    let rows = [
+        (
+            DpopDenial::Proof(ProofError::Replayed),
+            dpop("invalid_dpop_proof"),
+            None,
+            "Invalid DPoP proof",
+        ),
+        (
+            DpopDenial::UseNonce("n0nce".into()),
+            dpop("use_dpop_nonce"),
+            Some("n0nce"),
+            "Invalid DPoP proof",
+        ),
+        (
+            DpopDenial::KeyMismatch,
+            dpop("invalid_token"),
+            None,
+            "Invalid access token",
+        ),
+        (
+            DpopDenial::Unbound,
+            dpop("invalid_token"),
+            None,
+            "Invalid access token",
+        ),
+        (
+            DpopDenial::BoundAsBearer,
+            format!("{}, Bearer realm=\"orders\"", dpop("invalid_token")),
+            None,
+            "Invalid access token",
+        ),
+        (
+            DpopDenial::Required { token: true },
+            dpop("invalid_token"),
+            None,
+            "Invalid access token",
+        ),
+        (
+            DpopDenial::Required { token: false },
+            "DPoP realm=\"orders\", algs=\"ES256 EdDSA\"".to_owned(),
+            None,
+            "Authorization required",
+        ),
+    ];
+    for (denial, challenge, nonce, message) in rows {
+        let (deny, decision) = replies.rescue(&Denial::Dpop(denial.clone()));
+        let counted = if denial == (DpopDenial::Required { token: false }) {
+            Decision::NoCredentials
+        } else {
+            Decision::InvalidToken
+        };
+        assert_eq!(decision, counted, "{denial:?}");
+        let sent = sent(&deny);
+        assert_eq!(sent.status, 401, "{denial:?}");
+        assert!(sent.auth_failure, "{denial:?}");
+        assert_eq!(sent.body, template(message), "{denial:?}");
+        assert_eq!(
+            sent.headers.get("WWW-Authenticate"),
+            Some(&challenge),
+            "{denial:?}"
+        );
+        assert_eq!(
+            sent.headers.get("DPoP-Nonce").map(String::as_str),
+            nonce,
+            "{denial:?}"
+        );
+    }
+}

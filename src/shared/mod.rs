@@ -42,6 +42,7 @@ mod backend;
 mod lookup;
 pub mod options;
 mod purge;
+mod replay;
 pub mod seal;
 pub mod stats;
 mod write;

@@ -185,7 +185,6 @@ async fn odd_schemes_and_token_shapes_are_denied_without_an_as_call() {
         "Basic dXNlcjpwYXNz",
         "Digest username=\"a\", realm=\"api\"",
         "Token abc",
-        "DPoP abc",
         "Bearer-Token abc",
         "abc",
     ] {
@@ -207,6 +206,16 @@ async fn odd_schemes_and_token_shapes_are_denied_without_an_as_call() {
         "Bearer %61%62%63",
     ] {
         assert_401(&app, with_authorization(header), INVALID, INVALID_TOKEN).await;
+    }
+    // The DPoP scheme without its proof (RFC 9449 §7.1).
+    for header in ["DPoP abc", "dpop abc"] {
+        assert_401(
+            &app,
+            with_authorization(header),
+            "DPoP realm=\"api\", error=\"invalid_dpop_proof\", algs=\"ES256 ES384 EdDSA RS256 PS256\"",
+            "Invalid DPoP proof",
+        )
+        .await;
     }
     // Tyk passes the first value of a repeated header: that one decides.
     assert_401(

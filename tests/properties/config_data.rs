@@ -441,6 +441,7 @@ impl ConfigDataGen {
             api_versions,
             identity,
             step_up,
+            dpop: Default::default(),
         })
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! One file per parser, in the order of the pipeline: [`token`], [`jwt`],
 //! [`cache_control`], [`config_data`], [`identity_env`] (identity rules in
-//! the environment) and [`config`] (the configuration variables). Shared
+//! the environment), [`config`] (the configuration variables) and [`dpop`]
+//! (DPoP proofs). Shared
 //! strategies live here.
 
 use proptest::prelude::*;
@@ -15,6 +16,10 @@ use serde_json::Value;
 mod cache_control;
 mod config;
 mod config_data;
+mod dpop;
+#[allow(dead_code)]
+#[path = "../support/dpop_client.rs"]
+mod dpop_client;
 mod identity_env;
 mod jwt;
 mod token;

@@ -1,0 +1,88 @@
+//! The DPoP section: how proofs (RFC 9449) are checked at the gateway.
+
+use jsonwebtoken::Algorithm;
+
+use super::parse;
+use super::reader::Reader;
+use super::vars::*;
+
+/// Proof algorithms accepted by default.
+pub const DEFAULT_DPOP_ALGS: &[Algorithm] = &[
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+    Algorithm::RS256,
+    Algorithm::PS256,
+];
+pub const DEFAULT_DPOP_IAT_WINDOW_SECONDS: u64 = 60;
+
+#[derive(Debug, Clone)]
+pub struct DpopConfig {
+    /// Never empty, never `none` or `HS*`.
+    pub algs: Vec<Algorithm>,
+    pub iat_window_seconds: u64,
+    pub nonce: bool,
+    pub forward_proof: bool,
+}
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        DpopConfig {
+            algs: DEFAULT_DPOP_ALGS.to_vec(),
+            iat_window_seconds: DEFAULT_DPOP_IAT_WINDOW_SECONDS,
+            nonce: false,
+            forward_proof: false,
+        }
+    }
+}
+
+/// An allow-list of asymmetric algorithms, separated by spaces or commas.
+fn algorithms(raw: &str) -> Result<Vec<Algorithm>, String> {
+    let mut algs = Vec::new();
+    for name in raw.split([' ', ',']).filter(|n| !n.is_empty()) {
+        match name.parse::<Algorithm>() {
+            Ok(alg) if crate::jwks::ASYMMETRIC.contains(&alg) => algs.push(alg),
+            _ => {
+                return Err(format!(
+                    "{name:?} is not an accepted algorithm \
+                     (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"
+                ));
+            }
+        }
+    }
+    if algs.is_empty() {
+        return Err("no algorithm named".to_owned());
+    }
+    Ok(algs)
+}
+
+/// The section (every value has a default).
+pub(super) fn read(r: &mut Reader<'_>) -> DpopConfig {
+    let default = DpopConfig::default();
+    DpopConfig {
+        algs: r.or(ENV_DPOP_SIGNING_ALGS, algorithms, default.algs),
+        iat_window_seconds: r.or(
+            ENV_DPOP_IAT_WINDOW_SECONDS,
+            |v| parse::integer::<u64>(v, 1, 3600),
+            default.iat_window_seconds,
+        ),
+        nonce: r.or(ENV_DPOP_NONCE, parse::boolean, false),
+        forward_proof: r.or(ENV_DPOP_FORWARD_PROOF, parse::boolean, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_asymmetric_algorithms_are_accepted() {
+        assert_eq!(
+            algorithms("ES256, EdDSA").unwrap(),
+            [Algorithm::ES256, Algorithm::EdDSA]
+        );
+        for bad in ["HS256", "none", "ES256 HS512", "", " , "] {
+            assert!(algorithms(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Screening a request: the URL it names, the replay cache, nonces, the
+//! scheme, and the key binding after the lookup.
+
+use super::*;
+
+#[test]
+fn the_request_url_comes_from_the_base_url_or_the_host_header() {
+    let facts = RequestFacts {
+        method: "GET",
+        url: "/orders/1?x=1",
+        scheme: "https",
+        host: Some("api.example.com"),
+        ..RequestFacts::default()
+    };
+    let htu = |facts: &RequestFacts<'_>, rules: &DpopRules| {
+        request_htu(facts, rules).map(|u| u.to_string())
+    };
+    assert_eq!(htu(&facts, &DpopRules::default()).as_deref(), Some(URL));
+    let http = RequestFacts {
+        scheme: "",
+        ..facts
+    };
+    assert_eq!(
+        htu(&http, &DpopRules::default()).as_deref(),
+        Some("http://api.example.com/orders/1")
+    );
+    let rules = DpopRules {
+        base_url: Some(parse_base_url("https://edge.example.com/v1/").unwrap()),
+        required: false,
+    };
+    let behind = RequestFacts {
+        host: Some("10.0.0.7:8080"),
+        scheme: "http",
+        ..facts
+    };
+    assert_eq!(
+        htu(&behind, &rules).as_deref(),
+        Some("https://edge.example.com/v1/orders/1")
+    );
+    for host in [
+        None,
+        Some(""),
+        Some("evil.com/x?"),
+        Some("a@b"),
+        Some("a b"),
+    ] {
+        let bad = RequestFacts { host, ..facts };
+        assert_eq!(htu(&bad, &DpopRules::default()), None, "{host:?}");
+    }
+    for bad in [
+        "ftp://x",
+        "https://u:p@x",
+        "https://x/?q",
+        "/relative",
+        "https://x/#f",
+    ] {
+        assert!(parse_base_url(bad).is_err(), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn a_proof_is_accepted_once_per_key() {
+    let cache = ReplayCache::new(Duration::from_secs(60), 100);
+    assert_eq!(cache.record("k1", "j1", None).await, Seen::First);
+    assert_eq!(cache.record("k1", "j1", None).await, Seen::Replayed);
+    assert_eq!(cache.record("k2", "j1", None).await, Seen::First);
+    assert_eq!(cache.record("k1", "j2", None).await, Seen::First);
+}
+
+#[test]
+fn nonces_live_for_their_slot_and_the_next() {
+    let nonces = Nonces::new(b"secret", 60);
+    let nonce = nonces.current(NOW);
+    assert!(nonces.accepts(&nonce, NOW));
+    assert!(nonces.accepts(&nonce, NOW + 60));
+    assert!(!nonces.accepts(&nonce, NOW + 120));
+    assert!(!Nonces::new(b"other", 60).accepts(&nonce, NOW));
+    for junk in ["", "!!", "AAAA"] {
+        assert!(!nonces.accepts(junk, NOW), "{junk}");
+    }
+}
+
+fn dpop(nonce: bool) -> Dpop {
+    let config = DpopConfig {
+        nonce,
+        ..DpopConfig::default()
+    };
+    Dpop::new(&config, Duration::from_secs(5), b"secret", 4096)
+}
+
+fn facts<'a>(authorization: &'a str, proof: Option<&'a str>) -> RequestFacts<'a> {
+    RequestFacts {
+        authorization: Some(authorization),
+        proof,
+        method: "GET",
+        url: "/orders/1?x=1",
+        scheme: "https",
+        host: Some("api.example.com"),
+    }
+}
+
+#[tokio::test]
+async fn screening_checks_scheme_proof_and_replay_before_any_lookup() {
+    let dpop = dpop(false);
+    let key = ClientKey::es256();
+    let rules = DpopRules::default();
+    let required = DpopRules {
+        required: true,
+        ..DpopRules::default()
+    };
+    let bearer = format!("Bearer {TOKEN}");
+    let scheme = format!("DPoP {TOKEN}");
+    assert!(matches!(
+        dpop.screen(&facts(&bearer, None), &rules, None, NOW).await,
+        Screened::Bearer
+    ));
+    assert!(matches!(
+        dpop.screen(&facts(&bearer, None), &required, None, NOW)
+            .await,
+        Screened::Refused(DpopDenial::Required { token: true })
+    ));
+    assert!(matches!(
+        dpop.screen(&facts("", None), &required, None, NOW).await,
+        Screened::Refused(DpopDenial::Required { token: false })
+    ));
+    assert!(matches!(
+        dpop.screen(&facts(&scheme, None), &rules, None, NOW).await,
+        Screened::Refused(DpopDenial::Proof(ProofError::Missing))
+    ));
+    let proof = key.proof(&claims());
+    match dpop
+        .screen(&facts(&scheme, Some(&proof)), &required, None, NOW)
+        .await
+    {
+        Screened::Dpop { authorization, jkt } => {
+            assert_eq!(authorization, format!("Bearer {TOKEN}"));
+            assert_eq!(jkt, key.jkt);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        dpop.screen(&facts(&scheme, Some(&proof)), &rules, None, NOW)
+            .await,
+        Screened::Refused(DpopDenial::Proof(ProofError::Replayed))
+    ));
+    // A proof that fails a check is not remembered: the same jti, right,
+    // is still accepted after a wrong one.
+    let wrong = key.proof(&with(claims(), "jti", json!("fresh")));
+    let post = RequestFacts {
+        method: "POST",
+        ..facts(&scheme, Some(&wrong))
+    };
+    assert!(matches!(
+        dpop.screen(&post, &rules, None, NOW).await,
+        Screened::Refused(DpopDenial::Proof(ProofError::WrongMethod))
+    ));
+    assert!(matches!(
+        dpop.screen(&facts(&scheme, Some(&wrong)), &rules, None, NOW)
+            .await,
+        Screened::Dpop { .. }
+    ));
+}
+
+#[tokio::test]
+async fn with_nonces_on_a_proof_without_a_fresh_one_gets_one() {
+    let dpop = dpop(true);
+    let key = ClientKey::es256();
+    let scheme = format!("DPoP {TOKEN}");
+    let proof = key.proof(&claims());
+    let nonce = match dpop
+        .screen(
+            &facts(&scheme, Some(&proof)),
+            &DpopRules::default(),
+            None,
+            NOW,
+        )
+        .await
+    {
+        Screened::Refused(DpopDenial::UseNonce(nonce)) => nonce,
+        other => panic!("{other:?}"),
+    };
+    let stale = key.proof(&with(
+        with(claims(), "nonce", json!("old")),
+        "jti",
+        json!("2"),
+    ));
+    assert!(matches!(
+        dpop.screen(
+            &facts(&scheme, Some(&stale)),
+            &DpopRules::default(),
+            None,
+            NOW
+        )
+        .await,
+        Screened::Refused(DpopDenial::UseNonce(_))
+    ));
+    let proof = key.proof(&with(
+        with(claims(), "nonce", json!(nonce)),
+        "jti",
+        json!("3"),
+    ));
+    assert!(matches!(
+        dpop.screen(
+            &facts(&scheme, Some(&proof)),
+            &DpopRules::default(),
+            None,
+            NOW
+        )
+        .await,
+        Screened::Dpop { .. }
+    ));
+}
+
+fn grant(cnf: Option<Value>) -> Grant {
+    let mut claims = crate::jwt::Claims::default();
+    if let Some(cnf) = cnf {
+        claims.set("cnf", cnf);
+    }
+    Grant::new("h.p.s", &claims, "phantom-token:00".to_owned(), 0)
+}
+
+#[test]
+fn the_binding_must_match_the_scheme_and_the_key() {
+    let bound = grant(Some(json!({"jkt": "abc"})));
+    let unbound = grant(None);
+    let other_cnf = grant(Some(json!({"x5t#S256": "abc"})));
+    assert_eq!(Dpop::bind(&unbound, None), Ok(()));
+    assert_eq!(Dpop::bind(&other_cnf, None), Ok(()));
+    assert_eq!(Dpop::bind(&bound, Some("abc")), Ok(()));
+    assert_eq!(Dpop::bind(&bound, None), Err(DpopDenial::BoundAsBearer));
+    assert_eq!(
+        Dpop::bind(&bound, Some("abd")),
+        Err(DpopDenial::KeyMismatch)
+    );
+    assert_eq!(Dpop::bind(&unbound, Some("abc")), Err(DpopDenial::Unbound));
+    assert_eq!(
+        Dpop::bind(&other_cnf, Some("abc")),
+        Err(DpopDenial::Unbound)
+    );
+}
