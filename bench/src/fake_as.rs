@@ -33,6 +33,8 @@ struct State {
     signature: String,
     per_token: AtomicBool,
     counts: Mutex<HashMap<String, u32>>,
+    /// Tokens bound to a DPoP key: their JWT carries `cnf.jkt`.
+    bound: Mutex<HashMap<String, String>>,
 }
 
 /// A running fake; it stops when dropped.
@@ -67,6 +69,7 @@ impl FakeAs {
             signature: URL_SAFE_NO_PAD.encode(signature),
             per_token: AtomicBool::new(false),
             counts: Mutex::new(HashMap::new()),
+            bound: Mutex::new(HashMap::new()),
         });
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -107,6 +110,17 @@ impl FakeAs {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         counts.get(token).copied().unwrap_or(0)
+    }
+
+    /// Answers `token` as bound to the DPoP key whose RFC 7638 thumbprint
+    /// is `jkt`: its JWT carries `"cnf":{"jkt":…}`.
+    pub fn bind_dpop(&self, token: &str, jkt: &str) {
+        let mut bound = self
+            .state
+            .bound
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        bound.insert(token.to_owned(), jkt.to_owned());
     }
 
     /// The JWT this fake answers for `token` (for sizing and sealing tests).
@@ -196,6 +210,17 @@ fn jwt(state: &State, token: &str) -> String {
         exp = now + state.jwt_ttl,
         now = now,
     );
+    let jkt = {
+        let bound = state.bound.lock().unwrap_or_else(PoisonError::into_inner);
+        bound.get(token).cloned()
+    };
+    let payload = match (jkt, serde_json::from_str::<serde_json::Value>(&payload)) {
+        (Some(jkt), Ok(mut claims)) => {
+            claims["cnf"] = serde_json::json!({ "jkt": jkt });
+            claims.to_string()
+        }
+        _ => payload,
+    };
     format!(
         "{}.{}.{}",
         state.header,

@@ -174,12 +174,21 @@ pub async fn call(
     token: &str,
     expect: Expect,
 ) -> Result<(), String> {
+    let auth = [("Authorization".to_owned(), format!("Bearer {token}"))];
+    call_with(client, template, auth, expect).await
+}
+
+/// Sends one request with `headers` added to `template`'s.
+pub async fn call_with(
+    client: &mut Client,
+    template: &Object,
+    headers: impl IntoIterator<Item = (String, String)>,
+    expect: Expect,
+) -> Result<(), String> {
     let mut object = template.clone();
     let sent_body = object.request.as_ref().map_or(0, |r| r.raw_body.len());
     if let Some(request) = object.request.as_mut() {
-        request
-            .headers
-            .insert("Authorization".into(), format!("Bearer {token}"));
+        request.headers.extend(headers);
     }
     let mut request = tonic::Request::new(object);
     request.set_timeout(CALL_TIMEOUT);
@@ -423,4 +432,54 @@ impl Phase {
             self.first_error.get_or_insert(e);
         }
     }
+}
+
+/// Sends `Authorization: DPoP <token>` with each of `proofs` once,
+/// `streams` at a time, measured like [`closed_loop`].
+pub async fn dpop_once(
+    clients: &[Client],
+    streams: usize,
+    template: &Arc<Object>,
+    token: &str,
+    proofs: Arc<Vec<String>>,
+) -> Phase {
+    let next = Arc::new(AtomicU64::new(0));
+    let auth = Arc::new(format!("DPoP {token}"));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..streams.max(1) {
+        let mut client = clients[worker % clients.len()].clone();
+        let (template, next, proofs, auth) =
+            (template.clone(), next.clone(), proofs.clone(), auth.clone());
+        workers.push(tokio::spawn(async move {
+            let mut phase = Phase::empty();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(proof) = proofs.get(i) else {
+                    return phase;
+                };
+                let headers = [
+                    ("Authorization".to_owned(), (*auth).clone()),
+                    ("DPoP".to_owned(), proof.clone()),
+                ];
+                let sent = Instant::now();
+                let result = call_with(&mut client, &template, headers, Expect::Allow).await;
+                phase.note(sent.elapsed(), result);
+            }
+        }));
+    }
+    let mut total = Phase::empty();
+    for worker in workers {
+        match worker.await {
+            Ok(phase) => total.merge(phase),
+            Err(e) => {
+                total.errors += 1;
+                total
+                    .first_error
+                    .get_or_insert(format!("worker failed: {e}"));
+            }
+        }
+    }
+    total.elapsed = start.elapsed();
+    total
 }

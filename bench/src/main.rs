@@ -16,6 +16,7 @@
 //! Everything listens and connects on loopback only. The machine is shared:
 //! read ratios and medians, not absolute figures.
 
+mod dpop;
 mod echo;
 mod fake_as;
 mod fleet;
