@@ -86,7 +86,7 @@ pub async fn fleet(args: FleetArgs) -> Result<bool, String> {
         let replica = bench.start_replica(Some(&redis.url())).await?;
         bench.replicas.push(replica);
     }
-    bench.spread_phase().await?;
+    bench.spread_phase(redis.pid()).await?;
     bench.inproc_hit().await?;
     bench.shared_hit().await?;
     bench.miss().await?;
@@ -164,7 +164,7 @@ impl FleetBench {
     }
 
     /// Warm-up, then one measured leg, as a row.
-    async fn timed_row(&mut self, name: &str, replica: &Replica, tokens: Arc<Tokens>) {
+    pub async fn timed_row(&mut self, name: &str, replica: &Replica, tokens: Arc<Tokens>) {
         let calls0 = self.fake.calls();
         let warm = self
             .leg(replica.pid(), &replica.clients, self.warmup(), &tokens)
@@ -197,10 +197,13 @@ impl FleetBench {
     }
 
     /// Every token to every replica; AS calls per token.
-    async fn spread_phase(&mut self) -> Result<(), String> {
+    /// `redis`: the server's process, whose CPU time is reported apart.
+    async fn spread_phase(&mut self, redis: Option<u32>) -> Result<(), String> {
         let pids: Vec<u32> = self.replicas.iter().map(Replica::pid).collect();
         let lists: Vec<Vec<Client>> = self.replicas.iter().map(|r| r.clients.clone()).collect();
+        let redis: Vec<u32> = redis.into_iter().collect();
         let (cpu0, calls0) = (self.cpu(&pids), self.fake.calls());
+        let redis0 = self.cpu(&redis);
         let outcome = spread::run(
             &lists,
             Spread {
@@ -217,6 +220,7 @@ impl FleetBench {
         )
         .await;
         let cpu = self.cpu(&pids) - cpu0;
+        let redis_cpu = self.cpu(&redis) - redis0;
         let calls = self.fake.calls() - calls0;
         let total = outcome.total();
         let mut modes = Map::new();
@@ -253,6 +257,7 @@ impl FleetBench {
                 "as_calls": calls,
                 "as_calls_per_token": calls as f64 / self.args.tokens.max(1) as f64,
                 "plugin_cpu_us_per_request": cpu * 1e6 / total.requests.max(1) as f64,
+                "redis_cpu_us_per_request": redis_cpu * 1e6 / total.requests.max(1) as f64,
                 "p50_us": total.hist.value_at_quantile(0.5),
                 "p99_us": total.hist.value_at_quantile(0.99),
                 "modes": modes,

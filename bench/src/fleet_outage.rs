@@ -128,6 +128,14 @@ pub async fn run(bench: &mut FleetBench, redis: &mut RedisProcess) -> Result<(),
         }
         windows.insert((*name).into(), Value::Object(modes));
     }
+    // Misses while Redis is down, as a row beside `miss` and
+    // `miss-no-redis`: the breaker opens within the warm-up.
+    redis.kill();
+    let at = 2 % bench.replicas.len();
+    let replica = bench.replicas.remove(at);
+    let tokens = Arc::new(crate::load::Tokens::fresh("miss-down", 0));
+    bench.timed_row("miss-redis-down", &replica, tokens).await;
+    bench.replicas.insert(at, replica);
     let all = outcome.total();
     let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
     bench.extra.insert(

@@ -21,7 +21,7 @@ pub fn finish(bench: &FleetBench) -> Result<bool, String> {
     let x = &bench.extra;
     let spread = &x["spread"];
     println!(
-        "spread: {} tokens × {} replicas, {} requests in {:.1} s, errors {}; AS calls {} = {:.4} per token (goal ≤ 1.05); plugin CPU {:.1} µs/request",
+        "spread: {} tokens × {} replicas, {} requests in {:.1} s, errors {}; AS calls {} = {:.4} per token (goal ≤ 1.05); plugin CPU {:.1} µs/request, redis-server {:.1} µs/request",
         spread["tokens"],
         spread["replicas"],
         spread["requests"],
@@ -30,6 +30,7 @@ pub fn finish(bench: &FleetBench) -> Result<bool, String> {
         spread["as_calls"],
         f(&spread["as_calls_per_token"]),
         f(&spread["plugin_cpu_us_per_request"]),
+        f(&spread["redis_cpu_us_per_request"]),
     );
     if let Some(modes) = spread["modes"].as_object() {
         for (name, m) in modes {

@@ -46,6 +46,10 @@ impl RedisProcess {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server at once, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
