@@ -422,7 +422,7 @@ impl FleetBench {
     fn seal_cost(&mut self) -> Result<(), String> {
         use std::hint::black_box;
         use tyk_phantom_token::shared::seal::{self, FleetKeys};
-        const N: u32 = 200_000;
+        let n = self.args.seal_iterations.max(1);
         let keys = FleetKeys::new(KEY_SECRET.as_bytes());
         let token = load::token("seal", 0);
         let mut payload = vec![b'A'];
@@ -440,10 +440,10 @@ impl FleetBench {
         .map_err(|e| e.to_string())?;
         let time = |f: &dyn Fn()| {
             let start = Instant::now();
-            for _ in 0..N {
+            for _ in 0..n {
                 f();
             }
-            start.elapsed().as_secs_f64() * 1e6 / f64::from(N)
+            start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
         };
         let digest = time(&|| {
             black_box(keys.digest(black_box(token.as_bytes())));
@@ -460,6 +460,7 @@ impl FleetBench {
         self.extra.insert(
             "seal".into(),
             json!({
+                "iterations": n,
                 "payload_bytes": payload.len(),
                 "sealed_bytes": sealed.len(),
                 "digest_us": digest,

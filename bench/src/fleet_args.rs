@@ -49,6 +49,9 @@ pub struct FleetArgs {
     /// rest after Redis is started again.
     #[arg(long, default_value_t = 30.0)]
     pub outage_seconds: f64,
+    /// Iterations of each timed step of the sealing cost (digest, open).
+    #[arg(long, default_value_t = 200_000)]
+    pub seal_iterations: u32,
     /// The plugins' CACHE_MAX_BYTES.
     #[arg(long, default_value = "1GiB")]
     pub cache_max_bytes: String,

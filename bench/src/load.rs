@@ -460,7 +460,8 @@ pub async fn dpop_once(
                 };
                 let headers = [
                     ("Authorization".to_owned(), (*auth).clone()),
-                    ("DPoP".to_owned(), proof.clone()),
+                    // As Tyk passes it: the Go-canonical form of `DPoP`.
+                    ("Dpop".to_owned(), proof.clone()),
                 ];
                 let sent = Instant::now();
                 let result = call_with(&mut client, &template, headers, Expect::Allow).await;
