@@ -2,12 +2,15 @@
 //! is answered, after the set latency, with a JWT (`application/jwt`) whose
 //! `sub` is distinct per token and whose `exp` is `jwt_ttl` ahead, sized like
 //! one from Curity. `GET /calls` returns how many introspections were asked.
+//! Calls can also be counted per token ([`FakeAs::count_per_token`]), so a
+//! fleet benchmark can tell how many introspections each token cost.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -28,6 +31,10 @@ struct State {
     jwt_ttl: u64,
     header: String,
     signature: String,
+    per_token: AtomicBool,
+    counts: Mutex<HashMap<String, u32>>,
+    /// Tokens bound to a DPoP key: their JWT carries `cnf.jkt`.
+    bound: Mutex<HashMap<String, String>>,
 }
 
 /// A running fake; it stops when dropped.
@@ -60,6 +67,9 @@ impl FakeAs {
             jwt_ttl,
             header: URL_SAFE_NO_PAD.encode(r#"{"kid":"-1320401734","alg":"RS256"}"#),
             signature: URL_SAFE_NO_PAD.encode(signature),
+            per_token: AtomicBool::new(false),
+            counts: Mutex::new(HashMap::new()),
+            bound: Mutex::new(HashMap::new()),
         });
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -84,6 +94,38 @@ impl FakeAs {
     /// Introspections asked so far.
     pub fn calls(&self) -> u64 {
         self.state.calls.load(Ordering::SeqCst)
+    }
+
+    /// From now on, also count the calls for each token (kept in memory:
+    /// meant for runs of a few hundred thousand tokens).
+    pub fn count_per_token(&self) {
+        self.state.per_token.store(true, Ordering::SeqCst);
+    }
+
+    /// Introspections asked for `token` since [`FakeAs::count_per_token`].
+    pub fn calls_for(&self, token: &str) -> u32 {
+        let counts = self
+            .state
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        counts.get(token).copied().unwrap_or(0)
+    }
+
+    /// Answers `token` as bound to the DPoP key whose RFC 7638 thumbprint
+    /// is `jkt`: its JWT carries `"cnf":{"jkt":…}`.
+    pub fn bind_dpop(&self, token: &str, jkt: &str) {
+        let mut bound = self
+            .state
+            .bound
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        bound.insert(token.to_owned(), jkt.to_owned());
+    }
+
+    /// The JWT this fake answers for `token` (for sizing and sealing tests).
+    pub fn jwt_for(&self, token: &str) -> String {
+        jwt(&self.state, token)
     }
 
     pub fn set_latency(&self, latency: Duration) {
@@ -117,6 +159,10 @@ async fn handle(
         .find(|(name, _)| name == "token")
         .map(|(_, value)| value.into_owned())
         .unwrap_or_default();
+    if state.per_token.load(Ordering::Relaxed) {
+        let mut counts = state.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        *counts.entry(token.clone()).or_insert(0) += 1;
+    }
     let latency = state.latency_us.load(Ordering::Relaxed);
     if latency > 0 {
         tokio::time::sleep(Duration::from_micros(latency)).await;
@@ -164,6 +210,17 @@ fn jwt(state: &State, token: &str) -> String {
         exp = now + state.jwt_ttl,
         now = now,
     );
+    let jkt = {
+        let bound = state.bound.lock().unwrap_or_else(PoisonError::into_inner);
+        bound.get(token).cloned()
+    };
+    let payload = match (jkt, serde_json::from_str::<serde_json::Value>(&payload)) {
+        (Some(jkt), Ok(mut claims)) => {
+            claims["cnf"] = serde_json::json!({ "jkt": jkt });
+            claims.to_string()
+        }
+        _ => payload,
+    };
     format!(
         "{}.{}.{}",
         state.header,

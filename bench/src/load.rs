@@ -174,12 +174,21 @@ pub async fn call(
     token: &str,
     expect: Expect,
 ) -> Result<(), String> {
+    let auth = [("Authorization".to_owned(), format!("Bearer {token}"))];
+    call_with(client, template, auth, expect).await
+}
+
+/// Sends one request with `headers` added to `template`'s.
+pub async fn call_with(
+    client: &mut Client,
+    template: &Object,
+    headers: impl IntoIterator<Item = (String, String)>,
+    expect: Expect,
+) -> Result<(), String> {
     let mut object = template.clone();
     let sent_body = object.request.as_ref().map_or(0, |r| r.raw_body.len());
     if let Some(request) = object.request.as_mut() {
-        request
-            .headers
-            .insert("Authorization".into(), format!("Bearer {token}"));
+        request.headers.extend(headers);
     }
     let mut request = tonic::Request::new(object);
     request.set_timeout(CALL_TIMEOUT);
@@ -343,4 +352,135 @@ pub async fn prefill(
         }
     }
     (errors, first)
+}
+
+/// Sends `kind` tokens `from..from + n`, each once, `streams` at a time, and
+/// measures them like [`closed_loop`]: for work that must not repeat a token
+/// (a shared hit is one per token and replica).
+pub async fn each_once(
+    clients: &[Client],
+    streams: usize,
+    kind: &'static str,
+    from: u64,
+    n: u64,
+) -> Phase {
+    let template = Arc::new(template(0));
+    let next = Arc::new(AtomicU64::new(from));
+    let end = from + n;
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..streams.max(1) {
+        let mut client = clients[worker % clients.len()].clone();
+        let template = template.clone();
+        let next = next.clone();
+        workers.push(tokio::spawn(async move {
+            let mut phase = Phase::empty();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= end {
+                    return phase;
+                }
+                let sent = Instant::now();
+                let result = call(&mut client, &template, &token(kind, i), Expect::Allow).await;
+                phase.note(sent.elapsed(), result);
+            }
+        }));
+    }
+    let mut total = Phase::empty();
+    for worker in workers {
+        match worker.await {
+            Ok(phase) => total.merge(phase),
+            Err(e) => {
+                total.errors += 1;
+                total
+                    .first_error
+                    .get_or_insert(format!("worker failed: {e}"));
+            }
+        }
+    }
+    total.elapsed = start.elapsed();
+    total
+}
+
+impl Phase {
+    pub fn empty() -> Self {
+        Phase {
+            requests: 0,
+            errors: 0,
+            first_error: None,
+            hist: histogram(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// Adds `other`'s requests, errors and latencies (not its time).
+    pub fn merge(&mut self, other: Phase) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        let _ = self.hist.add(&other.hist);
+    }
+
+    /// One request's outcome.
+    pub fn note(&mut self, latency: Duration, result: Result<(), String>) {
+        record(&mut self.hist, latency);
+        self.requests += 1;
+        if let Err(e) = result {
+            self.errors += 1;
+            self.first_error.get_or_insert(e);
+        }
+    }
+}
+
+/// Sends `Authorization: DPoP <token>` with each of `proofs` once,
+/// `streams` at a time, measured like [`closed_loop`].
+pub async fn dpop_once(
+    clients: &[Client],
+    streams: usize,
+    template: &Arc<Object>,
+    token: &str,
+    proofs: Arc<Vec<String>>,
+) -> Phase {
+    let next = Arc::new(AtomicU64::new(0));
+    let auth = Arc::new(format!("DPoP {token}"));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..streams.max(1) {
+        let mut client = clients[worker % clients.len()].clone();
+        let (template, next, proofs, auth) =
+            (template.clone(), next.clone(), proofs.clone(), auth.clone());
+        workers.push(tokio::spawn(async move {
+            let mut phase = Phase::empty();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(proof) = proofs.get(i) else {
+                    return phase;
+                };
+                let headers = [
+                    ("Authorization".to_owned(), (*auth).clone()),
+                    // As Tyk passes it: the Go-canonical form of `DPoP`.
+                    ("Dpop".to_owned(), proof.clone()),
+                ];
+                let sent = Instant::now();
+                let result = call_with(&mut client, &template, headers, Expect::Allow).await;
+                phase.note(sent.elapsed(), result);
+            }
+        }));
+    }
+    let mut total = Phase::empty();
+    for worker in workers {
+        match worker.await {
+            Ok(phase) => total.merge(phase),
+            Err(e) => {
+                total.errors += 1;
+                total
+                    .first_error
+                    .get_or_insert(format!("worker failed: {e}"));
+            }
+        }
+    }
+    total.elapsed = start.elapsed();
+    total
 }

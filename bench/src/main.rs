@@ -4,6 +4,9 @@
 //!   a slow AS, 1 MiB bodies, 500 k live tokens) over one HTTP/2 connection
 //!   and over many, with the plugin's hit path compared back to back with a
 //!   bare echo dispatcher built from the same protos and server settings.
+//! - `fleet`: three plugin processes sharing one Redis (started here): AS
+//!   calls per token for the fleet, the cost of an in-process hit, a shared
+//!   hit and a miss, the hit path with and without Redis, and a Redis outage.
 //! - `soak`: a set rate for a long time with token churn; rate, latency,
 //!   errors, AS calls and RSS as it goes.
 //! - `echo-server`, `fake-as`: the baseline and the fake authorization
@@ -13,15 +16,23 @@
 //! Everything listens and connects on loopback only. The machine is shared:
 //! read ratios and medians, not absolute figures.
 
+mod dpop;
 mod echo;
 mod fake_as;
+mod fleet;
+mod fleet_args;
+mod fleet_outage;
+mod fleet_report;
 mod load;
 mod memory;
 mod procs;
+mod redis_proc;
 mod report;
 mod run;
 mod run_args;
+mod scrape;
 mod soak;
+mod spread;
 mod stats;
 
 /// mimalloc: fewer instructions per allocation than glibc's malloc on the
@@ -51,6 +62,9 @@ struct Cli {
 enum Command {
     /// Benchmark the plugin against the echo baseline.
     Run(run_args::RunArgs),
+    /// Benchmark a fleet of plugins sharing one Redis (started and stopped
+    /// here; `redis-server` must be installed).
+    Fleet(fleet_args::FleetArgs),
     /// Drive the plugin at a set rate with token churn, watching RSS.
     Soak(soak::SoakArgs),
     /// Serve a coprocess.Dispatcher that returns every object unchanged.
@@ -90,6 +104,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => interruptible(run::run(args)).await,
+            Command::Fleet(args) => interruptible(fleet::fleet(args)).await,
             Command::Soak(args) => interruptible(soak::soak(args)).await,
             Command::CacheMemory(args) => memory::measure(args).await,
             Command::EchoServer {

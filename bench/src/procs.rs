@@ -71,7 +71,7 @@ impl Target {
 }
 
 /// A loopback port free at the time of asking.
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(probe.local_addr().map_err(|e| e.to_string())?.port())
 }

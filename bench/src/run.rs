@@ -8,11 +8,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::dpop::{self, DpopKey};
 use crate::fake_as::FakeAs;
 use crate::load::{self, Client, Expect, Tokens};
 use crate::procs::{self, Target};
 use crate::run_args::{RunArgs, Workload};
 use crate::stats::{self, Leg, Ratio, Row, RowFacts, Sum};
+
+/// A DPoP-bound token, its key, and the request its proofs name.
+struct DpopCase {
+    key: DpopKey,
+    method: String,
+    htu: String,
+    token: String,
+    template: Arc<tyk_phantom_token::pb::Object>,
+}
 
 struct Bench {
     args: RunArgs,
@@ -80,6 +90,9 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
     }
     if wants(Workload::Tokens500k) {
         bench.tokens_500k().await?;
+    }
+    if wants(Workload::DpopHit) {
+        bench.dpop_hit().await?;
     }
     bench.report()
 }
@@ -356,6 +369,114 @@ impl Bench {
         let tokens = Arc::new(Tokens::Random { kind: "big", n });
         self.single("tokens-500k", &plugin, tokens, calls0, errors)
             .await
+    }
+
+    /// hit-1 with DPoP: the cached-token path plus one proof checked per
+    /// request, alternating (A B, B A) with Bearer hit-1 on the same plugin.
+    /// Each DPoP leg sends `--dpop-requests` proofs made just before it.
+    async fn dpop_hit(&mut self) -> Result<(), String> {
+        let plugin = self.plugin().await?;
+        let template = Arc::new(load::template(0));
+        let request = template
+            .request
+            .as_ref()
+            .ok_or("template without request")?;
+        let case = DpopCase {
+            key: DpopKey::generate()?,
+            method: request.method.clone(),
+            htu: dpop::htu(request),
+            token: load::token("dpop", 0),
+            template: template.clone(),
+        };
+        self.fake.bind_dpop(&case.token, case.key.jkt());
+        let bearer = Arc::new(Tokens::One(load::token("one", 0)));
+        let calls0 = self.fake.calls();
+        let first = load::connect(plugin.addr, 1).await?;
+        let mut setup = load::prefill(&first, 1, "one", 1).await;
+        let once = self.dpop_leg(plugin.pid(), &first, &case, 1).await;
+        setup.0 += once.phase.errors;
+        setup.1 = setup.1.or(once.phase.first_error);
+        let n = self.args.dpop_requests.max(1);
+        let rounds = self.args.rounds.max(1);
+        let leg_time = self.measured() / u32::try_from(rounds).unwrap_or(1);
+        for &c in &self.args.connections.clone() {
+            let clients = load::connect(plugin.addr, c).await?;
+            let pid = plugin.pid();
+            let warm = self
+                .leg(
+                    pid,
+                    &clients,
+                    self.warmup(),
+                    &template,
+                    &bearer,
+                    Expect::Allow,
+                )
+                .await;
+            let dwarm = self.dpop_leg(pid, &clients, &case, n / 4).await;
+            for p in [warm.phase, dwarm.phase] {
+                setup.0 += p.errors;
+                setup.1 = setup.1.take().or(p.first_error);
+            }
+            let setup_calls = self.fake.calls() - calls0;
+            let (mut hit_sum, mut dpop_sum) = (Sum::default(), Sum::default());
+            let (mut thr, mut cpu) = (Vec::new(), Vec::new());
+            for round in 0..rounds {
+                let (mut h, mut d) = (None, None);
+                for side in [round % 2, 1 - round % 2] {
+                    if side == 0 {
+                        h = Some(
+                            self.leg(pid, &clients, leg_time, &template, &bearer, Expect::Allow)
+                                .await,
+                        );
+                    } else {
+                        d = Some(self.dpop_leg(pid, &clients, &case, n).await);
+                    }
+                }
+                if let (Some(h), Some(d)) = (&h, &d) {
+                    thr.push(d.rps() / h.rps());
+                    cpu.push(d.cpu_us_per_request() / h.cpu_us_per_request());
+                    hit_sum.add(h);
+                    dpop_sum.add(d);
+                }
+            }
+            dpop_sum.setup_errors(std::mem::take(&mut setup.0), setup.1.take());
+            self.rows
+                .push(hit_sum.row(self.facts("hit-1 bearer", "plugin", c, pid, setup_calls)));
+            self.rows
+                .push(dpop_sum.row(self.facts("dpop-hit", "plugin", c, pid, setup_calls)));
+            self.ratios.push(Ratio {
+                pair: "dpop-hit/hit-1".into(),
+                connections: c,
+                streams: self.args.streams,
+                throughput_median: stats::median(&thr),
+                cpu_median: stats::median(&cpu),
+                throughput_rounds: thr,
+                cpu_rounds: cpu,
+            });
+        }
+        Ok(())
+    }
+
+    /// `n` DPoP requests, each with a proof made before the leg starts.
+    async fn dpop_leg(&self, pid: u32, clients: &[Client], case: &DpopCase, n: usize) -> Leg {
+        let proofs = case.key.proofs(n, &case.method, &case.htu, &case.token);
+        let (cpu0, calls0) = (procs::cpu_ticks(pid), self.fake.calls());
+        let phase = load::dpop_once(
+            clients,
+            self.args.streams,
+            &case.template,
+            &case.token,
+            Arc::new(proofs),
+        )
+        .await;
+        let cpu = procs::cpu_ticks(pid)
+            .zip(cpu0)
+            .map_or(f64::NAN, |(b, a)| (b - a) as f64 / self.ticks);
+        Leg {
+            phase,
+            cpu_seconds: cpu,
+            as_calls: self.fake.calls() - calls0,
+        }
     }
 
     fn report(self) -> Result<bool, String> {

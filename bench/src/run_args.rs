@@ -20,6 +20,10 @@ pub enum Workload {
     Body1Mib,
     #[value(name = "tokens-500k")]
     Tokens500k,
+    /// hit-1 with `Authorization: DPoP` and a fresh ES256 proof per request,
+    /// alternating with hit-1 (Bearer) on the same plugin.
+    #[value(name = "dpop-hit")]
+    DpopHit,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +72,9 @@ pub struct RunArgs {
     /// Fake AS latency for the miss workload.
     #[arg(long, default_value_t = 5)]
     pub miss_latency_ms: u64,
+    /// Requests (each with its own proof, made just before) per dpop-hit leg.
+    #[arg(long, default_value_t = 20_000)]
+    pub dpop_requests: usize,
     /// raw_body size of body-1mib.
     #[arg(long, default_value_t = 1 << 20)]
     pub body_bytes: usize,
