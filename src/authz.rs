@@ -151,7 +151,25 @@ impl Authorizer {
         rules: &ApiRules,
         trace: Option<&TraceContext>,
     ) -> Verdict {
+        self.decide_bound(header, rules, |_| Ok(()), trace).await
+    }
+
+    /// [`Authorizer::decide`], with `bind` checking the token's key binding
+    /// (DPoP) before the API's rules: a token presented without its key
+    /// learns nothing about what the API requires.
+    pub async fn decide_bound(
+        self: &Arc<Self>,
+        header: Option<&str>,
+        rules: &ApiRules,
+        bind: impl FnOnce(&Grant) -> Result<(), Denial>,
+        trace: Option<&TraceContext>,
+    ) -> Verdict {
         let mut verdict = self.authorize(header, trace).await;
+        if let Ok(grant) = &verdict.result
+            && let Err(refused) = bind(grant)
+        {
+            verdict.result = Err(refused);
+        }
         if let Ok(grant) = &verdict.result {
             match rules.check(&grant.claims) {
                 Ok(()) => debug!(

@@ -133,17 +133,20 @@ impl DispatchService {
                 return self.write_deny(object, None, &Denial::Dpop(denial));
             }
         };
+        let bind = |grant: &Grant| Dpop::bind(grant, jkt.as_deref()).map_err(Denial::Dpop);
         let verdict = self
             .authz
-            .decide(authorization.as_deref(), &rules, trace)
+            .decide_bound(authorization.as_deref(), &rules, bind, trace)
             .await;
         match &verdict.result {
-            Ok(grant) => match Dpop::bind(grant, jkt.as_deref()) {
-                Ok(()) => {
-                    self.write_allow(object, grant, &rules, jkt.is_some());
-                }
-                Err(denial) => self.write_deny(object, verdict.digest, &Denial::Dpop(denial)),
-            },
+            Ok(grant) => self.write_allow(object, grant, &rules, jkt.is_some()),
+            Err(denial) if jkt.is_some() => {
+                let token_id = self.token_id(verdict.digest);
+                let deny =
+                    self.replies
+                        .refuse_dpop_request(denial, &token_id, self.authz.metrics());
+                tyk::deny(object, &deny);
+            }
             Err(denial) => self.write_deny(object, verdict.digest, denial),
         }
     }
@@ -189,11 +192,16 @@ impl DispatchService {
 
     /// `digest` identifies the token (or malformed header) in the log line.
     fn write_deny(&self, object: &mut Object, digest: Option<TokenDigest>, denial: &Denial) {
-        let token_id = digest
-            .map(|d| self.authz.session_keys().log_id(&d))
-            .unwrap_or_default();
+        let token_id = self.token_id(digest);
         let deny = self.replies.refuse(denial, &token_id, self.authz.metrics());
         tyk::deny(object, &deny);
+    }
+
+    /// The token's id for log lines (never the token itself).
+    fn token_id(&self, digest: Option<TokenDigest>) -> String {
+        digest
+            .map(|d| self.authz.session_keys().log_id(&d))
+            .unwrap_or_default()
     }
 }
 

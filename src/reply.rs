@@ -188,6 +188,22 @@ impl Replies {
         self
     }
 
+    /// A denial of a request made with the DPoP scheme, challenged in that
+    /// scheme (RFC 9449 §7.1): a `Bearer` challenge (invalid or inactive
+    /// token, insufficient scope, step-up) becomes the same parameters under
+    /// `DPoP`, with `algs`. Other denials are unchanged.
+    pub fn refuse_dpop_request(&self, denial: &Denial, token_id: &str, metrics: &Metrics) -> Deny {
+        let mut deny = self.refuse(denial, token_id, metrics);
+        for (name, value) in &mut deny.headers {
+            if name.eq_ignore_ascii_case("WWW-Authenticate")
+                && let Some(params) = value.strip_prefix("Bearer ")
+            {
+                *value = format!("DPoP {params}, algs=\"{}\"", self.dpop_algs);
+            }
+        }
+        deny
+    }
+
     /// The 401 for a DPoP denial (RFC 9449 §7.1 and §8).
     fn dpop(&self, denial: &DpopDenial) -> Deny {
         let Replies {

@@ -401,3 +401,60 @@ async fn the_json_answers_binding_holds_when_the_ready_jwt_lacks_it() {
     }
     assert_eq!(fake_as.calls(), 1, "the second replica read it from Redis");
 }
+
+#[tokio::test]
+async fn denials_after_a_valid_proof_are_challenged_in_the_dpop_scheme() {
+    let app = spawn_app_with(|s| {
+        s.api.config_data = Some(json!({
+            "required_scopes": ["orders:write"],
+            "required_acr": ["urn:example:acr:mfa"],
+        }));
+    })
+    .await;
+    let client = DpopClient::new();
+    app.fake_as.script("bound", bound_to(&client, "ida"));
+
+    // An inactive token: the AS decides, the challenge is DPoP's.
+    let outcome = app
+        .send(dpop_request("gone", &client.proof("GET", HTU, "gone")))
+        .await;
+    assert_eq!(outcome.status(), 401);
+    assert_eq!(
+        challenge(&outcome),
+        "DPoP realm=\"api\", error=\"invalid_token\", algs=\"ES256 ES384 EdDSA RS256 PS256\""
+    );
+
+    // The API's own checks: scope, then step-up, in the DPoP scheme too.
+    let outcome = app
+        .send(dpop_request("bound", &client.proof("GET", HTU, "bound")))
+        .await;
+    assert_eq!(outcome.status(), 403, "{:?}", outcome.client);
+    let text = challenge(&outcome);
+    assert!(
+        text.starts_with("DPoP realm=\"api\", error=\"insufficient_scope\"")
+            && text.ends_with(", algs=\"ES256 ES384 EdDSA RS256 PS256\""),
+        "{text}"
+    );
+    assert!(outcome.upstream.is_none());
+
+    let mut writer = Claims::valid_for("jon", 600);
+    writer.extra["scope"] = json!("orders:write");
+    writer.extra["cnf"] = json!({ "jkt": client.jkt });
+    app.fake_as.script("writer", Behaviour::Jwt(writer));
+    let outcome = app
+        .send(dpop_request("writer", &client.proof("GET", HTU, "writer")))
+        .await;
+    assert_eq!(outcome.status(), 401, "{:?}", outcome.client);
+    let text = challenge(&outcome);
+    assert!(
+        text.starts_with("DPoP realm=\"api\", error=\"insufficient_user_authentication\"")
+            && text.contains("acr_values=\"urn:example:acr:mfa\"")
+            && text.ends_with(", algs=\"ES256 ES384 EdDSA RS256 PS256\""),
+        "{text}"
+    );
+
+    // The same token as plain Bearer is still refused for its binding.
+    let outcome = app.get_with_token("bound").await;
+    assert_eq!(outcome.status(), 401);
+    assert!(challenge(&outcome).starts_with("DPoP "));
+}
