@@ -136,19 +136,10 @@ pub fn read(
 
     let signing_algs = match raw(ENV_INTROSPECTION_SIGNING_ALGS) {
         None => DEFAULT_SIGNING_ALGS.to_vec(),
-        Some(v) => {
-            let mut algs = Vec::new();
-            for name in list(&v) {
-                match name.parse::<Algorithm>() {
-                    Ok(alg) if crate::jwks::ASYMMETRIC.contains(&alg) => algs.push(alg),
-                    _ => problems.push(format!(
-                        "{ENV_INTROSPECTION_SIGNING_ALGS}: {name:?} is not an accepted algorithm \
-                         (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"
-                    )),
-                }
-            }
-            algs
-        }
+        Some(v) => parse::asymmetric_algorithms(&v).unwrap_or_else(|why| {
+            problems.push(format!("{ENV_INTROSPECTION_SIGNING_ALGS}: {why}"));
+            Vec::new()
+        }),
     };
 
     let mint = match raw(ENV_SIGNING_KEY_FILE) {

@@ -36,31 +36,15 @@ impl Default for DpopConfig {
     }
 }
 
-/// An allow-list of asymmetric algorithms, separated by spaces or commas.
-fn algorithms(raw: &str) -> Result<Vec<Algorithm>, String> {
-    let mut algs = Vec::new();
-    for name in raw.split([' ', ',']).filter(|n| !n.is_empty()) {
-        match name.parse::<Algorithm>() {
-            Ok(alg) if crate::jwks::ASYMMETRIC.contains(&alg) => algs.push(alg),
-            _ => {
-                return Err(format!(
-                    "{name:?} is not an accepted algorithm \
-                     (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"
-                ));
-            }
-        }
-    }
-    if algs.is_empty() {
-        return Err("no algorithm named".to_owned());
-    }
-    Ok(algs)
-}
-
 /// The section (every value has a default).
 pub(super) fn read(r: &mut Reader<'_>) -> DpopConfig {
     let default = DpopConfig::default();
     DpopConfig {
-        algs: r.or(ENV_DPOP_SIGNING_ALGS, algorithms, default.algs),
+        algs: r.or(
+            ENV_DPOP_SIGNING_ALGS,
+            parse::asymmetric_algorithms,
+            default.algs,
+        ),
         iat_window_seconds: r.or(
             ENV_DPOP_IAT_WINDOW_SECONDS,
             |v| parse::integer::<u64>(v, 1, 3600),
@@ -78,11 +62,14 @@ mod tests {
     #[test]
     fn only_asymmetric_algorithms_are_accepted() {
         assert_eq!(
-            algorithms("ES256, EdDSA").unwrap(),
+            parse::asymmetric_algorithms("ES256, EdDSA").unwrap(),
             [Algorithm::ES256, Algorithm::EdDSA]
         );
         for bad in ["HS256", "none", "ES256 HS512", "", " , "] {
-            assert!(algorithms(bad).is_err(), "{bad:?} accepted");
+            assert!(
+                parse::asymmetric_algorithms(bad).is_err(),
+                "{bad:?} accepted"
+            );
         }
     }
 }

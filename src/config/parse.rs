@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use jsonwebtoken::Algorithm;
+
 use crate::config::ListenAddr;
 
 /// A non-negative whole number of seconds.
@@ -143,6 +145,32 @@ pub fn realm(raw: &str) -> Result<String, String> {
     } else {
         Err("expected printable ASCII without quotes or backslashes".to_owned())
     }
+}
+
+/// An allow-list of JWS algorithms, names separated by commas or spaces.
+/// Asymmetric only: `none` and the HMAC algorithms are never accepted, since
+/// every signature the plugin checks is checked with a public key (a client's
+/// proof key, the AS's JWKS). Every refused name is listed at once.
+pub fn asymmetric_algorithms(raw: &str) -> Result<Vec<Algorithm>, String> {
+    let mut algs = Vec::new();
+    let mut refused = Vec::new();
+    for name in raw.split([',', ' ']).filter(|n| !n.is_empty()) {
+        match name.parse::<Algorithm>() {
+            Ok(alg) if crate::jwks::ASYMMETRIC.contains(&alg) => algs.push(alg),
+            _ => refused.push(format!("{name:?}")),
+        }
+    }
+    if !refused.is_empty() {
+        return Err(format!(
+            "{} not accepted (one or more of RS256, RS384, RS512, PS256, PS384, PS512, \
+             ES256, ES384, EdDSA)",
+            refused.join(", ")
+        ));
+    }
+    if algs.is_empty() {
+        return Err("expected at least one algorithm".to_owned());
+    }
+    Ok(algs)
 }
 
 #[cfg(test)]

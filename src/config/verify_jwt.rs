@@ -37,7 +37,7 @@ pub struct VerifyJwtConfig {
 /// reported in `r`).
 pub(super) fn read(r: &mut Reader<'_>) -> Option<VerifyJwtConfig> {
     let on = r.or(ENV_VERIFY_JWT, parse::boolean, false);
-    let algorithms = r.optional(ENV_JWT_SIGNING_ALGS, algorithms);
+    let algorithms = r.optional(ENV_JWT_SIGNING_ALGS, parse::asymmetric_algorithms);
     let issuer = r.optional(ENV_JWT_ISSUER, |v| Ok::<_, String>(v.to_owned()));
     let audience = r.optional(ENV_JWT_AUDIENCE, |v| Ok::<_, String>(v.to_owned()));
     if !on {
@@ -71,27 +71,6 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<VerifyJwtConfig> {
         algorithms: algorithms.unwrap_or_else(|| DEFAULT_SIGNING_ALGS.to_vec()),
         leeway: Duration::from_secs(skew),
     })
-}
-
-/// Algorithm names separated by commas or spaces; `none` and `HS*` are
-/// refused (a JWT the AS signs is verified with its public keys only).
-fn algorithms(raw: &str) -> Result<Vec<Algorithm>, String> {
-    let mut algs = Vec::new();
-    for name in raw.split([',', ' ']).filter(|s| !s.is_empty()) {
-        match name.parse::<Algorithm>() {
-            Ok(alg) if crate::jwks::ASYMMETRIC.contains(&alg) => algs.push(alg),
-            _ => {
-                return Err(format!(
-                    "{name:?} is not an accepted algorithm \
-                     (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"
-                ));
-            }
-        }
-    }
-    if algs.is_empty() {
-        return Err("expected at least one algorithm".to_owned());
-    }
-    Ok(algs)
 }
 
 #[cfg(test)]
