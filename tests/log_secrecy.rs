@@ -3,47 +3,23 @@
 //!
 //! Its own test binary, because it installs the global subscriber.
 
+#[path = "support/captured_logs.rs"]
+mod captured_logs;
 #[path = "support/mod.rs"]
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
 use tyk_phantom_token::pb::dispatcher_client::DispatcherClient;
 use tyk_phantom_token::pb::{Event, HookType, MiniRequestObject, Object, ReturnOverrides};
 
+use captured_logs::Captured;
 use support::*;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_jwt_or_secret_reaches_the_logs_at_trace_level() {
-    let captured = Captured::default();
-    tracing_subscriber::fmt()
-        .with_env_filter("trace")
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .init();
+    let captured = Captured::install();
 
     let app = spawn_app_with(|s| {
         s.env("TIMEOUT_SECONDS", "0.3");
@@ -160,7 +136,7 @@ async fn no_token_jwt_or_secret_reaches_the_logs_at_trace_level() {
         .fake_as
         .jwt_for("TOKEN-allowed-4f1c2a")
         .expect("a JWT was issued");
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
 
     // The run produced the lines we rely on, so the absence checks mean something.
     for expected in [

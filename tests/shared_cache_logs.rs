@@ -5,13 +5,14 @@
 //! thread-scoped one misses events whose call sites other tests' threads
 //! registered first).
 
+#[path = "support/captured_logs.rs"]
+mod captured_logs;
 #[path = "support/redis.rs"]
 mod redis_support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use captured_logs::Captured;
 use redis_support::RedisServer;
 use tyk_phantom_token::shared::{
     Health, SharedCache, SharedCacheOptions, SharedLookup, WriteResult,
@@ -22,26 +23,6 @@ const PASSWORD: &str = "hunter2-password";
 const TOKEN: &str = "opaque-token-logged-77e1";
 const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZUBleGFtcGxlLmNvbSJ9.c2lnbmF0dXJl";
 const SUB: &str = "alice@example.com";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 async fn require_password(redis: &RedisServer) {
     let mut raw = redis.raw().await;
@@ -64,12 +45,7 @@ async fn replica(url: &str) -> SharedCache {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_changes_are_logged_once_each_and_logs_hold_no_secret() {
-    let captured = Captured::default();
-    tracing_subscriber::fmt()
-        .with_env_filter("trace")
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .init();
+    let captured = Captured::install();
 
     let mut redis = RedisServer::start().await;
     require_password(&redis).await;
@@ -115,7 +91,7 @@ async fn health_changes_are_logged_once_each_and_logs_hold_no_secret() {
     let _ = a.purge(TOKEN).await;
     drop(sub);
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert_eq!(logs.matches("Shared cache degraded").count(), 2, "{logs}");
     assert_eq!(logs.matches("Shared cache recovered").count(), 2, "{logs}");
     assert!(logs.contains("Purge subscription lost"), "{logs}");
