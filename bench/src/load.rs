@@ -283,33 +283,7 @@ pub async fn closed_loop(
             phase
         }));
     }
-    let mut total = Phase {
-        requests: 0,
-        errors: 0,
-        first_error: None,
-        hist: histogram(),
-        elapsed: Duration::ZERO,
-    };
-    for worker in workers {
-        match worker.await {
-            Ok(phase) => {
-                total.requests += phase.requests;
-                total.errors += phase.errors;
-                if total.first_error.is_none() {
-                    total.first_error = phase.first_error;
-                }
-                let _ = total.hist.add(&phase.hist);
-            }
-            Err(e) => {
-                total.errors += 1;
-                total
-                    .first_error
-                    .get_or_insert(format!("worker failed: {e}"));
-            }
-        }
-    }
-    total.elapsed = start.elapsed();
-    total
+    join_phases(workers, start).await
 }
 
 /// Sends `kind` tokens 0..n once each, `concurrency` at a time; returns the
@@ -386,6 +360,12 @@ pub async fn each_once(
             }
         }));
     }
+    join_phases(workers, start).await
+}
+
+/// Waits for every worker and adds their figures up; a worker that panicked
+/// counts as an error. `elapsed` runs from `start`.
+async fn join_phases(workers: Vec<tokio::task::JoinHandle<Phase>>, start: Instant) -> Phase {
     let mut total = Phase::empty();
     for worker in workers {
         match worker.await {
@@ -469,18 +449,5 @@ pub async fn dpop_once(
             }
         }));
     }
-    let mut total = Phase::empty();
-    for worker in workers {
-        match worker.await {
-            Ok(phase) => total.merge(phase),
-            Err(e) => {
-                total.errors += 1;
-                total
-                    .first_error
-                    .get_or_insert(format!("worker failed: {e}"));
-            }
-        }
-    }
-    total.elapsed = start.elapsed();
-    total
+    join_phases(workers, start).await
 }
