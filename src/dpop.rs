@@ -263,18 +263,13 @@ impl Dpop {
     /// [`DpopDenial::BoundAsBearer`], [`DpopDenial::Unbound`] or
     /// [`DpopDenial::KeyMismatch`].
     pub fn bind(grant: &Grant, jkt: Option<&str>) -> Result<(), DpopDenial> {
-        match (bound_key(grant), jkt) {
+        match (grant.claims.jkt(), jkt) {
             (None, None) => Ok(()),
             (Some(_), None) => Err(DpopDenial::BoundAsBearer),
             (None, Some(_)) => Err(DpopDenial::Unbound),
             (Some(bound), Some(jkt)) if bound == jkt => Ok(()),
             (Some(_), Some(_)) => Err(DpopDenial::KeyMismatch),
         }
-    }
-
-    /// The `algs` parameter of DPoP challenges.
-    pub fn algs_param(&self) -> String {
-        algs_param(&self.algs)
     }
 }
 
@@ -284,15 +279,6 @@ pub fn algs_param(algs: &[Algorithm]) -> String {
         .map(|a| format!("{a:?}"))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// The token's key binding: `cnf.jkt` of its introspection answer.
-pub fn bound_key(grant: &Grant) -> Option<&str> {
-    grant
-        .claims
-        .get("cnf")
-        .and_then(|cnf| cnf.get("jkt"))
-        .and_then(serde_json::Value::as_str)
 }
 
 /// The URL the client sent the request to, without query or fragment: the

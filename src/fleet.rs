@@ -185,9 +185,7 @@ fn payload(answer: &Introspection) -> Vec<u8> {
         Introspection::Active(active) => {
             let jkt = active
                 .claims
-                .get("cnf")
-                .and_then(|c| c.get("jkt"))
-                .and_then(serde_json::Value::as_str)
+                .jkt()
                 .filter(|jkt| !jkt.is_empty() && !jkt.contains(' '));
             let mut out = Vec::with_capacity(2 + active.jwt.len());
             if let Some(jkt) = jkt {

@@ -150,6 +150,12 @@ impl Claims {
     }
 
     /// Audiences: `aud` as a string or an array of strings.
+    /// The key the token is bound to: `cnf.jkt` (RFC 7800 confirmation,
+    /// the SHA-256 JWK thumbprint of RFC 9449 §6), when the answer has one.
+    pub fn jkt(&self) -> Option<&str> {
+        self.get("cnf")?.get("jkt")?.as_str()
+    }
+
     pub fn audiences(&self) -> Vec<&str> {
         match self.get("aud") {
             Some(serde_json::Value::String(s)) => vec![s.as_str()],
@@ -190,16 +196,10 @@ impl Claims {
 ///
 /// [`JwtError`] names the first thing that is wrong.
 pub fn parse(jwt: &str) -> Result<Claims, JwtError> {
-    let mut parts = jwt.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let Some((header, payload, signature)) = split_compact(jwt) else {
         return Err(JwtError::NotCompact);
     };
-    if header.is_empty()
-        || payload.is_empty()
-        || ![header, payload, signature].iter().all(|p| is_base64url(p))
-    {
+    if ![header, payload, signature].iter().all(|p| is_base64url(p)) {
         return Err(JwtError::NotCompact);
     }
 
@@ -218,7 +218,20 @@ fn is_base64url(part: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
+/// The three parts of a compact JWS, `header.payload.signature`, with a
+/// header and a payload (the signature may be empty: callers decide).
+pub(crate) fn split_compact(jws: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = jws.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    (!header.is_empty() && !payload.is_empty()).then_some((header, payload, signature))
+}
+
+/// A base64url part holding a JSON object.
+pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
     let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
     // Only JSON objects: serde would also accept a top-level array for a struct.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {

@@ -26,27 +26,31 @@ impl Nonces {
         }
     }
 
-    fn for_slot(&self, slot: u64) -> String {
+    /// The MAC of `slot`, ready to finalise or verify.
+    fn mac_for(&self, slot: u64) -> Hmac<Sha256> {
         let mut mac = self.mac.clone();
         mac.update(&slot.to_be_bytes());
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        mac
     }
 
     /// The nonce to hand out at `now` (unix seconds).
     pub fn current(&self, now: u64) -> String {
-        self.for_slot(now / self.slot_seconds)
+        let tag = self
+            .mac_for(now / self.slot_seconds)
+            .finalize()
+            .into_bytes();
+        URL_SAFE_NO_PAD.encode(tag)
     }
 
     /// Whether `nonce` was handed out in this slot or the one before.
     pub fn accepts(&self, nonce: &str, now: u64) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(nonce) else {
+            return false;
+        };
         let slot = now / self.slot_seconds;
-        let candidates = [Some(slot), slot.checked_sub(1)];
-        candidates.into_iter().flatten().any(|s| {
-            let mut mac = self.mac.clone();
-            mac.update(&s.to_be_bytes());
-            URL_SAFE_NO_PAD
-                .decode(nonce)
-                .is_ok_and(|tag| mac.verify_slice(&tag).is_ok())
-        })
+        [Some(slot), slot.checked_sub(1)]
+            .into_iter()
+            .flatten()
+            .any(|s| self.mac_for(s).verify_slice(&tag).is_ok())
     }
 }

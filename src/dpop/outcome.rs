@@ -60,7 +60,6 @@ impl From<ProofError> for DpopOutcome {
             ProofError::Stale => DpopOutcome::Stale,
             ProofError::WrongAth => DpopOutcome::WrongAth,
             ProofError::Replayed => DpopOutcome::Replayed,
-            ProofError::NonceRequired => DpopOutcome::Nonce,
         }
     }
 }

@@ -30,8 +30,8 @@ const MIN_RSA_MODULUS_BYTES: usize = 256;
 /// JWK members that only a private (or symmetric) key has.
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
-/// Why a proof is refused. Each is answered 401 `invalid_dpop_proof`, except
-/// [`ProofError::NonceRequired`] (`use_dpop_nonce`).
+/// Why a proof is refused. Each is answered 401 `invalid_dpop_proof` (a
+/// missing or stale nonce is a [`super::DpopDenial::UseNonce`] instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ProofError {
     #[error("DPoP proof missing")]
@@ -68,8 +68,6 @@ pub enum ProofError {
     WrongAth,
     #[error("DPoP proof jti was already used")]
     Replayed,
-    #[error("DPoP proof lacks a valid server nonce")]
-    NonceRequired,
 }
 
 /// A proof whose signature verified with the key in its header.
@@ -121,16 +119,11 @@ pub fn verify_signature(proof: &str, allowed: &[Algorithm]) -> Result<Proof, Pro
     if proof.contains(',') {
         return Err(ProofError::Multiple);
     }
-    let mut parts = proof.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ProofError::NotCompact);
-    };
-    if header.is_empty() || payload.is_empty() || signature.is_empty() {
-        return Err(ProofError::NotCompact);
-    }
-    let header: Map<String, Value> = decode_json(header).ok_or(ProofError::BadHeader)?;
+    let (header, payload, signature) = crate::jwt::split_compact(proof)
+        .filter(|(_, _, signature)| !signature.is_empty())
+        .ok_or(ProofError::NotCompact)?;
+    let header: Map<String, Value> =
+        crate::jwt::decode_json(header).ok_or(ProofError::BadHeader)?;
     match header.get("typ").and_then(Value::as_str) {
         Some(typ) if typ.eq_ignore_ascii_case(DPOP_TYP) => {}
         Some(_) => return Err(ProofError::WrongType),
@@ -159,7 +152,8 @@ pub fn verify_signature(proof: &str, allowed: &[Algorithm]) -> Result<Proof, Pro
         Ok(true) => {}
         Ok(false) | Err(_) => return Err(ProofError::BadSignature),
     }
-    let claims: Map<String, Value> = decode_json(payload).ok_or(ProofError::BadClaims)?;
+    let claims: Map<String, Value> =
+        crate::jwt::decode_json(payload).ok_or(ProofError::BadClaims)?;
     read_claims(&claims, jkt)
 }
 
@@ -323,9 +317,4 @@ fn public_key(
         _ => return Err(ProofError::BadKey),
     };
     built.map_err(|_| ProofError::BadKey)
-}
-
-fn decode_json(part: &str) -> Option<Map<String, Value>> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
