@@ -395,6 +395,7 @@ fn read_header(jws: &str, allowed: &[Algorithm]) -> Result<(Header, Algorithm), 
 
 mod parse;
 use parse::parse_jwks;
+pub(crate) use parse::{PublicJwk, verifying_key};
 
 #[cfg(test)]
 mod tests;

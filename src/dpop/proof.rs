@@ -15,6 +15,7 @@ use reqwest::Url;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::jwks::{PublicJwk, verifying_key};
 use crate::keys::{thumbprint_ec, thumbprint_okp, thumbprint_rsa};
 
 /// The `typ` of a DPoP proof (RFC 9449 §4.2).
@@ -25,8 +26,6 @@ pub const MAX_PROOF_BYTES: usize = 8 * 1024;
 /// The longest `jti` accepted (RFC 9449 asks for 96 bits of randomness; a
 /// UUID is 36 characters).
 pub const MAX_JTI_BYTES: usize = 256;
-/// Smallest RSA modulus accepted, in bytes (2048 bits).
-const MIN_RSA_MODULUS_BYTES: usize = 256;
 /// JWK members that only a private (or symmetric) key has.
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
@@ -244,77 +243,27 @@ fn public_key(
     if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
         return Err(ProofError::PrivateKey);
     }
-    let member = |name: &str| -> Result<(&str, usize), ProofError> {
-        let value = jwk
-            .get(name)
-            .and_then(Value::as_str)
-            .ok_or(ProofError::BadKey)?;
-        // Strictly base64url: the thumbprint is built from these texts.
-        let bytes = URL_SAFE_NO_PAD
-            .decode(value)
-            .map_err(|_| ProofError::BadKey)?;
-        Ok((value, bytes.len()))
+    let text = |name: &str| jwk.get(name).and_then(Value::as_str);
+    let public = PublicJwk {
+        kty: text("kty").ok_or(ProofError::BadKey)?,
+        crv: text("crv"),
+        x: text("x"),
+        y: text("y"),
+        n: text("n"),
+        e: text("e"),
     };
-    let kty = jwk
-        .get("kty")
-        .and_then(Value::as_str)
-        .ok_or(ProofError::BadKey)?;
-    let crv = jwk.get("crv").and_then(Value::as_str);
-    let fits = |ok: bool| {
-        if ok {
-            Ok(())
-        } else {
-            Err(ProofError::KeyAlgorithmMismatch)
-        }
-    };
-    let built = match kty {
-        "EC" => {
-            let (curve, size) = match crv {
-                Some("P-256") => ("P-256", 32),
-                Some("P-384") => ("P-384", 48),
-                _ => return Err(ProofError::BadKey),
-            };
-            fits(matches!(
-                (curve, alg),
-                ("P-256", Algorithm::ES256) | ("P-384", Algorithm::ES384)
-            ))?;
-            let (x, x_len) = member("x")?;
-            let (y, y_len) = member("y")?;
-            if x_len != size || y_len != size {
-                return Err(ProofError::BadKey);
-            }
-            DecodingKey::from_ec_components(x, y).map(|k| (k, thumbprint_ec(curve, x, y)))
-        }
-        "OKP" => {
-            if crv != Some("Ed25519") {
-                return Err(ProofError::BadKey);
-            }
-            fits(alg == Algorithm::EdDSA)?;
-            let (x, x_len) = member("x")?;
-            if x_len != 32 {
-                return Err(ProofError::BadKey);
-            }
-            DecodingKey::from_ed_components(x).map(|k| (k, thumbprint_okp("Ed25519", x)))
-        }
-        "RSA" => {
-            fits(matches!(
-                alg,
-                Algorithm::RS256
-                    | Algorithm::RS384
-                    | Algorithm::RS512
-                    | Algorithm::PS256
-                    | Algorithm::PS384
-                    | Algorithm::PS512
-            ))?;
-            let (n, _) = member("n")?;
-            let (e, _) = member("e")?;
-            let modulus = URL_SAFE_NO_PAD.decode(n).unwrap_or_default();
-            if modulus.iter().skip_while(|b| **b == 0).count() < MIN_RSA_MODULUS_BYTES {
-                return Err(ProofError::BadKey);
-            }
-            DecodingKey::from_rsa_components(n, e).map(|k| (k, thumbprint_rsa(e, n)))
-        }
+    let (family, key) = verifying_key(&public).ok_or(ProofError::BadKey)?;
+    if !family.contains(&alg) {
+        return Err(ProofError::KeyAlgorithmMismatch);
+    }
+    // The members are the texts the key was built from (strict base64url).
+    let thumbprint = match (
+        public.kty, public.crv, public.x, public.y, public.n, public.e,
+    ) {
+        ("EC", Some(crv), Some(x), Some(y), _, _) => thumbprint_ec(crv, x, y),
+        ("OKP", Some(crv), Some(x), _, _, _) => thumbprint_okp(crv, x),
+        ("RSA", _, _, _, Some(n), Some(e)) => thumbprint_rsa(e, n),
         _ => return Err(ProofError::BadKey),
     };
-    built.map_err(|_| ProofError::BadKey)
+    Ok((key, thumbprint))
 }

@@ -49,50 +49,14 @@ pub(super) fn usable_key(jwk: RawJwk) -> Option<AsKey> {
     {
         return None;
     }
-    let decoded_len = |v: &Option<String>| {
-        v.as_deref()
-            .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
-            .map(|b| b.len())
-    };
-    let (family, key): (&[Algorithm], DecodingKey) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
-        ("RSA", _) => {
-            let n = jwk.n.as_deref()?;
-            let modulus = URL_SAFE_NO_PAD.decode(n).ok()?;
-            let significant = modulus.iter().skip_while(|b| **b == 0).count();
-            if significant < MIN_RSA_MODULUS_BYTES {
-                return None;
-            }
-            (
-                RSA_ALGS,
-                DecodingKey::from_rsa_components(n, jwk.e.as_deref()?).ok()?,
-            )
-        }
-        ("EC", Some(crv @ ("P-256" | "P-384"))) => {
-            let (size, alg) = if crv == "P-256" {
-                (32, &[Algorithm::ES256][..])
-            } else {
-                (48, &[Algorithm::ES384][..])
-            };
-            if decoded_len(&jwk.x) != Some(size) || decoded_len(&jwk.y) != Some(size) {
-                return None;
-            }
-            (
-                alg,
-                DecodingKey::from_ec_components(jwk.x.as_deref()?, jwk.y.as_deref()?).ok()?,
-            )
-        }
-        ("OKP", Some("Ed25519")) => {
-            if decoded_len(&jwk.x) != Some(32) {
-                return None;
-            }
-            (
-                &[Algorithm::EdDSA][..],
-                DecodingKey::from_ed_components(jwk.x.as_deref()?).ok()?,
-            )
-        }
-        // "oct" (symmetric) and anything else: never a verification key here.
-        _ => return None,
-    };
+    let (family, key) = verifying_key(&PublicJwk {
+        kty: &jwk.kty,
+        crv: jwk.crv.as_deref(),
+        x: jwk.x.as_deref(),
+        y: jwk.y.as_deref(),
+        n: jwk.n.as_deref(),
+        e: jwk.e.as_deref(),
+    })?;
     let algs: Vec<Algorithm> = match jwk.alg.as_deref() {
         None => family.to_vec(),
         // RFC 8037 allows "Ed25519" as a fully specified name.
@@ -107,4 +71,59 @@ pub(super) fn usable_key(jwk: RawJwk) -> Option<AsKey> {
         algs,
         key,
     })
+}
+
+/// The public members of a JWK, as the texts it gives them.
+pub(crate) struct PublicJwk<'a> {
+    pub kty: &'a str,
+    pub crv: Option<&'a str>,
+    pub x: Option<&'a str>,
+    pub y: Option<&'a str>,
+    pub n: Option<&'a str>,
+    pub e: Option<&'a str>,
+}
+
+/// The algorithms a public key can verify (by its type and curve) and the
+/// key itself, or `None` for a symmetric, unknown, malformed or too small
+/// key: one rule for the AS's keys and for the keys of DPoP proofs.
+/// Coordinates must decode (base64url, no padding) to their curve's size;
+/// an RSA modulus needs [`MIN_RSA_MODULUS_BYTES`] significant bytes.
+pub(crate) fn verifying_key(jwk: &PublicJwk<'_>) -> Option<(&'static [Algorithm], DecodingKey)> {
+    let decoded_len = |v: Option<&str>| {
+        v.and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+            .map(|b| b.len())
+    };
+    match (jwk.kty, jwk.crv) {
+        ("RSA", _) => {
+            let n = jwk.n?;
+            let modulus = URL_SAFE_NO_PAD.decode(n).ok()?;
+            let significant = modulus.iter().skip_while(|b| **b == 0).count();
+            if significant < MIN_RSA_MODULUS_BYTES {
+                return None;
+            }
+            Some((RSA_ALGS, DecodingKey::from_rsa_components(n, jwk.e?).ok()?))
+        }
+        ("EC", Some(crv @ ("P-256" | "P-384"))) => {
+            let (size, alg): (usize, &'static [Algorithm]) = if crv == "P-256" {
+                (32, &[Algorithm::ES256])
+            } else {
+                (48, &[Algorithm::ES384])
+            };
+            if decoded_len(jwk.x) != Some(size) || decoded_len(jwk.y) != Some(size) {
+                return None;
+            }
+            Some((alg, DecodingKey::from_ec_components(jwk.x?, jwk.y?).ok()?))
+        }
+        ("OKP", Some("Ed25519")) => {
+            if decoded_len(jwk.x) != Some(32) {
+                return None;
+            }
+            Some((
+                &[Algorithm::EdDSA],
+                DecodingKey::from_ed_components(jwk.x?).ok()?,
+            ))
+        }
+        // "oct" (symmetric) and anything else: never a verification key here.
+        _ => None,
+    }
 }
