@@ -116,12 +116,7 @@ impl Config {
         let session = session::read(&mut r, client_secret);
         let identity = identity::read(&mut r);
         let (log_format, log_level) = logging::read(&mut r);
-        let shared = shared::read(source).unwrap_or_else(|problems| {
-            for problem in problems {
-                r.problem(problem);
-            }
-            None
-        });
+        let shared = shared::read(&mut r);
         let ignored = r.finish()?;
 
         // A section is missing only when a problem was reported above.

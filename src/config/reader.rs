@@ -82,6 +82,12 @@ impl<'a> Reader<'a> {
         self.problems.push(message);
     }
 
+    /// How many problems were reported so far (a section compares before
+    /// and after to know whether its own values were good).
+    pub(super) fn problem_count(&self) -> usize {
+        self.problems.len()
+    }
+
     /// Notes that `name` is set but changes nothing.
     pub(super) fn ignore(&mut self, name: &'static str) {
         self.ignored.push(name);

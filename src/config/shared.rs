@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Source;
+use super::reader::Reader;
 use super::vars::*;
 use crate::shared::options::{Redacted, SharedCacheOptions};
 
@@ -25,15 +25,8 @@ pub struct SharedConfig {
     pub lock_wait: Duration,
 }
 
-fn raw(source: &dyn Source, name: &str) -> Option<String> {
-    source
-        .get(name)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
-
-fn millis(raw: &str, min: u64, max: u64) -> Result<Duration, String> {
-    match raw.parse::<u64>() {
+fn millis(min: u64, max: u64) -> impl Fn(&str) -> Result<Duration, String> {
+    move |raw| match raw.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(Duration::from_millis(n)),
         _ => Err(format!(
             "expected a whole number of milliseconds from {min} to {max}"
@@ -41,21 +34,16 @@ fn millis(raw: &str, min: u64, max: u64) -> Result<Duration, String> {
     }
 }
 
-/// Reads the shared-cache variables: `Ok(None)` when `REDIS_URL` is unset,
-/// every problem otherwise (never a URL, password or secret in them).
-///
-/// # Errors
-///
-/// One message per problem.
-pub fn read(source: &dyn Source) -> Result<Option<SharedConfig>, Vec<String>> {
-    let Some(url) = raw(source, ENV_REDIS_URL) else {
-        return Ok(None);
-    };
-    let mut problems = Vec::new();
-    let secret = raw(source, ENV_REDIS_KEY_SECRET)
-        .or_else(|| raw(source, super::ENV_SESSION_KEY_SECRET))
+/// Reads the shared-cache variables: `None` when `REDIS_URL` is unset (or
+/// when a problem was reported: never a URL, password or secret in it).
+pub(super) fn read(r: &mut Reader<'_>) -> Option<SharedConfig> {
+    let text = |r: &Reader<'_>, name: &str| r.raw(name).map(|v| v.trim().to_owned());
+    let url = text(r, ENV_REDIS_URL)?;
+    let problems_before = r.problem_count();
+    let secret = text(r, ENV_REDIS_KEY_SECRET)
+        .or_else(|| text(r, super::ENV_SESSION_KEY_SECRET))
         .unwrap_or_else(|| {
-            problems.push(format!(
+            r.problem(format!(
                 "{ENV_REDIS_URL} is set but neither {ENV_REDIS_KEY_SECRET} nor {} is: \
                  the fleet's key names need a secret shared by every replica",
                 super::ENV_SESSION_KEY_SECRET
@@ -63,39 +51,26 @@ pub fn read(source: &dyn Source) -> Result<Option<SharedConfig>, Vec<String>> {
             String::new()
         });
     let mut options = SharedCacheOptions::new(url, secret);
-    if let Some(prefix) = raw(source, ENV_REDIS_KEY_PREFIX) {
+    if let Some(prefix) = text(r, ENV_REDIS_KEY_PREFIX) {
         options.key_prefix = prefix;
     }
-    options.tls.ca_file = raw(source, ENV_REDIS_TLS_CA_FILE).map(PathBuf::from);
-    options.tls.cert_file = raw(source, ENV_REDIS_TLS_CERT_FILE).map(PathBuf::from);
-    options.tls.key_file = raw(source, ENV_REDIS_TLS_KEY_FILE).map(PathBuf::from);
-    options.sentinel_username = raw(source, ENV_REDIS_SENTINEL_USERNAME);
-    options.sentinel_password = raw(source, ENV_REDIS_SENTINEL_PASSWORD).map(Redacted);
-    if let Some(v) = raw(source, ENV_REDIS_TIMEOUT_MS) {
-        match millis(&v, 1, 10_000) {
-            Ok(d) => options.op_timeout = d,
-            Err(why) => problems.push(format!("{ENV_REDIS_TIMEOUT_MS}={v:?}: {why}")),
-        }
-    }
-    let mut lock_wait = DEFAULT_LOCK_WAIT;
-    if let Some(v) = raw(source, ENV_REDIS_LOCK_WAIT_MS) {
-        match millis(&v, 0, 10_000) {
-            Ok(d) => lock_wait = d,
-            Err(why) => problems.push(format!("{ENV_REDIS_LOCK_WAIT_MS}={v:?}: {why}")),
-        }
-    }
+    options.tls.ca_file = text(r, ENV_REDIS_TLS_CA_FILE).map(PathBuf::from);
+    options.tls.cert_file = text(r, ENV_REDIS_TLS_CERT_FILE).map(PathBuf::from);
+    options.tls.key_file = text(r, ENV_REDIS_TLS_KEY_FILE).map(PathBuf::from);
+    options.sentinel_username = text(r, ENV_REDIS_SENTINEL_USERNAME);
+    options.sentinel_password = text(r, ENV_REDIS_SENTINEL_PASSWORD).map(Redacted);
+    options.op_timeout = r.or(ENV_REDIS_TIMEOUT_MS, millis(1, 10_000), options.op_timeout);
+    let lock_wait = r.or(ENV_REDIS_LOCK_WAIT_MS, millis(0, 10_000), DEFAULT_LOCK_WAIT);
     // A waiter gives up before the lock it waits on would expire.
     options.lock_ttl = options.lock_ttl.max(lock_wait + Duration::from_secs(1));
-    if problems.is_empty()
-        && let Err(e) = options.validate()
-    {
-        problems.push(format!("{ENV_REDIS_URL} and its settings: {e}"));
+    if r.problem_count() > problems_before {
+        return None;
     }
-    if problems.is_empty() {
-        Ok(Some(SharedConfig { options, lock_wait }))
-    } else {
-        Err(problems)
+    if let Err(e) = options.validate() {
+        r.problem(format!("{ENV_REDIS_URL} and its settings: {e}"));
+        return None;
     }
+    Some(SharedConfig { options, lock_wait })
 }
 
 #[cfg(test)]
@@ -104,7 +79,10 @@ mod tests {
     use crate::config::MapSource;
 
     fn read_from(pairs: &[(&str, &str)]) -> Result<Option<SharedConfig>, Vec<String>> {
-        read(&MapSource::new(pairs))
+        let source = MapSource::new(pairs);
+        let mut r = Reader::new(&source);
+        let config = read(&mut r);
+        r.finish().map(|_| config).map_err(|e| e.problems)
     }
 
     #[test]
