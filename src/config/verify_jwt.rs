@@ -29,7 +29,8 @@ pub struct VerifyJwtConfig {
     pub audience: Option<String>,
     /// `JWT_SIGNING_ALGS` (asymmetric only).
     pub algorithms: Vec<Algorithm>,
-    /// Tolerance on `exp` and `nbf`: `CLOCK_SKEW_SECONDS`.
+    /// Tolerance on `exp` and `nbf`: `CLOCK_SKEW_SECONDS`, as the cache
+    /// section read it.
     pub leeway: Duration,
 }
 
@@ -60,17 +61,23 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<VerifyJwtConfig> {
             "{ENV_VERIFY_JWT}=true needs the issuer the JWTs carry: set {ENV_JWT_ISSUER} or {ENV_ISSUER}"
         ));
     }
-    // A bad CLOCK_SKEW_SECONDS is reported by the cache section.
-    let skew = r
-        .raw(ENV_CLOCK_SKEW_SECONDS)
-        .and_then(|v| parse::seconds(v.trim()).ok())
-        .unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
     Some(VerifyJwtConfig {
         issuer,
         audience,
         algorithms: algorithms.unwrap_or_else(|| DEFAULT_SIGNING_ALGS.to_vec()),
-        leeway: Duration::from_secs(skew),
+        // Replaced by the cache section's value in `with_clock_skew`.
+        leeway: Duration::from_secs(DEFAULT_CLOCK_SKEW_SECONDS),
     })
+}
+
+/// Takes the tolerance from the cache section, the one parser of
+/// `CLOCK_SKEW_SECONDS` (which reports a bad value). This section is read
+/// before the cache section, so the value is set when the configuration is
+/// assembled.
+pub(super) fn with_clock_skew(config: &mut Option<VerifyJwtConfig>, clock_skew: Duration) {
+    if let Some(config) = config {
+        config.leeway = clock_skew;
+    }
 }
 
 #[cfg(test)]
@@ -81,7 +88,9 @@ mod tests {
     fn read_map(pairs: &[(&str, &str)]) -> (Option<VerifyJwtConfig>, Vec<String>) {
         let source = MapSource::new(pairs);
         let mut r = Reader::new(&source);
-        let config = read(&mut r);
+        let mut config = read(&mut r);
+        let cache = crate::config::cache::read(&mut r);
+        with_clock_skew(&mut config, cache.clock_skew);
         (
             config,
             r.finish().err().map(|e| e.problems).unwrap_or_default(),
