@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::config::VerifyJwtConfig;
 use crate::jwks::{AsKeySet, VerifyError};
-use crate::jwt::numeric_date;
+use crate::jwt::{audiences, numeric_date};
 
 /// Why a JWT from the AS was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,17 +64,10 @@ impl JwtVerifier {
         if claims.get("iss").and_then(serde_json::Value::as_str) != Some(&self.rules.issuer) {
             return Err(JwtRejected::WrongIssuer);
         }
-        if let Some(audience) = &self.rules.audience {
-            let addressed = match claims.get("aud") {
-                Some(serde_json::Value::String(aud)) => aud == audience,
-                Some(serde_json::Value::Array(auds)) => {
-                    auds.iter().any(|a| a.as_str() == Some(audience.as_str()))
-                }
-                _ => false,
-            };
-            if !addressed {
-                return Err(JwtRejected::WrongAudience);
-            }
+        if let Some(audience) = &self.rules.audience
+            && !audiences(claims.get("aud")).contains(&audience.as_str())
+        {
+            return Err(JwtRejected::WrongAudience);
         }
         let leeway = self.rules.leeway.as_secs();
         let exp = claims
