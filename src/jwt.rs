@@ -157,13 +157,7 @@ impl Claims {
     }
 
     pub fn audiences(&self) -> Vec<&str> {
-        match self.get("aud") {
-            Some(serde_json::Value::String(s)) => vec![s.as_str()],
-            Some(serde_json::Value::Array(items)) => {
-                items.iter().filter_map(serde_json::Value::as_str).collect()
-            }
-            _ => Vec::new(),
-        }
+        audiences(self.get("aud"))
     }
 
     /// Approximate bytes held on the heap.
@@ -238,6 +232,19 @@ pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Option<
         return None;
     }
     serde_json::from_slice(&bytes).ok()
+}
+
+/// The audiences in an `aud` claim (RFC 7519 §4.1.3): one string, or an
+/// array of strings (other members are ignored). Anything else, or no
+/// claim, names no audience.
+pub fn audiences(aud: Option<&serde_json::Value>) -> Vec<&str> {
+    match aud {
+        Some(serde_json::Value::String(s)) => vec![s.as_str()],
+        Some(serde_json::Value::Array(items)) => {
+            items.iter().filter_map(serde_json::Value::as_str).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// RFC 7519 NumericDate: seconds since the epoch, possibly with a fraction.

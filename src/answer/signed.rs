@@ -15,6 +15,7 @@ use jsonwebtoken::Algorithm;
 
 use super::{AnswerError, Verdict, numeric_date, read_members};
 use crate::jwks::AsKeySet;
+use crate::jwt::audiences;
 
 /// The JOSE `typ` RFC 9701 requires (the `application/` prefix may be left
 /// out, RFC 7515 §4.1.9).
@@ -89,14 +90,7 @@ pub async fn read_signed(
     if claims.get("iss").and_then(serde_json::Value::as_str) != Some(rules.issuer.as_str()) {
         return Err(AnswerError::WrongIssuer);
     }
-    let addressed = match claims.get("aud") {
-        Some(serde_json::Value::String(aud)) => *aud == rules.client_id,
-        Some(serde_json::Value::Array(auds)) => auds
-            .iter()
-            .any(|a| a.as_str() == Some(rules.client_id.as_str())),
-        _ => false,
-    };
-    if !addressed {
+    if !audiences(claims.get("aud")).contains(&rules.client_id.as_str()) {
         return Err(AnswerError::WrongAudience);
     }
     let iat = claims

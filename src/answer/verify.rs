@@ -15,20 +15,9 @@
 
 use std::sync::Arc;
 
-use jsonwebtoken::Algorithm;
-
+use crate::config::VerifyJwtConfig;
 use crate::jwks::{AsKeySet, VerifyError};
-use crate::jwt::numeric_date;
-
-/// What the AS's JWTs must match.
-#[derive(Debug, Clone)]
-pub struct JwtRules {
-    pub issuer: String,
-    pub audience: Option<String>,
-    pub algorithms: Vec<Algorithm>,
-    /// Seconds of tolerance on `exp` and `nbf`.
-    pub leeway: u64,
-}
+use crate::jwt::{audiences, numeric_date};
 
 /// Why a JWT from the AS was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,11 +41,11 @@ pub enum JwtRejected {
 /// Verifies the AS's JWTs with its keys.
 pub struct JwtVerifier {
     keys: Arc<AsKeySet>,
-    rules: JwtRules,
+    rules: VerifyJwtConfig,
 }
 
 impl JwtVerifier {
-    pub fn new(keys: Arc<AsKeySet>, rules: JwtRules) -> Self {
+    pub fn new(keys: Arc<AsKeySet>, rules: VerifyJwtConfig) -> Self {
         JwtVerifier { keys, rules }
     }
 
@@ -75,19 +64,12 @@ impl JwtVerifier {
         if claims.get("iss").and_then(serde_json::Value::as_str) != Some(&self.rules.issuer) {
             return Err(JwtRejected::WrongIssuer);
         }
-        if let Some(audience) = &self.rules.audience {
-            let addressed = match claims.get("aud") {
-                Some(serde_json::Value::String(aud)) => aud == audience,
-                Some(serde_json::Value::Array(auds)) => {
-                    auds.iter().any(|a| a.as_str() == Some(audience.as_str()))
-                }
-                _ => false,
-            };
-            if !addressed {
-                return Err(JwtRejected::WrongAudience);
-            }
+        if let Some(audience) = &self.rules.audience
+            && !audiences(claims.get("aud")).contains(&audience.as_str())
+        {
+            return Err(JwtRejected::WrongAudience);
         }
-        let leeway = self.rules.leeway;
+        let leeway = self.rules.leeway.as_secs();
         let exp = claims
             .get("exp")
             .and_then(numeric_date)

@@ -253,6 +253,17 @@ fn check_versions(versions: Vec<String>) -> Result<Vec<String>, String> {
     }
 }
 
+/// RFC 6750 §3: a non-empty run of `%x21 / %x23-5B / %x5D-7E`, the
+/// characters of a scope token. They need no escaping inside a quoted string
+/// of `WWW-Authenticate` (no space, `"` or `\`), so values that end up in a
+/// challenge are held to this set.
+pub(super) fn is_rfc6750_token(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
 /// RFC 6750 §3: scope tokens are `%x21 / %x23-5B / %x5D-7E`. A comma is
 /// allowed there, but one in a requirement is almost certainly a list
 /// written the wrong way, so it is refused. An empty requirement would
@@ -264,11 +275,7 @@ fn check_scopes(scopes: Vec<String>) -> Result<Vec<String>, String> {
         );
     }
     for scope in &scopes {
-        let valid = !scope.is_empty()
-            && scope
-                .bytes()
-                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
-        if !valid {
+        if !is_rfc6750_token(scope) {
             return Err(format!("{scope:?} is not a valid scope"));
         }
         if scope.contains(',') {

@@ -11,6 +11,7 @@
 //!   `required_acr` entries are restricted to characters that need no
 //!   escaping there (no space, `"` or `\`).
 
+use super::parse::is_rfc6750_token;
 use crate::jwt::{Claims, numeric_date};
 
 /// Why the token's authentication falls short.
@@ -114,12 +115,7 @@ pub(super) fn parse_required_acr(value: &serde_json::Value) -> Result<Vec<String
             };
             // RFC 6750 §3 quoted-string characters, without space (the
             // separator of acr_values).
-            let valid = !acr.is_empty()
-                && acr.len() <= 256
-                && acr
-                    .bytes()
-                    .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
-            if valid {
+            if acr.len() <= 256 && is_rfc6750_token(acr) {
                 Ok(acr.to_owned())
             } else {
                 Err(format!("{acr:?} is not a usable acr value"))

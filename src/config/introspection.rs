@@ -128,7 +128,7 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<IntrospectionConfig> {
         }
     };
 
-    let verify_jwt = super::verify_jwt::read(r);
+    let verify_jwt = super::verify_jwt::read(r, any_as.as_ref());
 
     Some(IntrospectionConfig {
         url: url?,

@@ -120,7 +120,7 @@ impl Config {
         let ignored = r.finish()?;
 
         // A section is missing only when a problem was reported above.
-        let (Some(introspection), Some(transport), Some(session)) =
+        let (Some(mut introspection), Some(transport), Some(session)) =
             (introspection, transport, session)
         else {
             return Err(ConfigError {
@@ -136,6 +136,7 @@ impl Config {
             grpc_max_message_bytes,
             shutdown_grace,
         } = transport;
+        verify_jwt::with_clock_skew(&mut introspection.verify_jwt, cache.clock_skew);
 
         Ok(Config {
             listen,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
-use super::any_as::DEFAULT_SIGNING_ALGS;
+use super::any_as::{AnyAsConfig, DEFAULT_SIGNING_ALGS};
 use super::cache::DEFAULT_CLOCK_SKEW_SECONDS;
 use super::parse;
 use super::reader::Reader;
@@ -23,19 +23,23 @@ use super::vars::*;
 /// What the AS's JWTs must match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyJwtConfig {
-    /// `JWT_ISSUER`; `None`: the AS's issuer (`ISSUER`).
-    pub issuer: Option<String>,
+    /// The `iss` the JWTs carry: `JWT_ISSUER`, else the AS's issuer
+    /// (`ISSUER`).
+    pub issuer: String,
     /// `JWT_AUDIENCE`: when set, `aud` must contain it.
     pub audience: Option<String>,
     /// `JWT_SIGNING_ALGS` (asymmetric only).
     pub algorithms: Vec<Algorithm>,
-    /// Tolerance on `exp` and `nbf`: `CLOCK_SKEW_SECONDS`.
+    /// Tolerance on `exp` and `nbf`: `CLOCK_SKEW_SECONDS`, as the cache
+    /// section read it.
     pub leeway: Duration,
 }
 
 /// The section: `None` when verification is off (or a problem was
-/// reported in `r`).
-pub(super) fn read(r: &mut Reader<'_>) -> Option<VerifyJwtConfig> {
+/// reported in `r`). `any_as` is the any-AS section as it was read (`None`
+/// when it reported a problem): its `ISSUER` and `INTROSPECTION_JWKS_URL`
+/// are already validated.
+pub(super) fn read(r: &mut Reader<'_>, any_as: Option<&AnyAsConfig>) -> Option<VerifyJwtConfig> {
     let on = r.or(ENV_VERIFY_JWT, parse::boolean, false);
     let algorithms = r.optional(ENV_JWT_SIGNING_ALGS, parse::asymmetric_algorithms);
     let issuer = r.optional(ENV_JWT_ISSUER, |v| Ok::<_, String>(v.to_owned()));
@@ -48,29 +52,39 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<VerifyJwtConfig> {
         }
         return None;
     }
-    let has_issuer = r.raw(ENV_ISSUER).is_some();
-    if r.raw(ENV_INTROSPECTION_JWKS_URL).is_none() && !has_issuer {
+    // A problem of the any-AS section (a bad ISSUER among them) is already
+    // reported and refuses the start.
+    let any_as = any_as?;
+    let as_issuer = any_as.issuer.as_ref();
+    if any_as.jwks_url.is_none() && as_issuer.is_none() {
         r.problem(format!(
             "{ENV_VERIFY_JWT}=true needs the authorization server's keys: set \
              {ENV_INTROSPECTION_JWKS_URL}, or {ENV_ISSUER} whose metadata names jwks_uri"
         ));
     }
-    if issuer.is_none() && !has_issuer {
+    let Some(issuer) = issuer.or_else(|| as_issuer.cloned()) else {
         r.problem(format!(
             "{ENV_VERIFY_JWT}=true needs the issuer the JWTs carry: set {ENV_JWT_ISSUER} or {ENV_ISSUER}"
         ));
-    }
-    // A bad CLOCK_SKEW_SECONDS is reported by the cache section.
-    let skew = r
-        .raw(ENV_CLOCK_SKEW_SECONDS)
-        .and_then(|v| parse::seconds(v.trim()).ok())
-        .unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
+        return None;
+    };
     Some(VerifyJwtConfig {
         issuer,
         audience,
         algorithms: algorithms.unwrap_or_else(|| DEFAULT_SIGNING_ALGS.to_vec()),
-        leeway: Duration::from_secs(skew),
+        // Replaced by the cache section's value in `with_clock_skew`.
+        leeway: Duration::from_secs(DEFAULT_CLOCK_SKEW_SECONDS),
     })
+}
+
+/// Takes the tolerance from the cache section, the one parser of
+/// `CLOCK_SKEW_SECONDS` (which reports a bad value). This section is read
+/// before the cache section, so the value is set when the configuration is
+/// assembled.
+pub(super) fn with_clock_skew(config: &mut Option<VerifyJwtConfig>, clock_skew: Duration) {
+    if let Some(config) = config {
+        config.leeway = clock_skew;
+    }
 }
 
 #[cfg(test)]
@@ -81,7 +95,18 @@ mod tests {
     fn read_map(pairs: &[(&str, &str)]) -> (Option<VerifyJwtConfig>, Vec<String>) {
         let source = MapSource::new(pairs);
         let mut r = Reader::new(&source);
-        let config = read(&mut r);
+        let any_as = match crate::config::any_as::read(&source, false, true) {
+            Ok(any_as) => Some(any_as),
+            Err(problems) => {
+                for problem in problems {
+                    r.problem(problem);
+                }
+                None
+            }
+        };
+        let mut config = read(&mut r, any_as.as_ref());
+        let cache = crate::config::cache::read(&mut r);
+        with_clock_skew(&mut config, cache.clock_skew);
         (
             config,
             r.finish().err().map(|e| e.problems).unwrap_or_default(),
@@ -115,7 +140,7 @@ mod tests {
         let (config, problems) = read_map(&[(ENV_VERIFY_JWT, "true"), (ENV_ISSUER, "https://as")]);
         assert_eq!(problems, Vec::<String>::new());
         let config = config.unwrap();
-        assert_eq!(config.issuer, None, "the AS's issuer is used");
+        assert_eq!(config.issuer, "https://as", "the AS's issuer is used");
         assert_eq!(config.algorithms, DEFAULT_SIGNING_ALGS);
         assert_eq!(
             config.leeway,
@@ -135,10 +160,7 @@ mod tests {
         ]);
         assert_eq!(problems, Vec::<String>::new());
         let config = config.unwrap();
-        assert_eq!(
-            config.issuer.as_deref(),
-            Some("https://as/oauth/v2/oauth-anonymous")
-        );
+        assert_eq!(config.issuer, "https://as/oauth/v2/oauth-anonymous");
         assert_eq!(config.audience.as_deref(), Some("orders"));
         assert_eq!(config.algorithms, [Algorithm::ES256, Algorithm::PS256]);
         assert_eq!(config.leeway, Duration::from_secs(5));

@@ -3,7 +3,7 @@
 //! fetch). JWTs the plugin minted itself are not verified again.
 
 use super::*;
-use crate::answer::verify::{JwtRules, JwtVerifier};
+use crate::answer::verify::JwtVerifier;
 
 /// The AS's key set, when its JWKS URL is known (configured or discovered).
 pub(super) fn as_keys(
@@ -26,7 +26,7 @@ pub(super) fn as_keys(
 ///
 /// # Errors
 ///
-/// When the AS's JWKS or issuer is still unknown after discovery.
+/// When the AS's JWKS is still unknown after discovery.
 pub(super) fn jwt_verifier(
     config: &IntrospectionConfig,
     keys: Option<&Arc<AsKeySet>>,
@@ -35,20 +35,7 @@ pub(super) fn jwt_verifier(
         return Ok(None);
     };
     let keys = keys.ok_or(ClientBuildError::NoJwksToVerify)?;
-    let issuer = verify
-        .issuer
-        .clone()
-        .or_else(|| config.any_as.issuer.clone())
-        .ok_or(ClientBuildError::NoJwksToVerify)?;
-    Ok(Some(JwtVerifier::new(
-        Arc::clone(keys),
-        JwtRules {
-            issuer,
-            audience: verify.audience.clone(),
-            algorithms: verify.algorithms.clone(),
-            leeway: verify.leeway.as_secs(),
-        },
-    )))
+    Ok(Some(JwtVerifier::new(Arc::clone(keys), verify.clone())))
 }
 
 impl IntrospectionClient {

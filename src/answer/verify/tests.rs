@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use jsonwebtoken::Algorithm;
+
 use super::*;
 use crate::jwks::JwksOptions;
 use crate::keys::SigningKeys;
@@ -44,16 +46,16 @@ async fn jwks_server(initial: String) -> Jwks {
     }
 }
 
-fn rules(audience: Option<&str>) -> JwtRules {
-    JwtRules {
+fn rules(audience: Option<&str>) -> VerifyJwtConfig {
+    VerifyJwtConfig {
         issuer: ISSUER.into(),
         audience: audience.map(str::to_owned),
         algorithms: vec![Algorithm::ES256, Algorithm::RS256],
-        leeway: 30,
+        leeway: std::time::Duration::from_secs(30),
     }
 }
 
-fn verifier(jwks: &Jwks, rules: JwtRules) -> JwtVerifier {
+fn verifier(jwks: &Jwks, rules: VerifyJwtConfig) -> JwtVerifier {
     let options = JwksOptions {
         refetch_interval: std::time::Duration::from_secs(1),
         ..JwksOptions::default()
@@ -221,7 +223,7 @@ async fn forged_signatures_and_algorithms_are_refused() {
     // Not on this verifier's list, though the key could verify it.
     let rs_only = verifier(
         &jwks,
-        JwtRules {
+        VerifyJwtConfig {
             algorithms: vec![Algorithm::RS256],
             ..rules(None)
         },
