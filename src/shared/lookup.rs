@@ -7,10 +7,8 @@ use std::time::{Duration, Instant};
 use redis::{Script, Value};
 use tracing::debug;
 
-use super::seal::FleetDigest;
 use super::{
-    SharedCache, SharedLookup, Unavailable, Waited, bytes, int, lock_owner, millis, stats,
-    unexpected,
+    SharedCache, SharedLookup, Unavailable, Waited, bytes, int, millis, stats, unexpected,
 };
 /// Reads the entry and, when there is none, takes the lock: one round trip.
 /// Returns `{1, value}`, `{2}` (locked by us) or `{3}` (locked by another).
@@ -69,10 +67,7 @@ impl SharedCache {
     pub async fn get_or_lock(&self, token: &str) -> SharedLookup {
         let inner = &self.inner;
         let digest = self.digest(token);
-        let Some(owner) = lock_owner() else {
-            // No randomness: a plain lookup, and no lock.
-            return self.lookup_without_lock(token, &digest).await;
-        };
+        let owner = inner.lock_owner();
         let (value_key, lock_key) = (inner.value_key(&digest), inner.lock_key(&digest));
         let ttl = millis(inner.lock_ttl).max(1);
         let found = inner
@@ -134,38 +129,6 @@ impl SharedCache {
                     lock: inner.try_lock(&digest).await.ok().flatten(),
                 }
             }
-        }
-    }
-
-    async fn lookup_without_lock(&self, token: &str, digest: &FleetDigest) -> SharedLookup {
-        let inner = &self.inner;
-        let key = inner.value_key(digest);
-        let found: Result<Option<Vec<u8>>, _> = inner
-            .run(|mut conn| async move { redis::cmd("GET").arg(&key).query_async(&mut conn).await })
-            .await;
-        match found {
-            Err(why) => {
-                inner.stats.lookup(stats::LookupResult::Unavailable);
-                SharedLookup::Unavailable(why)
-            }
-            Ok(None) => {
-                inner.stats.lookup(stats::LookupResult::Miss);
-                SharedLookup::Miss { lock: None }
-            }
-            Ok(Some(sealed)) => match inner.open(token, digest, &sealed) {
-                Ok(Some(entry)) => {
-                    inner.stats.lookup(stats::LookupResult::Hit);
-                    SharedLookup::Hit(entry)
-                }
-                Ok(None) => {
-                    inner.stats.lookup(stats::LookupResult::Expired);
-                    SharedLookup::Miss { lock: None }
-                }
-                Err(_) => {
-                    inner.stats.lookup(stats::LookupResult::Tampered);
-                    SharedLookup::Tampered { lock: None }
-                }
-            },
         }
     }
 
