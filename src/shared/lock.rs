@@ -13,20 +13,25 @@ use super::{Inner, Unavailable, millis};
 /// [`super::SharedCache::fill`] or [`super::SharedCache::release`]; dropped
 /// unreleased, it is released in the background (and expires after the lock
 /// TTL anyway).
-pub struct LockGuard {
+///
+/// It borrows the token it was taken for, with its digest, so the answer
+/// filled under it is sealed for that token and stored under that token's
+/// key: a lock cannot be filled with another token's answer.
+pub struct LockGuard<'t> {
     pub(super) inner: Arc<Inner>,
+    pub(super) token: &'t str,
     pub(super) digest: FleetDigest,
     pub(super) owner: String,
     pub(super) released: bool,
 }
 
-impl std::fmt::Debug for LockGuard {
+impl std::fmt::Debug for LockGuard<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LockGuard(..)")
     }
 }
 
-impl Drop for LockGuard {
+impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         if self.released {
             return;
@@ -61,11 +66,13 @@ impl Inner {
         format!("{}{n:016x}", self.owner_id)
     }
 
-    /// Takes the lock for `digest`; the guard when it was free.
-    pub(super) async fn try_lock(
+    /// Takes the lock for `token` (whose digest is `digest`); the guard
+    /// when it was free.
+    pub(super) async fn try_lock<'t>(
         self: &Arc<Self>,
+        token: &'t str,
         digest: &FleetDigest,
-    ) -> Result<Option<LockGuard>, Unavailable> {
+    ) -> Result<Option<LockGuard<'t>>, Unavailable> {
         let owner = self.lock_owner();
         let key = self.lock_key(digest);
         let ttl = millis(self.lock_ttl).max(1);
@@ -85,12 +92,18 @@ impl Inner {
             })
             .await?;
         self.stats.lock(taken.is_some());
-        Ok(taken.map(|_| self.guard(*digest, owner)))
+        Ok(taken.map(|_| self.guard(token, *digest, owner)))
     }
 
-    pub(super) fn guard(self: &Arc<Self>, digest: FleetDigest, owner: String) -> LockGuard {
+    pub(super) fn guard<'t>(
+        self: &Arc<Self>,
+        token: &'t str,
+        digest: FleetDigest,
+        owner: String,
+    ) -> LockGuard<'t> {
         LockGuard {
             inner: self.clone(),
+            token,
             digest,
             owner,
             released: false,

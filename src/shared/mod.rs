@@ -89,20 +89,20 @@ pub struct SharedEntry {
     pub ttl: Duration,
 }
 
-/// What [`SharedCache::get_or_lock`] found.
+/// What [`SharedCache::get_or_lock`] found for a token it borrows.
 #[derive(Debug)]
-pub enum SharedLookup {
+pub enum SharedLookup<'t> {
     Hit(SharedEntry),
     /// No usable entry. `lock` is `Some` when this replica holds the
     /// fleet-wide lock and should introspect and [`SharedCache::fill`];
     /// `None` when another replica holds it ([`SharedCache::wait_for`]).
     Miss {
-        lock: Option<LockGuard>,
+        lock: Option<LockGuard<'t>>,
     },
     /// An entry that did not open under this token: altered or moved. A
     /// miss, with the lock as for [`SharedLookup::Miss`].
     Tampered {
-        lock: Option<LockGuard>,
+        lock: Option<LockGuard<'t>>,
     },
     /// Redis gave no answer; introspect without it.
     Unavailable(Unavailable),
@@ -315,7 +315,9 @@ impl SharedCache {
         })
     }
 
-    /// The keyed digest naming `token`'s entry, as purges announce it.
+    /// The keyed digest naming `token`'s entry, as purges announce it. The
+    /// calls that take a token take its digest too, computed once by the
+    /// caller; it must be this one.
     pub fn digest(&self, token: &str) -> FleetDigest {
         self.inner.keys.digest(token.as_bytes())
     }
