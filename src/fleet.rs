@@ -70,9 +70,9 @@ impl Fleet {
     /// # Errors
     ///
     /// Invalid options or an unreadable TLS file.
-    pub async fn connect(config: &SharedConfig) -> Result<Self, SharedCacheError> {
+    pub fn connect(config: &SharedConfig) -> Result<Self, SharedCacheError> {
         Ok(Fleet {
-            cache: SharedCache::connect(&config.options).await?,
+            cache: SharedCache::connect(&config.options)?,
             lock_wait: config.lock_wait,
             purges: Mutex::new(None),
         })

@@ -41,7 +41,7 @@ fn options(url: &str) -> SharedCacheOptions {
 }
 
 async fn replica(url: &str) -> SharedCache {
-    SharedCache::connect(&options(url)).await.expect("connect")
+    SharedCache::connect(&options(url)).expect("connect")
 }
 
 /// Looks `token` up until Redis answers (the first call may race the
@@ -308,7 +308,7 @@ async fn altered_or_moved_entries_are_misses_and_get_replaced() {
     // A replica with another server secret looks under other keys.
     let mut foreign = options(&redis.url());
     foreign.secret.0 = "another-secret".into();
-    let foreign = SharedCache::connect(&foreign).await.unwrap();
+    let foreign = SharedCache::connect(&foreign).unwrap();
     assert_ne!(foreign.value_key(token), a.value_key(token));
     assert!(matches!(
         lookup(&foreign, token).await,
@@ -780,8 +780,8 @@ async fn rediss_with_a_ca_file_and_a_client_certificate() {
         key_file: Some(tls.client_key.clone()),
     };
     opts.op_timeout = Duration::from_millis(500);
-    let a = SharedCache::connect(&opts).await.unwrap();
-    let b = SharedCache::connect(&opts).await.unwrap();
+    let a = SharedCache::connect(&opts).unwrap();
+    let b = SharedCache::connect(&opts).unwrap();
     let token = "opaque-token-tls";
     ready(&a).await;
     assert_eq!(
@@ -794,7 +794,7 @@ async fn rediss_with_a_ca_file_and_a_client_certificate() {
     // Without the client certificate the server refuses the connection.
     opts.tls.cert_file = None;
     opts.tls.key_file = None;
-    let anonymous = SharedCache::connect(&opts).await.unwrap();
+    let anonymous = SharedCache::connect(&opts).unwrap();
     for _ in 0..3 {
         assert!(matches!(
             anonymous.get_or_lock(token, &anonymous.digest(token)).await,
@@ -803,7 +803,7 @@ async fn rediss_with_a_ca_file_and_a_client_certificate() {
     }
     // Nor does a client trusting only the system's roots accept the server.
     opts.tls = TlsFiles::default();
-    let untrusting = SharedCache::connect(&opts).await.unwrap();
+    let untrusting = SharedCache::connect(&opts).unwrap();
     assert!(matches!(
         untrusting
             .get_or_lock(token, &untrusting.digest(token))

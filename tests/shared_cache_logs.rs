@@ -40,7 +40,7 @@ async fn replica(url: &str) -> SharedCache {
     o.op_timeout = Duration::from_millis(100);
     o.breaker_threshold = 3;
     o.breaker_open_for = Duration::from_millis(300);
-    SharedCache::connect(&o).await.unwrap()
+    SharedCache::connect(&o).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -287,7 +287,7 @@ impl SharedCache {
     /// [`SharedCacheError`] for invalid options, an unreadable TLS file or a
     /// client that cannot be built (e.g. a malformed PEM), or no randomness
     /// for the id naming this handle's holds on locks.
-    pub async fn connect(options: &SharedCacheOptions) -> Result<Self, SharedCacheError> {
+    pub fn connect(options: &SharedCacheOptions) -> Result<Self, SharedCacheError> {
         let target = options.validate()?;
         let backend = Backend::new(target, options)?;
         // 128 random bits, drawn once: lock owner values are this id and a
