@@ -133,7 +133,7 @@ impl App {
         // start-up nor readiness; requests introspect on their own meanwhile.
         let fleet = match &config.shared {
             Some(shared) => {
-                let fleet = Fleet::connect(shared).await?;
+                let fleet = Fleet::connect(shared)?;
                 fleet.shared().stats().register(metrics.registry_mut());
                 info!(prefix = %shared.options.key_prefix, "Shared cache in Redis on");
                 Some(fleet)

@@ -273,7 +273,11 @@ impl Authorizer {
             let introspect = || self.client.introspect(&token, trace);
             let to_cached = |answer| self.to_cached(&digest, answer);
             match &self.fleet {
-                Some(fleet) => fleet.fetch(token.expose(), introspect, to_cached).await,
+                Some(fleet) => {
+                    fleet
+                        .fetch(token.expose(), key, introspect, to_cached)
+                        .await
+                }
                 None => Ok(to_cached(introspect().await?)),
             }
         };

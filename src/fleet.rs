@@ -70,9 +70,9 @@ impl Fleet {
     /// # Errors
     ///
     /// Invalid options or an unreadable TLS file.
-    pub async fn connect(config: &SharedConfig) -> Result<Self, SharedCacheError> {
+    pub fn connect(config: &SharedConfig) -> Result<Self, SharedCacheError> {
         Ok(Fleet {
-            cache: SharedCache::connect(&config.options).await?,
+            cache: SharedCache::connect(&config.options)?,
             lock_wait: config.lock_wait,
             purges: Mutex::new(None),
         })
@@ -102,7 +102,8 @@ impl Fleet {
     }
 
     /// The answer for `token` on an in-process miss: another replica's, from
-    /// Redis, or `introspect`'s (which is then stored for the fleet).
+    /// Redis, or `introspect`'s (which is then stored for the fleet). `key`
+    /// is [`Fleet::key`] of `token`, computed once by the caller.
     /// `to_cached` makes the in-process entry, with the TTL rule; a shared
     /// answer keeps no longer than its Redis entry has left.
     ///
@@ -112,13 +113,15 @@ impl Fleet {
     pub async fn fetch<T, E, F>(
         &self,
         token: &str,
+        key: TokenDigest,
         introspect: impl FnOnce() -> F,
         to_cached: impl FnOnce(Introspection) -> Cached<T>,
     ) -> Result<Cached<T>, E>
     where
         F: Future<Output = Result<Introspection, E>>,
     {
-        let lock = match self.cache.get_or_lock(token).await {
+        let digest = FleetDigest(key.0);
+        let lock = match self.cache.get_or_lock(token, &digest).await {
             SharedLookup::Hit(entry) => match shared_answer(&entry) {
                 Some(answer) => return Ok(within(to_cached(answer), entry.ttl)),
                 None => None,
@@ -126,7 +129,7 @@ impl Fleet {
             SharedLookup::Miss { lock: Some(lock) }
             | SharedLookup::Tampered { lock: Some(lock) } => Some(lock),
             SharedLookup::Miss { lock: None } | SharedLookup::Tampered { lock: None } => {
-                match self.cache.wait_for(token, self.lock_wait).await {
+                match self.cache.wait_for(token, &digest, self.lock_wait).await {
                     Waited::Hit(entry) => {
                         if let Some(answer) = shared_answer(&entry) {
                             return Ok(within(to_cached(answer), entry.ttl));
@@ -151,10 +154,10 @@ impl Fleet {
         let cached = to_cached(answer);
         match lock {
             Some(lock) => {
-                self.cache.fill(lock, token, &payload, cached.ttl).await;
+                self.cache.fill(lock, &payload, cached.ttl).await;
             }
             None => {
-                self.cache.put(token, &payload, cached.ttl).await;
+                self.cache.put(token, &digest, &payload, cached.ttl).await;
             }
         }
         Ok(cached)
@@ -166,7 +169,8 @@ impl Fleet {
         if *answer == Introspection::Inactive {
             let _ = self.cache.purge(token).await;
         }
-        self.cache.put(token, &payload(answer), ttl).await;
+        let digest = self.cache.digest(token);
+        self.cache.put(token, &digest, &payload(answer), ttl).await;
     }
 
     /// Deletes `token`'s entry from Redis and tells every replica to drop

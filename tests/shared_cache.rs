@@ -41,15 +41,15 @@ fn options(url: &str) -> SharedCacheOptions {
 }
 
 async fn replica(url: &str) -> SharedCache {
-    SharedCache::connect(&options(url)).await.expect("connect")
+    SharedCache::connect(&options(url)).expect("connect")
 }
 
 /// Looks `token` up until Redis answers (the first call may race the
 /// background connection).
-async fn lookup(cache: &SharedCache, token: &str) -> SharedLookup {
+async fn lookup<'t>(cache: &SharedCache, token: &'t str) -> SharedLookup<'t> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match cache.get_or_lock(token).await {
+        match cache.get_or_lock(token, &cache.digest(token)).await {
             SharedLookup::Unavailable(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -81,7 +81,8 @@ async fn an_entry_written_by_one_replica_is_read_by_another() {
     let token = "opaque-token-a1b2c3d4e5";
     assert!(matches!(lookup(&b, token).await, SharedLookup::Miss { .. }));
     assert_eq!(
-        a.put(token, &payload(), Duration::from_secs(60)).await,
+        a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
+            .await,
         WriteResult::Stored
     );
     match lookup(&b, token).await {
@@ -105,7 +106,10 @@ async fn the_redis_key_expires_with_the_entry() {
     let token = "opaque-token-ttl";
     let ttl = Duration::from_millis(1500);
     ready(&a).await;
-    assert_eq!(a.put(token, &payload(), ttl).await, WriteResult::Stored);
+    assert_eq!(
+        a.put(token, &a.digest(token), &payload(), ttl).await,
+        WriteResult::Stored
+    );
     let mut raw = redis.raw().await;
     let pttl: i64 = redis::cmd("PTTL")
         .arg(a.value_key(token))
@@ -122,7 +126,8 @@ async fn the_redis_key_expires_with_the_entry() {
     assert_eq!(exists, 0, "Redis dropped the entry at its TTL");
     assert!(matches!(lookup(&a, token).await, SharedLookup::Miss { .. }));
     assert_eq!(
-        a.put(token, &payload(), Duration::ZERO).await,
+        a.put(token, &a.digest(token), &payload(), Duration::ZERO)
+            .await,
         WriteResult::Skipped
     );
 }
@@ -133,7 +138,13 @@ async fn an_entry_kept_past_its_sealed_expiry_is_a_miss() {
     let a = replica(&redis.url()).await;
     let token = "opaque-token-persisted";
     ready(&a).await;
-    a.put(token, &payload(), Duration::from_millis(300)).await;
+    a.put(
+        token,
+        &a.digest(token),
+        &payload(),
+        Duration::from_millis(300),
+    )
+    .await;
     // Someone with access to Redis removes its expiry.
     let mut raw = redis.raw().await;
     let _: i64 = redis::cmd("PERSIST")
@@ -187,7 +198,8 @@ async fn a_dump_of_redis_reveals_neither_tokens_nor_answers() {
     ready(&a).await;
     for token in tokens {
         assert_eq!(
-            a.put(token, &payload(), Duration::from_secs(60)).await,
+            a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
+                .await,
             WriteResult::Stored
         );
     }
@@ -245,7 +257,8 @@ async fn altered_or_moved_entries_are_misses_and_get_replaced() {
     let (a, b) = (replica(&redis.url()).await, replica(&redis.url()).await);
     let (token, other) = ("opaque-token-tamper", "opaque-token-victim");
     ready(&a).await;
-    a.put(token, &payload(), Duration::from_secs(60)).await;
+    a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
+        .await;
     let mut raw = redis.raw().await;
 
     // One flipped bit in the ciphertext.
@@ -270,8 +283,7 @@ async fn altered_or_moved_entries_are_misses_and_get_replaced() {
     assert_eq!(b.stats().snapshot().tampered, 1);
     // The replica that took the lock replaces it with a fresh answer.
     assert_eq!(
-        b.fill(lock, token, b"fresh answer", Duration::from_secs(60))
-            .await,
+        b.fill(lock, b"fresh answer", Duration::from_secs(60)).await,
         WriteResult::Stored
     );
     assert_eq!(hit(lookup(&a, token).await), b"fresh answer");
@@ -296,7 +308,7 @@ async fn altered_or_moved_entries_are_misses_and_get_replaced() {
     // A replica with another server secret looks under other keys.
     let mut foreign = options(&redis.url());
     foreign.secret.0 = "another-secret".into();
-    let foreign = SharedCache::connect(&foreign).await.unwrap();
+    let foreign = SharedCache::connect(&foreign).unwrap();
     assert_ne!(foreign.value_key(token), a.value_key(token));
     assert!(matches!(
         lookup(&foreign, token).await,
@@ -324,19 +336,20 @@ async fn one_replica_introspects_while_the_others_wait_for_its_answer() {
                 (cache.clone(), barrier.clone(), introspections.clone());
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
-                match cache.get_or_lock(token).await {
+                match cache.get_or_lock(token, &cache.digest(token)).await {
                     SharedLookup::Miss { lock: Some(lock) } => {
                         let answer = format!("answer from replica {n} task {m}").into_bytes();
                         introspections.lock().unwrap().push(answer.clone());
                         tokio::time::sleep(Duration::from_millis(150)).await;
-                        let stored = cache
-                            .fill(lock, token, &answer, Duration::from_secs(60))
-                            .await;
+                        let stored = cache.fill(lock, &answer, Duration::from_secs(60)).await;
                         assert_eq!(stored, WriteResult::Stored);
                         answer
                     }
                     SharedLookup::Miss { lock: None } => {
-                        match cache.wait_for(token, Duration::from_secs(2)).await {
+                        match cache
+                            .wait_for(token, &cache.digest(token), Duration::from_secs(2))
+                            .await
+                        {
                             Waited::Hit(entry) => entry.payload,
                             other => panic!("waiter got {other:?}"),
                         }
@@ -389,14 +402,15 @@ async fn waiting_ends_early_when_the_lock_holder_gives_up_and_is_bounded_otherwi
         .unwrap();
     assert!(lock_ttl > 0 && lock_ttl <= 5000, "lock PTTL {lock_ttl}");
     assert!(matches!(
-        b.get_or_lock(token).await,
+        b.get_or_lock(token, &b.digest(token)).await,
         SharedLookup::Miss { lock: None }
     ));
 
     // Held: the wait ends at its bound.
     let started = Instant::now();
     assert_eq!(
-        b.wait_for(token, Duration::from_millis(200)).await,
+        b.wait_for(token, &b.digest(token), Duration::from_millis(200))
+            .await,
         Waited::TimedOut
     );
     let took = started.elapsed();
@@ -411,7 +425,8 @@ async fn waiting_ends_early_when_the_lock_holder_gives_up_and_is_bounded_otherwi
         tokio::spawn(async move {
             let started = Instant::now();
             (
-                b.wait_for(token, Duration::from_secs(5)).await,
+                b.wait_for(token, &b.digest(token), Duration::from_secs(5))
+                    .await,
                 started.elapsed(),
             )
         })
@@ -428,7 +443,8 @@ async fn waiting_ends_early_when_the_lock_holder_gives_up_and_is_bounded_otherwi
     };
     drop(lock);
     assert_eq!(
-        b.wait_for(token, Duration::from_secs(2)).await,
+        b.wait_for(token, &b.digest(token), Duration::from_secs(2))
+            .await,
         Waited::Abandoned
     );
 }
@@ -446,11 +462,17 @@ fn unavailable_within(found: &SharedLookup, started: Instant, bound: Duration) -
 async fn recovers(a: &SharedCache, b: &SharedCache) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if a.put("opaque-token-after", b"again", Duration::from_secs(60))
-            .await
+        if a.put(
+            "opaque-token-after",
+            &a.digest("opaque-token-after"),
+            b"again",
+            Duration::from_secs(60),
+        )
+        .await
             == WriteResult::Stored
             && matches!(
-                b.get_or_lock("opaque-token-after").await,
+                b.get_or_lock("opaque-token-after", &b.digest("opaque-token-after"))
+                    .await,
                 SharedLookup::Hit(_)
             )
         {
@@ -469,15 +491,16 @@ async fn a_redis_crash_fails_fast_opens_the_breaker_and_hits_resume_after_restar
     let (a, b) = (replica(&redis.url()).await, replica(&redis.url()).await);
     let token = "opaque-token-outage";
     ready(&b).await;
-    a.put(token, &payload(), Duration::from_secs(60)).await;
-    assert_eq!(hit(b.get_or_lock(token).await), payload());
+    a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
+        .await;
+    assert_eq!(hit(b.get_or_lock(token, &b.digest(token)).await), payload());
 
     redis.kill();
     let bound = 2 * OP_TIMEOUT;
     let mut reasons = Vec::new();
     for _ in 0..10 {
         let started = Instant::now();
-        let found = b.get_or_lock(token).await;
+        let found = b.get_or_lock(token, &b.digest(token)).await;
         reasons.push(unavailable_within(&found, started, bound));
     }
     assert!(
@@ -492,7 +515,8 @@ async fn a_redis_crash_fails_fast_opens_the_breaker_and_hits_resume_after_restar
     assert_eq!(b.stats().snapshot().breaker_state, 1);
     let started = Instant::now();
     assert_eq!(
-        b.wait_for(token, Duration::from_secs(2)).await,
+        b.wait_for(token, &b.digest(token), Duration::from_secs(2))
+            .await,
         Waited::Unavailable(Unavailable::BreakerOpen)
     );
     assert!(started.elapsed() < Duration::from_millis(100));
@@ -508,14 +532,15 @@ async fn a_hung_redis_times_out_within_the_bound_then_the_breaker_takes_over() {
     let (a, b) = (replica(&redis.url()).await, replica(&redis.url()).await);
     let token = "opaque-token-hung";
     ready(&b).await;
-    a.put(token, &payload(), Duration::from_secs(60)).await;
+    a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
+        .await;
 
     redis.pause();
     let bound = 2 * OP_TIMEOUT;
     let mut reasons = Vec::new();
     for _ in 0..6 {
         let started = Instant::now();
-        let found = b.get_or_lock(token).await;
+        let found = b.get_or_lock(token, &b.digest(token)).await;
         reasons.push(unavailable_within(&found, started, bound));
     }
     assert_eq!(&reasons[..3], &[Unavailable::Timeout; 3], "{reasons:?}");
@@ -525,7 +550,8 @@ async fn a_hung_redis_times_out_within_the_bound_then_the_breaker_takes_over() {
     );
     let started = Instant::now();
     assert_eq!(
-        b.put(token, b"x", Duration::from_secs(1)).await,
+        b.put(token, &b.digest(token), b"x", Duration::from_secs(1))
+            .await,
         WriteResult::Failed
     );
     assert!(started.elapsed() < bound);
@@ -533,7 +559,7 @@ async fn a_hung_redis_times_out_within_the_bound_then_the_breaker_takes_over() {
 
     redis.resume();
     recovers(&a, &b).await;
-    assert_eq!(hit(b.get_or_lock(token).await), payload());
+    assert_eq!(hit(b.get_or_lock(token, &b.digest(token)).await), payload());
 }
 
 #[tokio::test]
@@ -543,7 +569,12 @@ async fn redis_down_at_start_delays_nothing() {
     let cache = replica(&format!("redis://127.0.0.1:{port}")).await;
     assert!(started.elapsed() < Duration::from_millis(100));
     let started = Instant::now();
-    let found = cache.get_or_lock("opaque-token-nowhere").await;
+    let found = cache
+        .get_or_lock(
+            "opaque-token-nowhere",
+            &cache.digest("opaque-token-nowhere"),
+        )
+        .await;
     unavailable_within(&found, started, Duration::from_millis(200));
 }
 
@@ -584,7 +615,8 @@ async fn a_purge_reaches_every_replica_and_removes_the_entry() {
 
     let token = "opaque-token-revoked";
     ready(&a).await;
-    a.put(token, &payload(), Duration::from_secs(60)).await;
+    a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
+        .await;
     assert_eq!(a.purge(token).await, Ok(true));
     let digest = a.digest(token);
     assert!(
@@ -611,7 +643,7 @@ async fn a_purge_reaches_every_replica_and_removes_the_entry() {
         .unwrap();
     assert_eq!(exists, 0);
     assert!(matches!(
-        b.get_or_lock(token).await,
+        b.get_or_lock(token, &b.digest(token)).await,
         SharedLookup::Miss { .. }
     ));
     assert_eq!(a.purge(token).await, Ok(false), "nothing left to purge");
@@ -627,12 +659,11 @@ async fn an_answer_introspected_across_a_purge_is_not_stored() {
     };
     assert_eq!(lookup_purge(&b, token).await, Ok(false));
     assert_eq!(
-        a.fill(lock, token, &payload(), Duration::from_secs(60))
-            .await,
+        a.fill(lock, &payload(), Duration::from_secs(60)).await,
         WriteResult::LockLost
     );
     assert!(matches!(
-        b.get_or_lock(token).await,
+        b.get_or_lock(token, &b.digest(token)).await,
         SharedLookup::Miss { .. }
     ));
 }
@@ -691,7 +722,7 @@ async fn the_cluster_form_serves_lookups_locks_writes_and_purges() {
         ));
         let answer = format!("answer {n}").into_bytes();
         assert_eq!(
-            a.fill(lock, &token, &answer, Duration::from_secs(60)).await,
+            a.fill(lock, &answer, Duration::from_secs(60)).await,
             WriteResult::Stored
         );
         assert_eq!(hit(lookup(&b, &token).await), answer);
@@ -723,7 +754,8 @@ async fn the_sentinel_form_finds_the_master() {
     let token = "opaque-token-sentinel";
     ready(&a).await;
     assert_eq!(
-        a.put(token, &payload(), Duration::from_secs(60)).await,
+        a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
+            .await,
         WriteResult::Stored
     );
     assert_eq!(hit(lookup(&b, token).await), payload());
@@ -748,12 +780,13 @@ async fn rediss_with_a_ca_file_and_a_client_certificate() {
         key_file: Some(tls.client_key.clone()),
     };
     opts.op_timeout = Duration::from_millis(500);
-    let a = SharedCache::connect(&opts).await.unwrap();
-    let b = SharedCache::connect(&opts).await.unwrap();
+    let a = SharedCache::connect(&opts).unwrap();
+    let b = SharedCache::connect(&opts).unwrap();
     let token = "opaque-token-tls";
     ready(&a).await;
     assert_eq!(
-        a.put(token, &payload(), Duration::from_secs(60)).await,
+        a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
+            .await,
         WriteResult::Stored
     );
     assert_eq!(hit(lookup(&b, token).await), payload());
@@ -761,18 +794,20 @@ async fn rediss_with_a_ca_file_and_a_client_certificate() {
     // Without the client certificate the server refuses the connection.
     opts.tls.cert_file = None;
     opts.tls.key_file = None;
-    let anonymous = SharedCache::connect(&opts).await.unwrap();
+    let anonymous = SharedCache::connect(&opts).unwrap();
     for _ in 0..3 {
         assert!(matches!(
-            anonymous.get_or_lock(token).await,
+            anonymous.get_or_lock(token, &anonymous.digest(token)).await,
             SharedLookup::Unavailable(_)
         ));
     }
     // Nor does a client trusting only the system's roots accept the server.
     opts.tls = TlsFiles::default();
-    let untrusting = SharedCache::connect(&opts).await.unwrap();
+    let untrusting = SharedCache::connect(&opts).unwrap();
     assert!(matches!(
-        untrusting.get_or_lock(token).await,
+        untrusting
+            .get_or_lock(token, &untrusting.digest(token))
+            .await,
         SharedLookup::Unavailable(_)
     ));
 }
@@ -792,13 +827,19 @@ async fn a_cluster_master_crash_fails_fast_and_its_keys_come_back_after_restart(
             break;
         }
     }
-    a.put(&token, &payload(), Duration::from_secs(60)).await;
+    a.put(
+        &token,
+        &a.digest(&token),
+        &payload(),
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(hit(lookup(&b, &token).await), payload());
 
     cluster.nodes[0].kill();
     for _ in 0..6 {
         let started = Instant::now();
-        let found = b.get_or_lock(&token).await;
+        let found = b.get_or_lock(&token, &b.digest(&token)).await;
         unavailable_within(&found, started, 2 * OP_TIMEOUT);
     }
     assert_eq!(b.health(), Health::Degraded);
@@ -807,10 +848,18 @@ async fn a_cluster_master_crash_fails_fast_and_its_keys_come_back_after_restart(
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         // The node kept no data (no persistence): the entry is written again.
-        if a.put(&token, b"after restart", Duration::from_secs(60))
-            .await
+        if a.put(
+            &token,
+            &a.digest(&token),
+            b"after restart",
+            Duration::from_secs(60),
+        )
+        .await
             == WriteResult::Stored
-            && matches!(b.get_or_lock(&token).await, SharedLookup::Hit(_))
+            && matches!(
+                b.get_or_lock(&token, &b.digest(&token)).await,
+                SharedLookup::Hit(_)
+            )
         {
             break;
         }
@@ -829,7 +878,9 @@ async fn a_connection_refused_at_set_up_is_tried_again_once_redis_accepts_it() {
     let a = replica(&url).await;
     for _ in 0..5 {
         let started = Instant::now();
-        let found = a.get_or_lock("opaque-token-auth").await;
+        let found = a
+            .get_or_lock("opaque-token-auth", &a.digest("opaque-token-auth"))
+            .await;
         unavailable_within(&found, started, 2 * OP_TIMEOUT);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -40,7 +40,7 @@ async fn replica(url: &str) -> SharedCache {
     o.op_timeout = Duration::from_millis(100);
     o.breaker_threshold = 3;
     o.breaker_open_for = Duration::from_millis(300);
-    SharedCache::connect(&o).await.unwrap()
+    SharedCache::connect(&o).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,15 +62,28 @@ async fn health_changes_are_logged_once_each_and_logs_hold_no_secret() {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    a.put(TOKEN, payload.as_bytes(), Duration::from_secs(60))
-        .await;
-    assert!(matches!(b.get_or_lock(TOKEN).await, SharedLookup::Hit(_)));
+    a.put(
+        TOKEN,
+        &a.digest(TOKEN),
+        payload.as_bytes(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(matches!(
+        b.get_or_lock(TOKEN, &b.digest(TOKEN)).await,
+        SharedLookup::Hit(_)
+    ));
 
     redis.kill();
     for _ in 0..10 {
-        let _ = b.get_or_lock(TOKEN).await;
+        let _ = b.get_or_lock(TOKEN, &b.digest(TOKEN)).await;
         let _ = a
-            .put(TOKEN, payload.as_bytes(), Duration::from_secs(60))
+            .put(
+                TOKEN,
+                &a.digest(TOKEN),
+                payload.as_bytes(),
+                Duration::from_secs(60),
+            )
             .await;
     }
     assert_eq!(
@@ -81,8 +94,14 @@ async fn health_changes_are_logged_once_each_and_logs_hold_no_secret() {
     // A restarted server forgets a password set at run time.
     require_password(&redis).await;
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !(a.put(TOKEN, b"again", Duration::from_secs(60)).await == WriteResult::Stored
-        && matches!(b.get_or_lock(TOKEN).await, SharedLookup::Hit(_)))
+    while !(a
+        .put(TOKEN, &a.digest(TOKEN), b"again", Duration::from_secs(60))
+        .await
+        == WriteResult::Stored
+        && matches!(
+            b.get_or_lock(TOKEN, &b.digest(TOKEN)).await,
+            SharedLookup::Hit(_)
+        ))
     {
         assert!(Instant::now() < deadline, "no recovery");
         tokio::time::sleep(Duration::from_millis(50)).await;

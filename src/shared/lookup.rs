@@ -9,8 +9,7 @@ use tracing::debug;
 
 use super::seal::FleetDigest;
 use super::{
-    SharedCache, SharedLookup, Unavailable, Waited, bytes, int, lock_owner, millis, stats,
-    unexpected,
+    SharedCache, SharedLookup, Unavailable, Waited, bytes, int, millis, stats, unexpected,
 };
 /// Reads the entry and, when there is none, takes the lock: one round trip.
 /// Returns `{1, value}`, `{2}` (locked by us) or `{3}` (locked by another).
@@ -64,15 +63,13 @@ impl SharedCache {
             .map(|_| ())
     }
 
-    /// Looks `token` up; on a miss, tries to take the fleet-wide lock in the
-    /// same round trip. See [`SharedLookup`].
-    pub async fn get_or_lock(&self, token: &str) -> SharedLookup {
+    /// Looks `token` (whose [`SharedCache::digest`] is `digest`) up; on a
+    /// miss, tries to take the fleet-wide lock in the same round trip. See
+    /// [`SharedLookup`].
+    pub async fn get_or_lock<'t>(&self, token: &'t str, digest: &FleetDigest) -> SharedLookup<'t> {
         let inner = &self.inner;
-        let digest = self.digest(token);
-        let Some(owner) = lock_owner() else {
-            // No randomness: a plain lookup, and no lock.
-            return self.lookup_without_lock(token, &digest).await;
-        };
+        let digest = *digest;
+        let owner = inner.lock_owner();
         let (value_key, lock_key) = (inner.value_key(&digest), inner.lock_key(&digest));
         let ttl = millis(inner.lock_ttl).max(1);
         let found = inner
@@ -106,7 +103,7 @@ impl SharedCache {
                 inner.stats.lookup(stats::LookupResult::Miss);
                 inner.stats.lock(true);
                 return SharedLookup::Miss {
-                    lock: Some(inner.guard(digest, owner)),
+                    lock: Some(inner.guard(token, digest, owner)),
                 };
             }
             Ok(Found::HeldElsewhere) => {
@@ -124,57 +121,25 @@ impl SharedCache {
             Ok(None) => {
                 inner.stats.lookup(stats::LookupResult::Expired);
                 SharedLookup::Miss {
-                    lock: inner.try_lock(&digest).await.ok().flatten(),
+                    lock: inner.try_lock(token, &digest).await.ok().flatten(),
                 }
             }
             Err(e) => {
                 inner.stats.lookup(stats::LookupResult::Tampered);
                 debug!(error = %e, "Shared cache entry did not open; treated as a miss");
                 SharedLookup::Tampered {
-                    lock: inner.try_lock(&digest).await.ok().flatten(),
+                    lock: inner.try_lock(token, &digest).await.ok().flatten(),
                 }
             }
-        }
-    }
-
-    async fn lookup_without_lock(&self, token: &str, digest: &FleetDigest) -> SharedLookup {
-        let inner = &self.inner;
-        let key = inner.value_key(digest);
-        let found: Result<Option<Vec<u8>>, _> = inner
-            .run(|mut conn| async move { redis::cmd("GET").arg(&key).query_async(&mut conn).await })
-            .await;
-        match found {
-            Err(why) => {
-                inner.stats.lookup(stats::LookupResult::Unavailable);
-                SharedLookup::Unavailable(why)
-            }
-            Ok(None) => {
-                inner.stats.lookup(stats::LookupResult::Miss);
-                SharedLookup::Miss { lock: None }
-            }
-            Ok(Some(sealed)) => match inner.open(token, digest, &sealed) {
-                Ok(Some(entry)) => {
-                    inner.stats.lookup(stats::LookupResult::Hit);
-                    SharedLookup::Hit(entry)
-                }
-                Ok(None) => {
-                    inner.stats.lookup(stats::LookupResult::Expired);
-                    SharedLookup::Miss { lock: None }
-                }
-                Err(_) => {
-                    inner.stats.lookup(stats::LookupResult::Tampered);
-                    SharedLookup::Tampered { lock: None }
-                }
-            },
         }
     }
 
     /// Waits up to `max_wait` (plus at most one call timeout) for another
-    /// replica's entry for `token`, looking every poll interval.
-    pub async fn wait_for(&self, token: &str, max_wait: Duration) -> Waited {
+    /// replica's entry for `token` (whose digest is `digest`), looking every
+    /// poll interval.
+    pub async fn wait_for(&self, token: &str, digest: &FleetDigest, max_wait: Duration) -> Waited {
         let inner = &self.inner;
-        let digest = self.digest(token);
-        let (value_key, lock_key) = (inner.value_key(&digest), inner.lock_key(&digest));
+        let (value_key, lock_key) = (inner.value_key(digest), inner.lock_key(digest));
         let deadline = Instant::now() + max_wait;
         let waited = loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -207,7 +172,7 @@ impl SharedCache {
                 Err(why) => break Waited::Unavailable(why),
                 Ok(Polled::Absent { locked: true }) => {}
                 Ok(Polled::Absent { locked: false }) => break Waited::Abandoned,
-                Ok(Polled::Value(sealed)) => match inner.open(token, &digest, &sealed) {
+                Ok(Polled::Value(sealed)) => match inner.open(token, digest, &sealed) {
                     Ok(Some(entry)) => break Waited::Hit(entry),
                     // Expired already: as good as absent; its holder is done.
                     Ok(None) => break Waited::Abandoned,

@@ -39,6 +39,7 @@
 //! early when the lock holder failed.
 
 mod backend;
+mod lock;
 mod lookup;
 pub mod options;
 mod purge;
@@ -49,17 +50,18 @@ mod write;
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redis::{RedisResult, Script, Value};
+use redis::{RedisResult, Value};
 use tracing::{debug, info, warn};
 
 use crate::breaker::{Breaker, BreakerState};
 use backend::{Backend, Conn};
 use seal::FleetKeys;
 
+pub use lock::LockGuard;
 pub use options::{OptionsError, RedisTarget, SharedCacheOptions, TlsFiles};
 pub use purge::PurgeSubscription;
 pub use seal::{FleetDigest, OpenError};
@@ -74,6 +76,8 @@ pub enum SharedCacheError {
     TlsFile { path: PathBuf, reason: String },
     #[error("cannot set up the Redis client: {0}")]
     Client(String),
+    #[error("no randomness for the shared cache's lock owner id")]
+    Randomness,
 }
 
 /// An entry found in Redis.
@@ -85,20 +89,20 @@ pub struct SharedEntry {
     pub ttl: Duration,
 }
 
-/// What [`SharedCache::get_or_lock`] found.
+/// What [`SharedCache::get_or_lock`] found for a token it borrows.
 #[derive(Debug)]
-pub enum SharedLookup {
+pub enum SharedLookup<'t> {
     Hit(SharedEntry),
     /// No usable entry. `lock` is `Some` when this replica holds the
     /// fleet-wide lock and should introspect and [`SharedCache::fill`];
     /// `None` when another replica holds it ([`SharedCache::wait_for`]).
     Miss {
-        lock: Option<LockGuard>,
+        lock: Option<LockGuard<'t>>,
     },
     /// An entry that did not open under this token: altered or moved. A
     /// miss, with the lock as for [`SharedLookup::Miss`].
     Tampered {
-        lock: Option<LockGuard>,
+        lock: Option<LockGuard<'t>>,
     },
     /// Redis gave no answer; introspect without it.
     Unavailable(Unavailable),
@@ -126,49 +130,6 @@ pub enum Health {
     /// replica introspects on its own.
     Degraded,
 }
-
-/// The fleet-wide lock on one token, held by this replica. Released by
-/// [`SharedCache::fill`] or [`SharedCache::release`]; dropped unreleased, it
-/// is released in the background (and expires after the lock TTL anyway).
-pub struct LockGuard {
-    inner: Arc<Inner>,
-    digest: FleetDigest,
-    owner: String,
-    released: bool,
-}
-
-impl std::fmt::Debug for LockGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LockGuard(..)")
-    }
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (inner, digest, owner) = (
-                self.inner.clone(),
-                self.digest,
-                std::mem::take(&mut self.owner),
-            );
-            runtime.spawn(async move {
-                let _ = inner.release(&digest, &owner).await;
-            });
-        }
-    }
-}
-
-/// Releases the lock if it is still ours (it may have expired and been
-/// taken by another replica).
-static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0",
-    )
-});
 
 /// A replica's handle on the shared cache; clones share connections,
 /// breaker and counters.
@@ -198,6 +159,10 @@ struct Inner {
     breaker: Breaker,
     stats: SharedStats,
     degraded: AtomicBool,
+    /// Drawn once at connect: names this handle's holds on locks, fleet-wide.
+    owner_id: String,
+    /// Makes each hold of this handle's distinct from its others.
+    owner_count: AtomicU64,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -208,13 +173,6 @@ fn unix_now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-}
-
-/// 128 random bits naming this replica's hold on a lock.
-fn lock_owner() -> Option<String> {
-    let mut id = [0u8; 16];
-    getrandom::fill(&mut id).ok()?;
-    Some(hex::encode(id))
 }
 
 fn bytes(value: Value) -> Option<Vec<u8>> {
@@ -303,57 +261,6 @@ impl Inner {
         }
     }
 
-    /// Takes the lock for `digest`; the guard when it was free.
-    async fn try_lock(
-        self: &Arc<Self>,
-        digest: &FleetDigest,
-    ) -> Result<Option<LockGuard>, Unavailable> {
-        let Some(owner) = lock_owner() else {
-            return Ok(None);
-        };
-        let key = self.lock_key(digest);
-        let ttl = millis(self.lock_ttl).max(1);
-        let taken: Option<String> = self
-            .run(|mut conn| {
-                let owner = owner.clone();
-                async move {
-                    redis::cmd("SET")
-                        .arg(&key)
-                        .arg(owner)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(ttl)
-                        .query_async(&mut conn)
-                        .await
-                }
-            })
-            .await?;
-        self.stats.lock(taken.is_some());
-        Ok(taken.map(|_| self.guard(*digest, owner)))
-    }
-
-    fn guard(self: &Arc<Self>, digest: FleetDigest, owner: String) -> LockGuard {
-        LockGuard {
-            inner: self.clone(),
-            digest,
-            owner,
-            released: false,
-        }
-    }
-
-    async fn release(&self, digest: &FleetDigest, owner: &str) -> Result<(), Unavailable> {
-        let key = self.lock_key(digest);
-        self.run(|mut conn| async move {
-            RELEASE
-                .key(&key)
-                .arg(owner)
-                .invoke_async::<i64>(&mut conn)
-                .await
-        })
-        .await
-        .map(|_| ())
-    }
-
     /// Opens a stored value; `Ok(None)` when its sealed expiry has passed.
     fn open(
         &self,
@@ -378,10 +285,15 @@ impl SharedCache {
     /// # Errors
     ///
     /// [`SharedCacheError`] for invalid options, an unreadable TLS file or a
-    /// client that cannot be built (e.g. a malformed PEM).
-    pub async fn connect(options: &SharedCacheOptions) -> Result<Self, SharedCacheError> {
+    /// client that cannot be built (e.g. a malformed PEM), or no randomness
+    /// for the id naming this handle's holds on locks.
+    pub fn connect(options: &SharedCacheOptions) -> Result<Self, SharedCacheError> {
         let target = options.validate()?;
         let backend = Backend::new(target, options)?;
+        // 128 random bits, drawn once: lock owner values are this id and a
+        // count, so taking a lock needs no system call and cannot fail.
+        let mut owner_id = [0u8; 16];
+        getrandom::fill(&mut owner_id).map_err(|_| SharedCacheError::Randomness)?;
         let stats = SharedStats::new();
         stats.breaker(BreakerState::Closed);
         Ok(SharedCache {
@@ -397,11 +309,15 @@ impl SharedCache {
                 breaker: Breaker::new(options.breaker_threshold, options.breaker_open_for),
                 stats,
                 degraded: AtomicBool::new(false),
+                owner_id: hex::encode(owner_id),
+                owner_count: AtomicU64::new(0),
             }),
         })
     }
 
-    /// The keyed digest naming `token`'s entry, as purges announce it.
+    /// The keyed digest naming `token`'s entry, as purges announce it. The
+    /// calls that take a token take its digest too, computed once by the
+    /// caller; it must be this one.
     pub fn digest(&self, token: &str) -> FleetDigest {
         self.inner.keys.digest(token.as_bytes())
     }

@@ -31,32 +31,31 @@ return n",
 });
 
 impl SharedCache {
-    /// Stores `payload` for `token` for `ttl` (Redis expiry and sealed
-    /// expiry), replacing any entry. Not stored when `ttl` is under a
-    /// millisecond.
-    pub async fn put(&self, token: &str, payload: &[u8], ttl: Duration) -> WriteResult {
-        let digest = self.digest(token);
-        self.write(token, &digest, payload, ttl, None).await
+    /// Stores `payload` for `token` (whose digest is `digest`) for `ttl`
+    /// (Redis expiry and sealed expiry), replacing any entry. Not stored
+    /// when `ttl` is under a millisecond.
+    pub async fn put(
+        &self,
+        token: &str,
+        digest: &FleetDigest,
+        payload: &[u8],
+        ttl: Duration,
+    ) -> WriteResult {
+        self.write(token, digest, payload, ttl, None).await
     }
 
-    /// Stores the answer this replica introspected while holding `lock`, and
-    /// releases the lock, in one round trip (waiting replicas see the entry
+    /// Stores the answer this replica introspected for the token `lock` was
+    /// taken for, while holding it, and releases the lock, in one round trip (waiting replicas see the entry
     /// and the lock go together). Nothing is stored when the lock is no
     /// longer ours ([`WriteResult::LockLost`]): it expired, or a purge
     /// removed it while this replica introspected.
     pub async fn fill(
         &self,
-        mut lock: LockGuard,
-        token: &str,
+        mut lock: LockGuard<'_>,
         payload: &[u8],
         ttl: Duration,
     ) -> WriteResult {
-        let digest = self.digest(token);
-        if lock.digest != digest {
-            // Another token's lock: store this entry, and let the guard's
-            // drop release its own.
-            return self.write(token, &digest, payload, ttl, None).await;
-        }
+        let (token, digest) = (lock.token, lock.digest);
         let owner = std::mem::take(&mut lock.owner);
         lock.released = true;
         let result = self.write(token, &digest, payload, ttl, Some(&owner)).await;
@@ -68,7 +67,7 @@ impl SharedCache {
 
     /// Releases `lock` without storing anything (the introspection failed):
     /// waiting replicas stop waiting at their next look.
-    pub async fn release(&self, mut lock: LockGuard) {
+    pub async fn release(&self, mut lock: LockGuard<'_>) {
         lock.released = true;
         let owner = std::mem::take(&mut lock.owner);
         let _ = self.inner.release(&lock.digest, &owner).await;
