@@ -109,13 +109,36 @@ impl ActiveAnswer {
 
     /// `aud` as a string or an array of strings.
     pub fn audiences(&self) -> Vec<&str> {
-        match self.members.get("aud") {
-            Some(serde_json::Value::String(s)) => vec![s.as_str()],
-            Some(serde_json::Value::Array(items)) => {
-                items.iter().filter_map(serde_json::Value::as_str).collect()
-            }
-            _ => Vec::new(),
-        }
+        jwt::audiences(self.members.get("aud"))
+    }
+
+    /// The token's subject by the [`jwt::subject`] rule: `sub`, else the
+    /// resource owner (`owner_claim`), else the client of a token with no
+    /// resource owner.
+    ///
+    /// # Errors
+    ///
+    /// [`jwt::SubjectError`] when none applies.
+    pub fn subject(
+        &self,
+        owner_claim: &str,
+    ) -> Result<std::borrow::Cow<'_, str>, jwt::SubjectError> {
+        jwt::subject(|name| self.members.get(name), owner_claim)
+    }
+
+    /// What the AS said about the token, as claims: every member (and
+    /// `exp`), with `sub` set by the subject rule when the answer has none.
+    /// An API's rules read these, never the JWT the plugin mints from them.
+    ///
+    /// # Errors
+    ///
+    /// [`AnswerError::BadMember`] for an `exp` that is not a NumericDate
+    /// (refused when the answer was read, so not in practice).
+    pub fn claims(&self, owner_claim: &str) -> Result<jwt::Claims, AnswerError> {
+        let mut claims = jwt::Claims::from_map(self.members.clone())
+            .map_err(|_| AnswerError::BadMember("exp".to_owned()))?;
+        claims.fill_subject(owner_claim);
+        Ok(claims)
     }
 }
 
@@ -154,6 +177,11 @@ pub enum AnswerError {
     /// `VERIFY_JWT=true`: the JWT to forward did not verify.
     #[error("the authorization server's JWT failed verification: {0}")]
     Unverified(verify::JwtRejected),
+    /// An active answer that is not signed (or not verified) where the
+    /// operator asked for signed answers (RFC 9701) or verified JWTs: it
+    /// could come from anyone on the path, so it never allows a request.
+    #[error("an unsigned {0} answer claims the token is active, but signed answers are required")]
+    Unsigned(&'static str),
 }
 
 /// Reads an RFC 7662 JSON body.

@@ -20,6 +20,7 @@ use crate::cache::{Cached, Lookup, TokenCache, TtlPolicy, unix_now};
 use crate::config::Config;
 use crate::fleet::{Fleet, FleetPurge};
 use crate::introspect::{ClientBuildError, IntrospectError, Introspection, IntrospectionClient};
+use crate::jwt::Binding;
 use crate::metrics::{CacheLookup, Metrics};
 use crate::token::{BearerToken, SessionKeys, TokenDigest, TokenError, extract_bearer};
 use crate::trace::TraceContext;
@@ -45,6 +46,9 @@ pub struct Authorizer {
     keys: SessionKeys,
     max_token_bytes: usize,
     revalidate_after: Option<Duration>,
+    /// Accept tokens bound in a way the plugin cannot check as bearer
+    /// tokens (`ALLOW_UNCHECKED_BINDINGS`).
+    allow_unchecked_bindings: bool,
     metrics: Arc<Metrics>,
     /// The fleet's shared cache, when `REDIS_URL` is set.
     fleet: Option<Fleet>,
@@ -69,6 +73,7 @@ impl Authorizer {
             keys: SessionKeys::new(config.session.key_secret.expose().as_bytes()),
             max_token_bytes: config.max_token_bytes,
             revalidate_after: config.cache.revalidate_after,
+            allow_unchecked_bindings: config.introspection.any_as.allow_unchecked_bindings,
             metrics,
             fleet: None,
         })
@@ -165,10 +170,14 @@ impl Authorizer {
         trace: Option<&TraceContext>,
     ) -> Verdict {
         let mut verdict = self.authorize(header, trace).await;
-        if let Ok(grant) = &verdict.result
-            && let Err(refused) = bind(grant)
-        {
-            verdict.result = Err(refused);
+        if let Ok(grant) = &verdict.result {
+            // A binding the plugin cannot check (mutual TLS, RFC 8705) is
+            // not a bearer token: refused, unless the operator said so.
+            if grant.claims.binding() == Binding::Unchecked && !self.allow_unchecked_bindings {
+                verdict.result = Err(Denial::InvalidToken(InvalidToken::UncheckedBinding));
+            } else if let Err(refused) = bind(grant) {
+                verdict.result = Err(refused);
+            }
         }
         if let Ok(grant) = &verdict.result {
             match rules.check(&grant.claims) {
@@ -184,9 +193,18 @@ impl Authorizer {
                 Err(refused) => verdict.result = Err(refused.into()),
             }
         }
+        // An API's own audience is signed only into a JWT the plugin minted,
+        // and only for a token meant for it: an AS's JWT goes as it is, and
+        // a token the AS issued for other resources is not re-signed for
+        // this one.
         if let (Ok(grant), Some(audience)) = (&verdict.result, &rules.minted_audience)
+            && grant.minted()
             && let Some(minter) = self.client.minter()
         {
+            if !grant.meant_for(audience, rules.required_audience.is_some()) {
+                verdict.result = Err(Denial::InvalidToken(InvalidToken::WrongAudience));
+                return verdict;
+            }
             match grant.for_audience(audience, |jwt| {
                 minter
                     .remint(jwt, audience, unix_now().as_secs())
@@ -281,19 +299,9 @@ impl Authorizer {
                 None => Ok(to_cached(introspect().await?)),
             }
         };
-        // A cached JWT is forwarded only before its exp minus the skew, the
-        // end the TTL rule gave its entry (a step of the wall clock could
-        // outrun the entry's timer): past that, it is asked for again.
-        let now = unix_now();
-        let valid = |cached: &Cached<Answer>| {
-            cached
-                .value
-                .as_ref()
-                .is_none_or(|grant| self.ttl.forwardable(grant.claims.exp, now))
-        };
         let (answer, lookup) = match self
             .cache
-            .get_valid_or_fetch::<IntrospectError, _>(key, valid, fetch)
+            .get_or_fetch::<IntrospectError, _>(key, fetch)
             .await
         {
             Ok(found) => found,
@@ -308,9 +316,12 @@ impl Authorizer {
             (Lookup::Fetched, _) => CacheLookup::Miss,
             (Lookup::Coalesced, _) => CacheLookup::Coalesced,
         });
-        // A hit was forwardable above, so it has not expired either.
+        let now = unix_now();
+        // Revalidation is for grants still served: one in its last seconds
+        // is refused below whatever the AS would say now.
         if lookup == Lookup::Hit
             && let Some(grant) = &answer.value
+            && self.ttl.forwardable(grant.claims.exp, now)
         {
             match self.revalidation_due(grant) {
                 None => {}
@@ -321,15 +332,10 @@ impl Authorizer {
                 }
             }
         }
-        let now = if lookup == Lookup::Hit {
-            now
-        } else {
-            unix_now()
-        };
         Verdict {
             digest: Some(digest),
             lookup: Some(lookup),
-            result: judge(&answer.value, now),
+            result: self.judge(&answer.value, now),
         }
     }
 
@@ -345,11 +351,24 @@ impl Authorizer {
         match answer {
             Introspection::Active(active) => {
                 let now = unix_now();
-                let ttl = self.ttl.for_answer(active.claims.exp, &active.cache, now);
-                let due = self.revalidate_after.map_or(ttl, |after| ttl.min(after));
+                let exp = active.claims.exp;
+                let ttl = self.ttl.for_answer(exp, &active.cache, now);
+                // Tyk's id_extractor may answer from its own cache until
+                // then: never while the plugin itself would refuse the JWT
+                // (its last seconds), nor past a revalidation.
+                let due = [
+                    Some(ttl),
+                    self.ttl.forwardable_for(exp, now),
+                    self.revalidate_after,
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(ttl);
                 let grant = Grant::new(
                     &active.jwt,
                     &active.claims,
+                    active.minted,
                     self.keys.session_key(digest),
                     (now + due).as_secs(),
                 );
@@ -378,14 +397,17 @@ impl Authorizer {
     }
 }
 
-/// The decision for an answer at `now`: inactive, expired (the AS answered
-/// with a JWT whose `exp` has passed), or the grant.
-fn judge(answer: &Answer, now: Duration) -> Result<Arc<Grant>, Denial> {
-    match answer {
-        None => Err(Denial::InvalidToken(InvalidToken::Inactive)),
-        Some(grant) if grant.claims.exp.is_some_and(|exp| exp <= now.as_secs()) => {
-            Err(Denial::InvalidToken(InvalidToken::Expired))
+impl Authorizer {
+    /// The decision for an answer at `now`: inactive; expired (its `exp`
+    /// has passed, or it is in its last `CLOCK_SKEW_SECONDS`: see
+    /// [`TtlPolicy::forwardable`]); or the grant.
+    fn judge(&self, answer: &Answer, now: Duration) -> Result<Arc<Grant>, Denial> {
+        match answer {
+            None => Err(Denial::InvalidToken(InvalidToken::Inactive)),
+            Some(grant) if !self.ttl.forwardable(grant.claims.exp, now) => {
+                Err(Denial::InvalidToken(InvalidToken::Expired))
+            }
+            Some(grant) => Ok(Arc::clone(grant)),
         }
-        Some(grant) => Ok(Arc::clone(grant)),
     }
 }

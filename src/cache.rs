@@ -52,22 +52,38 @@ impl TtlPolicy {
         self.active(exp, directives.limit(self.honor_no_store), now)
     }
 
-    /// Whether a cached JWT expiring at `exp` may still be forwarded at
-    /// `now`: before `exp` minus the clock skew, the end the TTL rule gives
-    /// its entry. (A JWT without `exp` lives by its entry alone.)
+    /// Whether a JWT expiring at `exp` may still be forwarded at `now`:
+    /// before `exp` minus the clock skew. In the last `clock_skew` of a
+    /// token's life it is refused as expired (an upstream whose clock runs
+    /// ahead would refuse it anyway), from the cache and without asking the
+    /// AS again. (A JWT without `exp` lives by its entry alone.)
     pub fn forwardable(&self, exp: Option<u64>, now: Duration) -> bool {
         exp.is_none_or(|exp| Duration::from_secs(exp).saturating_sub(self.clock_skew) > now)
     }
 
-    /// TTL of an active answer: until `exp` minus the clock skew (applied once),
-    /// no longer than the configured cap or the AS's `max-age`. A JWT without
-    /// `exp` gets the short default, under the same caps. `now` is the time
-    /// since the unix epoch.
+    /// How much longer a JWT expiring at `exp` may be forwarded after `now`
+    /// (see [`TtlPolicy::forwardable`]); `None` without `exp`.
+    pub fn forwardable_for(&self, exp: Option<u64>, now: Duration) -> Option<Duration> {
+        exp.map(|exp| {
+            Duration::from_secs(exp)
+                .saturating_sub(self.clock_skew)
+                .saturating_sub(now)
+        })
+    }
+
+    /// TTL of an active answer: until the token's `exp`, no longer than the
+    /// configured cap or the AS's `max-age`. A JWT without `exp` gets the
+    /// short default, under the same caps. `now` is the time since the unix
+    /// epoch.
+    ///
+    /// The entry outlives the time its JWT is forwarded by the clock skew
+    /// (see [`TtlPolicy::forwardable`]): so a token in its last seconds is
+    /// refused from the cache instead of being introspected on every
+    /// request, and at most one introspection (a first request in that
+    /// window) ever happens then.
     pub fn active(&self, exp: Option<u64>, max_age: Option<Duration>, now: Duration) -> Duration {
         let base = match exp {
-            Some(exp) => Duration::from_secs(exp)
-                .saturating_sub(self.clock_skew)
-                .saturating_sub(now),
+            Some(exp) => Duration::from_secs(exp).saturating_sub(now),
             None => self.default_ttl,
         };
         [Some(base), self.max_ttl, max_age]

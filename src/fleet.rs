@@ -12,12 +12,13 @@
 //! keyed digest of the token ([`Fleet::key`]), the one purge messages carry,
 //! so a purge heard from the fleet drops this replica's entry directly.
 //!
-//! What is stored (sealed under a key derived from the token, see
-//! [`crate::shared::seal`]) is the AS's answer: `A` followed by the JWT for an
-//! active token, `I` for an inactive one. The claims are read from the JWT
-//! again on a shared hit, as after an introspection. A token bound to a key
-//! (`cnf.jkt`, which a JSON answer may carry outside its JWT) is stored as
-//! `B`, the thumbprint, a space and the JWT, so the binding survives.
+//! What is stored (sealed, see [`crate::shared::seal`]) is the AS's answer:
+//! `I` for an inactive token; for an active one, `A`, a flags byte (the JWT
+//! was minted by the plugin), the length and JSON of what the AS said about
+//! the token (the claims every rule reads, [`Claims::summary`], `exp` and
+//! the key binding `cnf` among them), then the JWT to forward. The claims
+//! travel beside the JWT because an API's rules read what the AS said, not
+//! the JWT the plugin minted from it.
 
 use std::future::Future;
 use std::sync::{Mutex, PoisonError};
@@ -28,6 +29,7 @@ use tracing::debug;
 use crate::cache::Cached;
 use crate::config::SharedConfig;
 use crate::introspect::{ActiveToken, CacheDirectives, Introspection};
+use crate::jwt::Claims;
 use crate::shared::{
     FleetDigest, PurgeSubscription, SharedCache, SharedCacheError, SharedEntry, SharedLookup,
     Waited,
@@ -36,7 +38,8 @@ use crate::token::TokenDigest;
 
 const ACTIVE: u8 = b'A';
 const INACTIVE: u8 = b'I';
-const BOUND: u8 = b'B';
+/// In the flags byte: the JWT was minted by the plugin.
+const MINTED: u8 = 1;
 
 /// This replica's handle on the fleet.
 pub struct Fleet {
@@ -187,18 +190,15 @@ impl Fleet {
 fn payload(answer: &Introspection) -> Vec<u8> {
     match answer {
         Introspection::Active(active) => {
-            let jkt = active
-                .claims
-                .jkt()
-                .filter(|jkt| !jkt.is_empty() && !jkt.contains(' '));
-            let mut out = Vec::with_capacity(2 + active.jwt.len());
-            if let Some(jkt) = jkt {
-                out.push(BOUND);
-                out.extend_from_slice(jkt.as_bytes());
-                out.push(b' ');
-            } else {
-                out.push(ACTIVE);
-            }
+            let claims = serde_json::Value::Object(active.claims.summary().to_map()).to_string();
+            let length = u32::try_from(claims.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes();
+            let mut out = Vec::with_capacity(6 + claims.len() + active.jwt.len());
+            out.push(ACTIVE);
+            out.push(if active.minted { MINTED } else { 0 });
+            out.extend_from_slice(&length);
+            out.extend_from_slice(claims.as_bytes());
             out.extend_from_slice(active.jwt.as_bytes());
             out
         }
@@ -212,21 +212,28 @@ fn shared_answer(entry: &SharedEntry) -> Option<Introspection> {
     let (&kind, rest) = entry.payload.split_first()?;
     match kind {
         INACTIVE if rest.is_empty() => Some(Introspection::Inactive),
-        ACTIVE | BOUND => {
-            let rest = std::str::from_utf8(rest).ok()?;
-            let (jkt, jwt) = if kind == BOUND {
-                let (jkt, jwt) = rest.split_once(' ')?;
-                (Some(jkt), jwt)
-            } else {
-                (None, rest)
-            };
-            let mut claims = crate::jwt::parse(jwt).ok()?;
-            if let Some(jkt) = jkt {
-                claims.set("cnf", serde_json::json!({ "jkt": jkt }));
+        ACTIVE => {
+            let (&flags, rest) = rest.split_first()?;
+            if flags & !MINTED != 0 {
+                return None;
             }
+            let (length, rest) = rest.split_first_chunk::<4>()?;
+            let length = usize::try_from(u32::from_be_bytes(*length)).ok()?;
+            if length > rest.len() {
+                return None;
+            }
+            let (claims, jwt) = rest.split_at(length);
+            let claims = match serde_json::from_slice(claims).ok()? {
+                serde_json::Value::Object(map) => Claims::from_map(map).ok()?,
+                _ => return None,
+            };
+            let jwt = std::str::from_utf8(jwt).ok()?;
+            // The JWT is forwarded: it must be one.
+            crate::jwt::parse(jwt).ok()?;
             Some(Introspection::Active(ActiveToken {
                 jwt: jwt.to_owned(),
                 claims,
+                minted: flags & MINTED != 0,
                 cache: CacheDirectives {
                     max_age: Some(entry.ttl),
                     no_store: false,
@@ -247,70 +254,82 @@ fn within<T>(mut cached: Cached<T>, left: Duration) -> Cached<T> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_key_binding_outside_the_jwt_survives_the_shared_cache() {
-        // The JWT itself carries no cnf: the binding came from a JSON answer.
-        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIiwiZXhwIjo0MDAwMDAwMDAwfQ.c2ln";
-        let Ok(mut claims) = crate::jwt::parse(jwt) else {
-            panic!("test JWT parses");
+    fn active(jwt: &str, claims: serde_json::Value, minted: bool) -> Introspection {
+        let serde_json::Value::Object(map) = claims else {
+            panic!("claims are an object");
         };
-        claims.set("cnf", serde_json::json!({ "jkt": "thumb-print_1" }));
-        let active = Introspection::Active(ActiveToken {
+        Introspection::Active(ActiveToken {
             jwt: jwt.to_owned(),
-            claims,
+            claims: Claims::from_map(map).unwrap(),
+            minted,
             cache: CacheDirectives::default(),
-        });
-        let stored = payload(&active);
-        assert_eq!(stored.first(), Some(&BOUND));
-        let entry = SharedEntry {
-            payload: stored,
+        })
+    }
+
+    fn entry(payload: Vec<u8>) -> SharedEntry {
+        SharedEntry {
+            payload,
             ttl: Duration::from_secs(7),
-        };
-        match shared_answer(&entry) {
-            Some(Introspection::Active(a)) => {
-                assert_eq!(a.jwt, jwt);
-                assert_eq!(
-                    a.claims.get("cnf").and_then(|c| c.get("jkt")),
-                    Some(&serde_json::json!("thumb-print_1"))
-                );
-            }
-            other => panic!("{other:?}"),
         }
-        let junk = SharedEntry {
-            payload: b"Bno-space".to_vec(),
-            ttl: Duration::from_secs(7),
-        };
-        assert_eq!(shared_answer(&junk), None);
     }
 
     #[test]
-    fn payloads_round_trip_and_junk_is_no_answer() {
-        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIiwiZXhwIjo0MDAwMDAwMDAwfQ.c2ln";
-        let Ok(claims) = crate::jwt::parse(jwt) else {
-            panic!("test JWT parses");
-        };
-        let active = Introspection::Active(ActiveToken {
-            jwt: jwt.to_owned(),
-            claims,
-            cache: CacheDirectives::default(),
+    fn what_the_as_said_travels_beside_the_jwt() {
+        // A minted JWT names our audience and a derived subject; the AS said
+        // otherwise, and bound the token outside any JWT.
+        let jwt = crate::jwt::for_test(
+            &serde_json::json!({"sub": "alice", "aud": "ours", "exp": 4_000_000_000u64}),
+        );
+        let said = serde_json::json!({
+            "sub": "alice", "username": "alice", "aud": "https://billing.example",
+            "scope": "read", "cnf": {"jkt": "thumb-print_1"}, "exp": 4_000_000_000u64,
         });
-        let entry = |payload: Vec<u8>| SharedEntry {
-            payload,
-            ttl: Duration::from_secs(7),
-        };
-        match shared_answer(&entry(payload(&active))) {
+        match shared_answer(&entry(payload(&active(&jwt, said, true)))) {
             Some(Introspection::Active(a)) => {
                 assert_eq!(a.jwt, jwt);
+                assert!(a.minted);
+                assert_eq!(a.claims.audiences(), ["https://billing.example"]);
+                assert_eq!(a.claims.jkt(), Some("thumb-print_1"));
+                assert_eq!(a.claims.exp, Some(4_000_000_000));
+                assert_eq!(a.claims.string("scope"), Some("read"));
+                assert_eq!(a.claims.get("username"), None, "only the summary is shared");
                 assert_eq!(a.cache.max_age, Some(Duration::from_secs(7)));
             }
             other => panic!("{other:?}"),
         }
+        let ready = active(&jwt, serde_json::json!({"sub": "alice"}), false);
+        match shared_answer(&entry(payload(&ready))) {
+            Some(Introspection::Active(a)) => assert!(!a.minted),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn payloads_round_trip_and_junk_is_no_answer() {
         assert_eq!(
             shared_answer(&entry(payload(&Introspection::Inactive))),
             Some(Introspection::Inactive)
         );
-        for junk in [&b""[..], b"X", b"Inot-empty", b"Anot-a-jwt", b"A\xff"] {
-            assert_eq!(shared_answer(&entry(junk.to_vec())), None, "{junk:?}");
+        let jwt = crate::jwt::for_test(&serde_json::json!({"sub": "a"}));
+        let good = payload(&active(&jwt, serde_json::json!({"sub": "a"}), false));
+        let mut bad_flags = good.clone();
+        bad_flags[1] = 0x80;
+        let mut long_length = good.clone();
+        long_length[2] = 0xff;
+        let mut not_a_jwt = good.clone();
+        not_a_jwt.truncate(good.len() - jwt.len());
+        not_a_jwt.extend_from_slice(b"not-a-jwt");
+        for junk in [
+            Vec::new(),
+            b"X".to_vec(),
+            b"Inot-empty".to_vec(),
+            b"A".to_vec(),
+            b"A\x00\x00\x00".to_vec(),
+            bad_flags,
+            long_length,
+            not_a_jwt,
+        ] {
+            assert_eq!(shared_answer(&entry(junk.clone())), None, "{junk:?}");
         }
     }
 }

@@ -70,6 +70,11 @@ pub struct IntrospectionClient {
     verifier: Option<answer::verify::JwtVerifier>,
     /// Signs the upstream JWT when the AS gives none.
     minter: Option<Minter>,
+    /// The claim naming the resource owner when an answer has no `sub`.
+    owner_claim: String,
+    /// `INTROSPECTION_ACCEPT` asks for RFC 9701 signed answers: no other
+    /// kind of answer may allow a request.
+    require_signed: bool,
     max_jwt_bytes: usize,
     timeout: Duration,
     /// Bounds introspections in flight; a miss waits at most `slot_wait`.
@@ -176,6 +181,7 @@ impl IntrospectionClient {
                         MintRules {
                             issuer: mint.issuer.clone(),
                             audience: mint.audience.clone(),
+                            owner_claim: any_as.owner_claim.clone(),
                             max_lifetime: mint.max_lifetime,
                             copy_claims: mint.copy_claims.clone(),
                         },
@@ -195,6 +201,8 @@ impl IntrospectionClient {
             signed,
             verifier,
             minter,
+            owner_claim: any_as.owner_claim.clone(),
+            require_signed: any_as.wants_signed(),
             max_jwt_bytes: config.max_jwt_bytes,
             timeout: config.timeout,
             slots: Semaphore::new(config.max_inflight),
@@ -382,6 +390,11 @@ impl IntrospectionClient {
 
     /// Turns a 200 answer into a verdict with a JWT to forward, by its media
     /// type (see the module docs).
+    ///
+    /// When the operator asked for signed answers (RFC 9701) or verified
+    /// JWTs (`VERIFY_JWT`), the `Content-Type` cannot choose a weaker path:
+    /// anyone on the path can send `application/json`. An answer that is not
+    /// signed and verified then means inactive or a fault, never an allow.
     async fn read_answer(
         &self,
         media: MediaType,
@@ -390,14 +403,23 @@ impl IntrospectionClient {
     ) -> Result<Introspection, IntrospectError> {
         let verdict = match media {
             MediaType::Jwt | MediaType::Other => {
-                let answer = classify_ok_body(body, cache)?;
+                let answer = classify_ok_body(body, cache, &self.owner_claim)?;
                 if let Introspection::Active(token) = &answer {
+                    if self.require_signed {
+                        return Err(IntrospectError::Answer(AnswerError::Unsigned("JWT")));
+                    }
                     self.verify_as_jwt(&token.jwt).await?;
                 }
                 return Ok(answer);
             }
-            MediaType::Json => answer::read_json(body, self.jwt_field.as_deref())
-                .map_err(IntrospectError::Answer)?,
+            MediaType::Json => {
+                let verdict = answer::read_json(body, self.jwt_field.as_deref())
+                    .map_err(IntrospectError::Answer)?;
+                if self.require_signed && matches!(verdict, Verdict::Active(_)) {
+                    return Err(IntrospectError::Answer(AnswerError::Unsigned("JSON")));
+                }
+                verdict
+            }
             MediaType::IntrospectionJwt => {
                 let Some((keys, rules)) = &self.signed else {
                     return Err(IntrospectError::SignedUnverifiable);
@@ -416,26 +438,48 @@ impl IntrospectionClient {
         let Verdict::Active(active) = verdict else {
             return Ok(Introspection::Inactive);
         };
-        let jwt = match &active.ready_jwt {
+        // The members of a JSON answer are only as trustworthy as the
+        // channel; those of an RFC 9701 answer are signed by the AS.
+        let signed = media == MediaType::IntrospectionJwt;
+        let mut claims = active
+            .claims(&self.owner_claim)
+            .map_err(IntrospectError::Answer)?;
+        let (jwt, minted) = match &active.ready_jwt {
             Some(jwt) => {
                 self.verify_as_jwt(jwt).await?;
-                jwt.clone()
+                if self.verifier.is_some() && !signed {
+                    // Under VERIFY_JWT, what the verified JWT says decides,
+                    // not the unsigned members around it; a binding in the
+                    // answer still applies (it can only restrict).
+                    let cnf = claims.get("cnf").filter(|c| c.is_object()).cloned();
+                    claims = jwt::parse(jwt).map_err(IntrospectError::NotJwt)?;
+                    claims.fill_subject(&self.owner_claim);
+                    if let Some(cnf) = cnf {
+                        claims.set("cnf", cnf);
+                    }
+                }
+                (jwt.clone(), false)
             }
             None => {
+                if self.verifier.is_some() && !signed {
+                    return Err(IntrospectError::Answer(AnswerError::Unsigned("JSON")));
+                }
                 let minter = self.minter.as_ref().ok_or(IntrospectError::NoJwt)?;
                 match minter.mint(&active, unix_now()) {
-                    Ok(minted) => minted.jwt,
+                    Ok(minted) => (minted.jwt, true),
                     Err(MintError::Expired) => return Ok(Introspection::Inactive),
                     Err(e) => return Err(IntrospectError::Mint(e.to_string())),
                 }
             }
         };
-        let mut claims = jwt::parse(&jwt).map_err(IntrospectError::NotJwt)?;
-        // The answer's key binding decides, whatever the JWT carries.
-        if let Some(cnf) = active.get("cnf").filter(|c| c.is_object()) {
-            claims.set("cnf", cnf.clone());
-        }
-        Ok(Introspection::Active(ActiveToken { jwt, claims, cache }))
+        // The forwarded JWT must be one, whoever made it.
+        jwt::parse(&jwt).map_err(IntrospectError::NotJwt)?;
+        Ok(Introspection::Active(ActiveToken {
+            jwt,
+            claims,
+            minted,
+            cache,
+        }))
     }
 }
 

@@ -149,13 +149,55 @@ impl Claims {
         self.values(name, comma_separated(name))
     }
 
-    /// Audiences: `aud` as a string or an array of strings.
+    /// Sets `sub` by the [`subject`] rule when these claims carry none (an
+    /// RFC 7662 answer naming the user in `username`): every identity rule
+    /// then reads one subject, whatever the AS's family. Claims that name no
+    /// subject are left as they are (minting refuses them; an AS's own JWT
+    /// is forwarded regardless).
+    pub fn fill_subject(&mut self, owner_claim: &str) {
+        if self.string("sub").is_some_and(|s| !s.is_empty()) {
+            return;
+        }
+        if let Ok(sub) = subject(|name| self.get(name), owner_claim) {
+            let sub = sub.into_owned();
+            self.set("sub", serde_json::Value::String(sub));
+        }
+    }
+
+    /// A JSON object of these claims (`exp` included when set).
+    pub fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut map: serde_json::Map<String, serde_json::Value> = self
+            .entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        if let Some(exp) = self.exp {
+            map.insert("exp".to_owned(), exp.into());
+        }
+        map
+    }
+
+    /// How the token is bound to a key (RFC 7800 `cnf`), as far as the
+    /// plugin can check it.
+    pub fn binding(&self) -> Binding<'_> {
+        match self.get("cnf") {
+            None | Some(serde_json::Value::Null) => Binding::None,
+            Some(serde_json::Value::Object(cnf)) => match (cnf.len(), cnf.get("jkt")) {
+                (0, _) => Binding::None,
+                (1, Some(serde_json::Value::String(jkt))) if !jkt.is_empty() => Binding::Jkt(jkt),
+                _ => Binding::Unchecked,
+            },
+            Some(_) => Binding::Unchecked,
+        }
+    }
+
     /// The key the token is bound to: `cnf.jkt` (RFC 7800 confirmation,
     /// the SHA-256 JWK thumbprint of RFC 9449 §6), when the answer has one.
     pub fn jkt(&self) -> Option<&str> {
         self.get("cnf")?.get("jkt")?.as_str()
     }
 
+    /// Audiences: `aud` as a string or an array of strings.
     pub fn audiences(&self) -> Vec<&str> {
         audiences(self.get("aud"))
     }
@@ -180,6 +222,21 @@ impl Claims {
             .map(|(k, v)| 24 + k.len() + value_len(v))
             .sum::<usize>()
     }
+}
+
+/// A token's key binding (RFC 7800 `cnf`), as the plugin can enforce it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding<'a> {
+    /// No `cnf`, or an empty one: a bearer token.
+    None,
+    /// DPoP (RFC 9449): the SHA-256 thumbprint of the proof key.
+    Jkt(&'a str),
+    /// A confirmation the plugin cannot check: a certificate thumbprint
+    /// (`x5t#S256`, RFC 8705 mutual TLS), a key (`jwk`, `jku`, `kid`), a
+    /// `jkt` that is not a string, or `jkt` beside any of these. Accepting
+    /// such a token as a bearer token would let a thief use it without the
+    /// key it is bound to.
+    Unchecked,
 }
 
 /// Checks that `jwt` is a compact JWS (`header.payload.signature`, each part
@@ -245,6 +302,64 @@ pub fn audiences(aud: Option<&serde_json::Value>) -> Vec<&str> {
         }
         _ => Vec::new(),
     }
+}
+
+/// RFC 7662's name for the resource owner: the default of
+/// `RESOURCE_OWNER_CLAIM`.
+pub const DEFAULT_RESOURCE_OWNER_CLAIM: &str = "username";
+
+/// Why no subject can be named for a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    /// The answer names a resource owner in a form that identifies nobody
+    /// (an empty string, an object): taking the client instead would give
+    /// every user of that client one identity.
+    #[error("the resource owner claim is not a usable identifier")]
+    UnusableOwner,
+    /// Neither `sub`, a resource owner, nor `client_id`.
+    #[error("the answer names no subject, resource owner or client")]
+    Nobody,
+}
+
+/// The subject of a token, from what the AS said about it (`get` reads one
+/// claim or answer member):
+///
+/// 1. `sub`, when it is a non-empty string;
+/// 2. else the resource owner: the claim `owner_claim` names (RFC 7662's
+///    `username` unless the operator names another), a non-empty string or
+///    a number's digits;
+/// 3. else, and only for a token with no resource owner at all (a client
+///    credentials grant), the client: `client_id`.
+///
+/// So two users of one client never share a subject, and with it a Tyk
+/// session key, rate limit or analytics identity.
+///
+/// # Errors
+///
+/// [`SubjectError`] when none applies.
+pub fn subject<'a>(
+    get: impl Fn(&str) -> Option<&'a serde_json::Value>,
+    owner_claim: &str,
+) -> Result<std::borrow::Cow<'a, str>, SubjectError> {
+    use std::borrow::Cow;
+    if let Some(sub) = get("sub").and_then(serde_json::Value::as_str)
+        && !sub.is_empty()
+    {
+        return Ok(Cow::Borrowed(sub));
+    }
+    match get(owner_claim) {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::String(owner)) if !owner.is_empty() => {
+            return Ok(Cow::Borrowed(owner));
+        }
+        Some(serde_json::Value::Number(n)) => return Ok(Cow::Owned(n.to_string())),
+        Some(_) => return Err(SubjectError::UnusableOwner),
+    }
+    get("client_id")
+        .and_then(serde_json::Value::as_str)
+        .filter(|c| !c.is_empty())
+        .map(Cow::Borrowed)
+        .ok_or(SubjectError::Nobody)
 }
 
 /// RFC 7519 NumericDate: seconds since the epoch, possibly with a fraction.

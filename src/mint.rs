@@ -5,9 +5,15 @@
 //! What must hold:
 //! - Header `typ: at+jwt`, `alg` fixed by the key, `kid` its thumbprint.
 //! - `iss` is the configured issuer (the plugin, not the AS: APIs verify
-//!   with our JWKS); `sub`, `client_id`, `scope` come from the answer; `aud`
-//!   is the configured audience or else the answer's; `iat` now; a fresh
+//!   with our JWKS); `client_id` and `scope` come from the answer; `sub` is
+//!   the token's subject by [`crate::jwt::subject`] (`sub`, else the resource
+//!   owner, else the client of a token without one); `iat` now; a fresh
 //!   random `jti`.
+//! - `aud` is never empty (RFC 9068 requires it) and never names an
+//!   audience the AS did not grant: the configured audience when the answer
+//!   names none (the token is not restricted to resources), the configured
+//!   audiences the answer also names when it names some, and otherwise the
+//!   answer's own audiences (see [`minted_audiences`]).
 //! - `exp` is never later than the token's own `exp`, and never more than
 //!   the configured lifetime ahead; an already expired token mints nothing.
 //! - Extra claims are copied only by name from the answer, and can never
@@ -23,6 +29,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use crate::answer::ActiveAnswer;
+use crate::jwt::SubjectError;
 use crate::keys::{KeyError, SigningKeys};
 
 /// RFC 9068 §2.1.
@@ -50,8 +57,12 @@ pub const AUTHENTICATION_CLAIMS: &[&str] = &["acr", "amr", "auth_time"];
 pub struct MintRules {
     /// `iss` of minted tokens (the URL the APIs know the gateway by).
     pub issuer: String,
-    /// `aud` of minted tokens; when empty, the answer's `aud` is used.
+    /// `aud` of minted tokens (`MINTED_AUDIENCE`), narrowed to what the AS
+    /// granted (see [`minted_audiences`]). Never empty.
     pub audience: Vec<String>,
+    /// The claim naming the resource owner when an answer has no `sub`
+    /// (`RESOURCE_OWNER_CLAIM`, RFC 7662's `username` by default).
+    pub owner_claim: String,
     /// The longest a minted token lives, even when the opaque token lives
     /// longer.
     pub max_lifetime: Duration,
@@ -69,10 +80,15 @@ pub enum MintError {
     ZeroLifetime,
     #[error("claim \"{0}\" is set by the minter and cannot be copied from the answer")]
     ReservedClaim(String),
-    /// The answer lacks what RFC 9068 requires (`sub` or `client_id`, `aud`):
-    /// a fault of the AS or of the configuration, not of the token.
+    #[error("the minted tokens' audience is empty")]
+    EmptyAudience,
+    /// The answer lacks what RFC 9068 requires (`client_id`): a fault of
+    /// the AS or of the configuration, not of the token.
     #[error("the introspection answer has no \"{0}\" to mint a token with")]
     MissingClaim(&'static str),
+    /// The answer names no subject (see [`crate::jwt::subject`]).
+    #[error(transparent)]
+    NoSubject(#[from] SubjectError),
     /// The answer's `exp` has passed: treat the token as inactive.
     #[error("the token has expired")]
     Expired,
@@ -114,6 +130,9 @@ impl Minter {
         if rules.issuer.trim().is_empty() {
             return Err(MintError::EmptyIssuer);
         }
+        if rules.audience.iter().all(|a| a.trim().is_empty()) {
+            return Err(MintError::EmptyAudience);
+        }
         if rules.max_lifetime < Duration::from_secs(1) {
             return Err(MintError::ZeroLifetime);
         }
@@ -137,8 +156,9 @@ impl Minter {
     /// # Errors
     ///
     /// [`MintError::Expired`] when the answer's `exp` has passed;
-    /// [`MintError::MissingClaim`] when it lacks `sub`/`client_id` or there is
-    /// no audience; [`MintError::Sign`] if signing fails.
+    /// [`MintError::MissingClaim`] when it lacks `client_id`;
+    /// [`MintError::NoSubject`] when it names no subject;
+    /// [`MintError::Sign`] if signing fails.
     pub fn mint(&self, answer: &ActiveAnswer, now: u64) -> Result<Minted, MintError> {
         let cap = now.saturating_add(self.rules.max_lifetime.as_secs());
         let exp = match answer.exp {
@@ -149,19 +169,10 @@ impl Minter {
         let client_id = answer
             .client_id()
             .ok_or(MintError::MissingClaim("client_id"))?;
-        // RFC 9068 §2.2: without a resource owner (client credentials) the
-        // subject is the client.
-        let sub = answer.sub().unwrap_or(client_id);
-        let audience: Vec<&str> = if self.rules.audience.is_empty() {
-            answer.audiences()
-        } else {
-            self.rules.audience.iter().map(String::as_str).collect()
-        };
-        let aud = match audience.as_slice() {
-            [] => return Err(MintError::MissingClaim("aud")),
-            [one] => Value::from(*one),
-            many => Value::from(many.to_vec()),
-        };
+        // RFC 9068 §2.2: the resource owner, and the client only for a token
+        // without one (client credentials).
+        let sub = answer.subject(&self.rules.owner_claim)?;
+        let aud = audience_claim(&minted_audiences(&self.rules.audience, &answer.audiences()));
 
         let mut claims = Map::new();
         let copied = AUTHENTICATION_CLAIMS
@@ -179,7 +190,7 @@ impl Minter {
             claims.insert("cnf".into(), cnf.clone());
         }
         claims.insert("iss".into(), self.rules.issuer.clone().into());
-        claims.insert("sub".into(), sub.into());
+        claims.insert("sub".into(), Value::from(sub.into_owned()));
         claims.insert("client_id".into(), client_id.into());
         claims.insert("aud".into(), aud);
         claims.insert("iat".into(), now.into());
@@ -237,6 +248,38 @@ impl Minter {
         jsonwebtoken::decode::<Map<String, Value>>(jwt, &decoding, &validation)
             .ok()
             .map(|data| data.claims)
+    }
+}
+
+/// The audiences a minted JWT names, given the `configured` ones and those
+/// the AS `granted` (the answer's `aud`): RFC 8707 lets an AS restrict a
+/// token to resources, and a JWT signed by the plugin must not widen that.
+///
+/// - The AS named none: the token is not restricted; `configured`.
+/// - It named some of `configured`: those.
+/// - It named only others: its own, so the JWT goes to the resources the
+///   token is for and an API that expects a configured audience refuses it.
+pub fn minted_audiences<'a>(configured: &'a [String], granted: &[&'a str]) -> Vec<&'a str> {
+    if granted.is_empty() {
+        return configured.iter().map(String::as_str).collect();
+    }
+    let both: Vec<&str> = configured
+        .iter()
+        .map(String::as_str)
+        .filter(|c| granted.contains(c))
+        .collect();
+    if both.is_empty() {
+        granted.to_vec()
+    } else {
+        both
+    }
+}
+
+/// `aud` as RFC 7519 writes it: one string, or an array of several.
+fn audience_claim(audiences: &[&str]) -> Value {
+    match audiences {
+        [one] => Value::from(*one),
+        many => Value::from(many.to_vec()),
     }
 }
 

@@ -113,7 +113,8 @@ async fn no_token_jwt_or_secret_reaches_the_logs_at_trace_level() {
     let verifying = spawn_app_with(|s| {
         s.env("VERIFY_JWT", "true")
             .env("INTROSPECTION_JWKS_URL", &jwks_url)
-            .env("JWT_ISSUER", "https://idsvr.test/oauth/v2/oauth-anonymous");
+            .env("JWT_ISSUER", "https://idsvr.test/oauth/v2/oauth-anonymous")
+            .env("JWT_AUDIENCE", "orders-api");
     })
     .await;
     verifying.fake_as.script(

@@ -214,6 +214,7 @@ async fn json_introspection_of_a_user_token_is_active_with_the_real_claims() {
             audience: vec!["orders-api".into()],
             max_lifetime: Duration::from_secs(60),
             copy_claims: vec!["acr".into(), "department".into()],
+            owner_claim: "username".into(),
         },
     )
     .expect("rules are valid");

@@ -58,6 +58,9 @@ struct ProxyState {
     /// `Cache-Control` of every introspection answer, as the server sent it.
     cache_control: Arc<Mutex<Vec<String>>>,
     tamper: Arc<AtomicBool>,
+    /// Replace each signed answer with the same statement in plain JSON, as
+    /// anyone on the path could.
+    downgrade: Arc<AtomicBool>,
 }
 
 struct Proxy {
@@ -75,6 +78,7 @@ impl Proxy {
             introspections: Arc::default(),
             cache_control: Arc::default(),
             tamper: Arc::default(),
+            downgrade: Arc::default(),
         };
         let app = axum::Router::new()
             .fallback(forward)
@@ -141,6 +145,14 @@ async fn forward(
             // One character in the middle of the signature.
             let at = body.len() - 10;
             body[at] = if body[at] == b'A' { b'B' } else { b'A' };
+        }
+        if signed && state.downgrade.load(Ordering::SeqCst) {
+            let claims: serde_json::Value = jsonwebtoken::dangerous::insecure_decode_claims(
+                std::str::from_utf8(&body).unwrap(),
+            )
+            .unwrap();
+            body = claims["token_introspection"].to_string().into_bytes();
+            out_headers.insert("content-type", "application/json".parse().unwrap());
         }
     }
     (status, out_headers, body).into_response()
@@ -379,6 +391,22 @@ async fn signed_answers_are_verified_with_discovered_keys_and_a_tampered_one_is_
     assert_eq!(outcome.status(), 502, "{:?}", outcome.client);
     assert!(outcome.upstream.is_none(), "never an allow");
     assert_eq!(proxy.introspections(), 3);
+
+    // The same statement as plain JSON (anyone on the path can send
+    // application/json): with signed answers configured it cannot allow,
+    // and an inactive one is still an ordinary 401.
+    proxy.state.tamper.store(false, Ordering::SeqCst);
+    proxy.state.downgrade.store(true, Ordering::SeqCst);
+    let downgraded = provider
+        .issue_token(serde_json::json!({"sub": "erin"}))
+        .await;
+    let outcome = plugin.get(&downgraded).await;
+    assert_eq!(outcome.status(), 502, "{:?}", outcome.client);
+    assert!(outcome.upstream.is_none(), "never an allow");
+    let gone = provider.client_credentials_token("orders:read").await;
+    assert_eq!(provider.revoke(&gone).await, 200);
+    assert_eq!(plugin.get(&gone).await.status(), 401);
+    assert_eq!(proxy.introspections(), 5);
 }
 
 #[tokio::test]
@@ -534,27 +562,50 @@ async fn step_up_uses_the_acr_and_auth_time_the_server_puts_in_its_answers() {
 }
 
 #[tokio::test]
-async fn verify_jwt_with_discovered_keys_leaves_the_plugins_own_minted_jwts_alone() {
-    // node-oidc-provider hands no JWT to forward (JSON and RFC 9701 only):
-    // against it, VERIFY_JWT can only show that discovery supplies the keys
-    // and that minted JWTs, signed by the plugin, are not checked against
-    // the AS's keys (they would fail). The verification itself is tested
-    // with the fake AS (tests/it/verify_jwt.rs).
+async fn verify_jwt_allows_only_what_the_real_server_signed() {
+    // node-oidc-provider hands no JWT to forward (JSON and RFC 9701 only),
+    // so what VERIFY_JWT can verify from it is its signed answers.
     let provider = OidcProvider::start().await;
+    let proxy = Proxy::start(&provider.issuer).await;
     let dir = tempfile::tempdir().unwrap();
     let mut env = base_env(&provider);
     env.insert("ISSUER".into(), provider.issuer.clone());
-    env.insert(
-        "INTROSPECTION_URL".into(),
-        provider.introspection_endpoint(),
-    );
-    env.insert("INTROSPECTION_ACCEPT".into(), "application/json".into());
+    env.insert("INTROSPECTION_URL".into(), proxy.introspection_url());
     env.insert("SIGNING_KEY_FILE".into(), signing_key(&dir));
     env.insert("VERIFY_JWT".into(), "true".into());
+    env.insert("JWT_AUDIENCE".into(), MINTED_AUDIENCE.into());
+
+    // Plain JSON carries nothing to verify: refused at start-up, by name.
+    env.insert("INTROSPECTION_ACCEPT".into(), "application/json".into());
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let problems = Config::from_source(&MapSource::new(&pairs))
+        .expect_err("nothing would be verified")
+        .problems
+        .join("; ");
+    assert!(problems.contains("INTROSPECTION_JWT_FIELD"), "{problems}");
+
+    // Signed answers: verified with the discovered keys; the JWT the plugin
+    // mints from them is its own and is not checked against the AS's keys.
+    env.insert(
+        "INTROSPECTION_ACCEPT".into(),
+        "application/token-introspection+jwt".into(),
+    );
+    env.insert("INTROSPECTION_SIGNING_ALGS".into(), "ES256".into());
     let plugin = start_plugin(&env).await;
     let token = provider
         .issue_token(serde_json::json!({"sub": "ivy"}))
         .await;
     let (_, claims) = upstream_jwt(&plugin, &plugin.get(&token).await).await;
     assert_eq!(claims["sub"], "ivy");
+
+    // The same statement sent unsigned, as anyone on the path could: the
+    // real server's own answer, and still never an allow.
+    proxy.state.downgrade.store(true, Ordering::SeqCst);
+    let other = provider
+        .issue_token(serde_json::json!({"sub": "jay"}))
+        .await;
+    let outcome = plugin.get(&other).await;
+    assert_eq!(outcome.status(), 502, "{:?}", outcome.client);
+    assert!(outcome.upstream.is_none());
+    assert_eq!(proxy.introspections(), 2);
 }

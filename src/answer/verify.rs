@@ -5,9 +5,13 @@
 //! - The signature verifies with the AS's JWKS ([`AsKeySet`]: the key fixes
 //!   the algorithm, an unknown `kid` refetches at most once per interval),
 //!   with an algorithm from the allow-list; `none` and `HS*` never verify.
-//! - `iss` is the expected issuer; `aud` contains the expected audience when
-//!   one is configured; `exp` is present and not past, `nbf` (if present)
-//!   not in the future, both with the clock skew.
+//! - The JOSE `typ` is one of those configured (`at+jwt` by default, RFC
+//!   9068 §4), so an ID token or another kind of JWT signed by the same AS
+//!   is not taken for an access token.
+//! - `iss` is the expected issuer; `aud` contains the configured audience
+//!   (required; only an explicit `JWT_AUDIENCE=*` waives it); `exp` is
+//!   present and not past, `nbf` (if present) not in the future, both with
+//!   the clock skew.
 //! - Verification happens once, when the answer arrives, before it is
 //!   cached; a JWT that fails is a fault of the AS ([`JwtRejected`] inside
 //!   an [`AnswerError`](super::AnswerError)), never forwarded nor cached.
@@ -24,6 +28,8 @@ use crate::jwt::{audiences, numeric_date};
 pub enum JwtRejected {
     #[error("{0}")]
     Signature(VerifyError),
+    #[error("the JWT's \"typ\" is not one of those accepted")]
+    WrongType,
     #[error("the JWT is from another issuer")]
     WrongIssuer,
     #[error("the JWT is not addressed to the configured audience")]
@@ -60,6 +66,15 @@ impl JwtVerifier {
             .verify(jwt, &self.rules.algorithms)
             .await
             .map_err(JwtRejected::Signature)?;
+        if let Some(types) = &self.rules.types
+            && !verified
+                .header
+                .typ
+                .as_deref()
+                .is_some_and(|typ| types.iter().any(|t| same_media_type(t, typ)))
+        {
+            return Err(JwtRejected::WrongType);
+        }
         let claims = verified.claims;
         if claims.get("iss").and_then(serde_json::Value::as_str) != Some(&self.rules.issuer) {
             return Err(JwtRejected::WrongIssuer);
@@ -88,6 +103,19 @@ impl JwtVerifier {
         }
         Ok(())
     }
+}
+
+/// Two JOSE `typ` values name the same media type: compared without case,
+/// with the `application/` prefix optional (RFC 7515 §4.1.9).
+fn same_media_type(a: &str, b: &str) -> bool {
+    fn essence(t: &str) -> &str {
+        let t = t.trim();
+        match t.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &t[12..],
+            _ => t,
+        }
+    }
+    essence(a).eq_ignore_ascii_case(essence(b))
 }
 
 #[cfg(test)]

@@ -40,8 +40,12 @@ pub enum InvalidToken {
     Inactive,
     /// The AS answered with a JWT whose `exp` has passed.
     Expired,
-    /// Its `aud` does not name this API.
+    /// Its `aud` does not name this API, or the AS issued it for other
+    /// resources than the audience this API's JWTs are minted for.
     WrongAudience,
+    /// It is bound to a key in a way the plugin cannot check (e.g. a
+    /// mutual-TLS certificate thumbprint).
+    UncheckedBinding,
 }
 
 impl InvalidToken {
@@ -52,6 +56,7 @@ impl InvalidToken {
             InvalidToken::Inactive => "inactive",
             InvalidToken::Expired => "expired",
             InvalidToken::WrongAudience => "audience",
+            InvalidToken::UncheckedBinding => "unchecked_binding",
         }
     }
 }

@@ -13,9 +13,14 @@ use crate::token::SESSION_KEY_PREFIX;
 pub struct Grant {
     /// `Bearer <JWT>`, the upstream `Authorization` value.
     authorization: Box<str>,
-    /// The claims every request reads ([`Claims::summary`]); the others are
-    /// read from the JWT again when an API's rules ask for them.
+    /// What the AS said about the token: the claims every request reads
+    /// ([`Claims::summary`]). An API's rules check these, never the JWT the
+    /// plugin minted; the others are read again when an API's identity rules
+    /// ask for them (see [`Grant::full_claims`]).
     pub claims: Claims,
+    /// The plugin minted the JWT, so it may mint it again for an API's own
+    /// audience; an AS's JWT is forwarded as it is.
+    minted: bool,
     /// Tyk's per-token session key (`metadata["token"]` unless the API keys
     /// sessions by a claim).
     pub session_key: Box<str>,
@@ -69,11 +74,18 @@ const GRANT_OVERHEAD: usize = 640;
 pub const NEGATIVE_ENTRY_BYTES: u32 = 420;
 
 impl Grant {
-    pub(crate) fn new(jwt: &str, claims: &Claims, session_key: String, cached_until: u64) -> Self {
+    pub(crate) fn new(
+        jwt: &str,
+        claims: &Claims,
+        minted: bool,
+        session_key: String,
+        cached_until: u64,
+    ) -> Self {
         let now = millis_since_start();
         Grant {
             authorization: format!("{BEARER_PREFIX}{jwt}").into_boxed_str(),
             claims: claims.summary(),
+            minted,
             session_key: session_key.into_boxed_str(),
             cached_until,
             fetched_at: now,
@@ -99,12 +111,15 @@ impl Grant {
         let Some(jwt) = remint(self.jwt())? else {
             return Ok(None);
         };
-        let Ok(claims) = crate::jwt::parse(&jwt) else {
+        if crate::jwt::parse(&jwt).is_err() {
             return Ok(None);
-        };
+        }
+        // The copy differs from this grant in its JWT only: what the AS
+        // said stays what it said.
         let copy = Arc::new(Grant::new(
             &jwt,
-            &claims,
+            &self.claims,
+            self.minted,
             self.session_key.to_string(),
             self.cached_until,
         ));
@@ -147,11 +162,32 @@ impl Grant {
         &self.authorization[BEARER_PREFIX.len()..]
     }
 
-    /// All the JWT's claims, read again from the JWT (it was checked when it
-    /// was cached, so this cannot fail short of memory corruption; an empty
-    /// set is the fallback).
+    /// Whether the plugin minted the JWT.
+    pub fn minted(&self) -> bool {
+        self.minted
+    }
+
+    /// Whether the token is meant for `audience`, an API's own name for the
+    /// JWTs minted for it: the AS restricted it to no audience (RFC 8707),
+    /// or named this one, or `accepted` (the API's `required_audience`,
+    /// which the token's audiences were checked to contain).
+    pub fn meant_for(&self, audience: &str, accepted: bool) -> bool {
+        let granted = self.claims.audiences();
+        granted.is_empty() || accepted || granted.contains(&audience)
+    }
+
+    /// All the claims an identity rule may read: the JWT's, read again (it
+    /// was checked when it was cached, so this cannot fail short of memory
+    /// corruption; an empty set is the fallback), with what the AS said
+    /// ([`Grant::claims`]) over them. For a minted JWT the others are the
+    /// ones `MINTED_CLAIMS` copied from the answer.
     pub fn full_claims(&self) -> Claims {
-        crate::jwt::parse(self.jwt()).unwrap_or_default()
+        let mut all = crate::jwt::parse(self.jwt()).unwrap_or_default();
+        for (name, value) in self.claims.to_map() {
+            all.set(&name, value);
+        }
+        all.exp = self.claims.exp.or(all.exp);
+        all
     }
 
     /// The short identifier used in log lines (the session key's first hex

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tracing::debug;
 
 use super::grant::millis_since_start;
-use super::{Authorizer, Denial, Grant, Verdict, judge, millis};
+use super::{Authorizer, Denial, Grant, Verdict, millis};
 use crate::cache::{Cached, unix_now};
 use crate::introspect::{IntrospectError, Introspection};
 use crate::metrics::Revalidation;
@@ -158,7 +158,7 @@ impl Authorizer {
             Ok((answer, lookup)) => Verdict {
                 digest: Some(digest),
                 lookup: Some(lookup),
-                result: judge(&answer.value, unix_now()),
+                result: self.judge(&answer.value, unix_now()),
             },
             Err(e) => Verdict::denied(Some(digest), Denial::Introspection(e)),
         }

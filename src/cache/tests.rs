@@ -15,12 +15,17 @@ fn policy() -> TtlPolicy {
 const NOW: Duration = Duration::from_secs(1_800_000_000);
 
 #[test]
-fn ttl_runs_to_exp_minus_skew_applied_once() {
+fn ttl_runs_to_exp_and_forwarding_to_exp_minus_skew() {
     let exp = NOW.as_secs() + 3600;
     assert_eq!(
         policy().active(Some(exp), None, NOW),
-        Duration::from_secs(3570)
+        Duration::from_secs(3600)
     );
+    assert_eq!(
+        policy().forwardable_for(Some(exp), NOW),
+        Some(Duration::from_secs(3570))
+    );
+    assert_eq!(policy().forwardable_for(None, NOW), None);
 }
 
 #[test]
@@ -29,19 +34,27 @@ fn ttl_is_measured_from_fractional_now() {
     let exp = NOW.as_secs() + 100;
     assert_eq!(
         policy().active(Some(exp), None, now),
-        Duration::from_millis(69_600)
+        Duration::from_millis(99_600)
+    );
+    assert_eq!(
+        policy().forwardable_for(Some(exp), now),
+        Some(Duration::from_millis(69_600))
     );
 }
 
 #[test]
-fn tokens_inside_the_skew_or_expired_are_not_kept() {
+fn tokens_inside_the_skew_are_kept_to_their_end_and_expired_ones_not_at_all() {
+    // Kept (so the next requests are refused without asking the AS), but
+    // never forwarded.
+    let in_skew = NOW.as_secs() + 10;
     assert_eq!(
-        policy().active(Some(NOW.as_secs() + 30), None, NOW),
-        Duration::ZERO
+        policy().active(Some(in_skew), None, NOW),
+        Duration::from_secs(10)
     );
+    assert!(!policy().forwardable(Some(in_skew), NOW));
     assert_eq!(
-        policy().active(Some(NOW.as_secs() + 10), None, NOW),
-        Duration::ZERO
+        policy().forwardable_for(Some(in_skew), NOW),
+        Some(Duration::ZERO)
     );
     assert_eq!(
         policy().active(Some(NOW.as_secs() - 10), None, NOW),
@@ -64,7 +77,7 @@ fn ttl_is_capped_by_the_configured_maximum_and_max_age() {
     );
     assert_eq!(
         policy().active(exp, Some(Duration::from_secs(7200)), NOW),
-        Duration::from_secs(3570)
+        Duration::from_secs(3600)
     );
     assert_eq!(
         policy().active(exp, Some(Duration::ZERO), NOW),
@@ -95,7 +108,7 @@ fn no_store_limits_the_ttl_only_when_honoured() {
     };
     assert_eq!(
         policy().for_answer(exp, &no_store, NOW),
-        Duration::from_secs(3570)
+        Duration::from_secs(3600)
     );
     let strict = TtlPolicy {
         honor_no_store: true,

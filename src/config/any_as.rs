@@ -48,7 +48,7 @@ pub enum ClientAuthMethod {
 pub struct MintConfig {
     pub key_file: PathBuf,
     pub issuer: String,
-    /// Empty: the answer's `aud`.
+    /// Never empty: RFC 9068 requires an `aud`, and an AS may send none.
     pub audience: Vec<String>,
     pub copy_claims: Vec<String>,
     pub max_lifetime: Duration,
@@ -70,6 +70,13 @@ pub struct AnyAsConfig {
     pub signing_algs: Vec<Algorithm>,
     pub mint: Option<MintConfig>,
     pub client_auth: ClientAuthMethod,
+    /// The member naming the resource owner when an answer has no `sub`
+    /// (see [`crate::jwt::subject`]).
+    pub owner_claim: String,
+    /// `ALLOW_UNCHECKED_BINDINGS`: a token bound in a way the plugin cannot
+    /// check (see [`crate::jwt::Binding::Unchecked`]) is accepted as a
+    /// bearer token instead of refused.
+    pub allow_unchecked_bindings: bool,
 }
 
 impl AnyAsConfig {
@@ -183,12 +190,20 @@ pub fn read(
                     }
                 },
             };
+            let audience: Vec<String> = raw(ENV_MINTED_AUDIENCE)
+                .map(|v| list(&v).map(str::to_owned).collect())
+                .unwrap_or_default();
+            if audience.is_empty() {
+                problems.push(format!(
+                    "{ENV_MINTED_AUDIENCE} is required with {ENV_SIGNING_KEY_FILE}: RFC 9068 \
+                     JWTs need an aud, and many authorization servers send none (an API's \
+                     config_data may still name its own minted_audience)"
+                ));
+            }
             Some(MintConfig {
                 key_file: PathBuf::from(key_file),
                 issuer,
-                audience: raw(ENV_MINTED_AUDIENCE)
-                    .map(|v| list(&v).map(str::to_owned).collect())
-                    .unwrap_or_default(),
+                audience,
                 copy_claims,
                 max_lifetime,
             })
@@ -224,8 +239,8 @@ pub fn read(
     if accept != MEDIA_JWT && mint.is_none() && jwt_field.is_none() {
         problems.push(format!(
             "{ENV_INTROSPECTION_ACCEPT}={accept} lets the authorization server answer without a JWT: \
-             set {ENV_SIGNING_KEY_FILE} (and {ENV_MINTED_ISSUER}) so the plugin can mint one, \
-             or {ENV_INTROSPECTION_JWT_FIELD} if the answer carries one"
+             set {ENV_SIGNING_KEY_FILE} (with {ENV_MINTED_ISSUER} and {ENV_MINTED_AUDIENCE}) so the \
+             plugin can mint one, or {ENV_INTROSPECTION_JWT_FIELD} if the answer carries one"
         ));
     }
     if accept == MEDIA_INTROSPECTION_JWT && issuer.is_none() {
@@ -237,6 +252,26 @@ pub fn read(
     // A missing INTROSPECTION_URL without ISSUER is reported with the other
     // required variables.
 
+    let owner_claim = raw(ENV_RESOURCE_OWNER_CLAIM)
+        .unwrap_or_else(|| crate::jwt::DEFAULT_RESOURCE_OWNER_CLAIM.to_owned());
+    if owner_claim == "sub"
+        || owner_claim
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        problems.push(format!(
+            "{ENV_RESOURCE_OWNER_CLAIM}={owner_claim:?}: expected one claim name other than sub"
+        ));
+    }
+
+    let allow_unchecked_bindings = match raw(ENV_ALLOW_UNCHECKED_BINDINGS) {
+        None => false,
+        Some(v) => parse::boolean(&v).unwrap_or_else(|why| {
+            problems.push(format!("{ENV_ALLOW_UNCHECKED_BINDINGS}={v:?}: {why}"));
+            false
+        }),
+    };
+
     if problems.is_empty() {
         Ok(AnyAsConfig {
             issuer,
@@ -247,6 +282,8 @@ pub fn read(
             signing_algs,
             mint,
             client_auth,
+            owner_claim,
+            allow_unchecked_bindings,
         })
     } else {
         Err(problems)

@@ -57,18 +57,22 @@ variables! {
     ENV_JWT_SIGNING_ALGS = "JWT_SIGNING_ALGS";
     /// The `iss` the AS's JWTs must carry (default: [`ENV_ISSUER`]).
     ENV_JWT_ISSUER = "JWT_ISSUER";
-    /// An `aud` the AS's JWTs must contain (no check when unset).
+    /// An `aud` the AS's JWTs must contain (required with [`ENV_VERIFY_JWT`]; `*` waives the check).
     ENV_JWT_AUDIENCE = "JWT_AUDIENCE";
+    /// The JOSE `typ` values accepted on the AS's JWTs (default `at+jwt`; `*` accepts any).
+    ENV_JWT_TYP = "JWT_TYP";
     /// PEM with the keys minted JWTs are signed with (the first signs, all are published).
     ENV_SIGNING_KEY_FILE = "SIGNING_KEY_FILE";
     /// The `iss` of minted JWTs.
     ENV_MINTED_ISSUER = "MINTED_ISSUER";
-    /// The `aud` of minted JWTs.
+    /// The `aud` of minted JWTs (required with [`ENV_SIGNING_KEY_FILE`]).
     ENV_MINTED_AUDIENCE = "MINTED_AUDIENCE";
     /// Claims copied from the answer into minted JWTs.
     ENV_MINTED_CLAIMS = "MINTED_CLAIMS";
     /// The longest life of a minted JWT (never past the token's).
     ENV_MINTED_MAX_LIFETIME_SECONDS = "MINTED_MAX_LIFETIME_SECONDS";
+    /// The answer member naming the resource owner when there is no `sub` (default `username`).
+    ENV_RESOURCE_OWNER_CLAIM = "RESOURCE_OWNER_CLAIM";
     /// `client_secret_basic` (default), `client_secret_post` or `private_key_jwt`.
     ENV_CLIENT_AUTH_METHOD = "CLIENT_AUTH_METHOD";
     /// PEM key that signs `private_key_jwt` assertions.
@@ -111,7 +115,7 @@ variables! {
     ENV_NEGATIVE_CACHE_SECONDS = "NEGATIVE_CACHE_SECONDS";
     /// Let the AS's `Cache-Control: no-store` keep answers out of the cache.
     ENV_HONOR_CACHE_CONTROL_NO_STORE = "HONOR_CACHE_CONTROL_NO_STORE";
-    /// A JWT is cached until its `exp` minus this.
+    /// Clock tolerance: a token is refused this long before its `exp` (from the cache, without asking the AS).
     ENV_CLOCK_SKEW_SECONDS = "CLOCK_SKEW_SECONDS";
     // Denials.
     /// The `realm` of the `WWW-Authenticate` challenge.
@@ -127,6 +131,8 @@ variables! {
     ENV_DPOP_NONCE = "DPOP_NONCE";
     /// Forward the `DPoP` header upstream instead of removing it.
     ENV_DPOP_FORWARD_PROOF = "DPOP_FORWARD_PROOF";
+    /// Accept tokens bound in a way the plugin cannot check (mTLS `x5t#S256`, ...) as unbound.
+    ENV_ALLOW_UNCHECKED_BINDINGS = "ALLOW_UNCHECKED_BINDINGS";
     // The Tyk session.
     /// Session rate limit: requests per period.
     ENV_SESSION_RATE = "SESSION_RATE";

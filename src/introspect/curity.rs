@@ -3,9 +3,12 @@
 use super::*;
 
 /// Reads a 200 body: a JWT (active), `{"active":false}` (inactive), or a fault.
+/// The JWT's claims are what the AS said; `sub` is filled in by the subject
+/// rule (`owner_claim`) when the JWT has none.
 pub(super) fn classify_ok_body(
     body: &[u8],
     cache: CacheDirectives,
+    owner_claim: &str,
 ) -> Result<Introspection, IntrospectError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| IntrospectError::NotJwt(JwtError::NotCompact))?
@@ -20,10 +23,12 @@ pub(super) fn classify_ok_body(
             _ => Err(IntrospectError::NotJwt(JwtError::NotCompact)),
         };
     }
-    let claims = jwt::parse(text).map_err(IntrospectError::NotJwt)?;
+    let mut claims = jwt::parse(text).map_err(IntrospectError::NotJwt)?;
+    claims.fill_subject(owner_claim);
     Ok(Introspection::Active(ActiveToken {
         jwt: text.to_owned(),
         claims,
+        minted: false,
         cache,
     }))
 }

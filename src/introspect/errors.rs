@@ -9,11 +9,20 @@ pub enum Introspection {
     Inactive,
 }
 
-/// An active token: the phantom JWT and what the plugin reads from it.
+/// An active token: the JWT to forward, and what the AS said about the
+/// token. The two are kept apart: an API's rules (scopes, audience, step-up,
+/// the key binding) read `claims`, never a JWT the plugin minted.
 #[derive(Clone, PartialEq)]
 pub struct ActiveToken {
+    /// The JWT to forward: the AS's own (Curity's answer, a ready JWT), or
+    /// one the plugin minted.
     pub jwt: String,
+    /// What the AS said: the claims of its JWT, or the members of its RFC
+    /// 7662 answer, with `sub` set by the subject rule when it sent none.
     pub claims: Claims,
+    /// Whether the plugin minted `jwt` (and may mint it again for an API's
+    /// own audience).
+    pub minted: bool,
     /// What the AS's caching headers said.
     pub cache: CacheDirectives,
 }
@@ -23,6 +32,7 @@ impl std::fmt::Debug for ActiveToken {
         f.debug_struct("ActiveToken")
             .field("jwt", &"[redacted]")
             .field("exp", &self.claims.exp)
+            .field("minted", &self.minted)
             .field("cache", &self.cache)
             .finish()
     }

@@ -144,7 +144,11 @@ fn pragma_no_cache_is_read_in_any_case_among_other_directives() {
 #[test]
 fn ok_bodies_are_classified() {
     let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjE5MDAwMDAwMDB9.c2ln";
-    match classify_ok_body(format!("{jwt}\r\n").as_bytes(), CacheDirectives::default()) {
+    match classify_ok_body(
+        format!("{jwt}\r\n").as_bytes(),
+        CacheDirectives::default(),
+        "username",
+    ) {
         Ok(Introspection::Active(active)) => {
             assert_eq!(active.jwt, jwt);
             assert_eq!(active.claims.exp, Some(1_900_000_000));
@@ -152,7 +156,11 @@ fn ok_bodies_are_classified() {
         other => panic!("expected active, got {other:?}"),
     }
     assert_eq!(
-        classify_ok_body(br#"{"active":false}"#, CacheDirectives::default()),
+        classify_ok_body(
+            br#"{"active":false}"#,
+            CacheDirectives::default(),
+            "username"
+        ),
         Ok(Introspection::Inactive)
     );
     for fault in [
@@ -165,7 +173,7 @@ fn ok_bodies_are_classified() {
     ] {
         assert!(
             matches!(
-                classify_ok_body(fault, CacheDirectives::default()),
+                classify_ok_body(fault, CacheDirectives::default(), "username"),
                 Err(IntrospectError::NotJwt(_))
             ),
             "{:?}",

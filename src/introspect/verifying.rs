@@ -72,6 +72,7 @@ mod tests {
         // jwks_uri (discovery left the JWKS URL unset).
         let source = MapSource::minimal("s3cr3t")
             .with("VERIFY_JWT", "true")
+            .with("JWT_AUDIENCE", "orders")
             .with("ISSUER", "https://as.example");
         assert!(matches!(
             client(source),
@@ -80,6 +81,7 @@ mod tests {
         let source = MapSource::minimal("s3cr3t")
             .with("VERIFY_JWT", "true")
             .with("INTROSPECTION_JWKS_URL", "https://as.example/jwks")
+            .with("JWT_AUDIENCE", "orders")
             .with("JWT_ISSUER", "https://as.example");
         let built = client(source).expect("keys and issuer known");
         assert!(built.verifier.is_some());

@@ -18,6 +18,7 @@ fn rules() -> MintRules {
         audience: vec!["orders-api".into()],
         max_lifetime: Duration::from_secs(300),
         copy_claims: vec!["acr".into(), "department".into(), "cnf".into()],
+        owner_claim: "username".into(),
     }
 }
 
@@ -117,7 +118,7 @@ fn minted_tokens_follow_rfc9068_and_verify_with_the_published_jwks_for_every_key
             .mint(
                 &answer(serde_json::json!({
                     "active": true, "sub": "alice", "client_id": "web", "scope": "orders:read",
-                    "exp": NOW + 120, "aud": "something-else", "acr": "2", "department": "ops",
+                    "exp": NOW + 120, "acr": "2", "department": "ops",
                     "auth_time": NOW - 30, "amr": ["pwd", "otp"],
                     "email": "alice@example.com", "iss": "https://as.example",
                 })),
@@ -205,22 +206,100 @@ fn subject_audience_and_jti_rules() {
         minter.mint(&no_client, NOW),
         Err(MintError::MissingClaim("client_id"))
     ));
+}
 
-    // No configured audience: the answer's, as it was (string or list).
-    let mut open = rules();
-    open.audience.clear();
-    let open = super::Minter::new(Arc::clone(&minter.keys), open).unwrap();
-    let listed = answer(serde_json::json!({"active": true, "client_id": "c", "aud": ["a1", "a2"]}));
-    let jwt = open.mint(&listed, NOW).unwrap().jwt;
-    let claims: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode(&jwt)
+#[test]
+fn the_subject_is_sub_else_the_resource_owner_and_the_client_only_without_one() {
+    let minter = minter(&p256_pem(), rules());
+    let sub_of = |json: serde_json::Value| -> Result<Value, MintError> {
+        minter
+            .mint(&answer(json), NOW)
+            .map(|minted| verify(&minter.keys().jwks_json(), &minted.jwt).1["sub"].clone())
+    };
+    // RFC 7662 servers name the user in `username` and may send no `sub`:
+    // two users of one client are two subjects, never the client.
+    for user in ["alice", "bob"] {
+        assert_eq!(
+            sub_of(serde_json::json!({"active": true, "client_id": "web", "username": user}))
+                .unwrap(),
+            user
+        );
+    }
+    // `sub` wins when both are there.
+    assert_eq!(
+        sub_of(serde_json::json!({"active": true, "client_id": "web", "sub": "u-1", "username": "alice"}))
+            .unwrap(),
+        "u-1"
+    );
+    // A number names an owner too (its digits).
+    assert_eq!(
+        sub_of(serde_json::json!({"active": true, "client_id": "web", "username": 42})).unwrap(),
+        "42"
+    );
+    // An owner that names nobody is a fault, never the client.
+    for unusable in [
+        serde_json::json!(""),
+        serde_json::json!({"id": 1}),
+        serde_json::json!(["a"]),
+    ] {
+        assert!(matches!(
+            sub_of(serde_json::json!({"active": true, "client_id": "web", "username": unusable})),
+            Err(MintError::NoSubject(
+                crate::jwt::SubjectError::UnusableOwner
+            ))
+        ));
+    }
+    // The operator names another claim for the owner.
+    let mut named = rules();
+    named.owner_claim = "user_id".into();
+    let named = super::Minter::new(Arc::clone(&minter.keys), named).unwrap();
+    let jwt = named
+        .mint(
+            &answer(serde_json::json!({"active": true, "client_id": "web", "user_id": "u-7", "username": "alice"})),
+            NOW,
+        )
         .unwrap()
-        .claims;
-    assert_eq!(claims["aud"], serde_json::json!(["a1", "a2"]));
-    let no_aud = answer(serde_json::json!({"active": true, "client_id": "c"}));
-    assert!(matches!(
-        open.mint(&no_aud, NOW),
-        Err(MintError::MissingClaim("aud"))
-    ));
+        .jwt;
+    assert_eq!(verify(&named.keys().jwks_json(), &jwt).1["sub"], "u-7");
+}
+
+#[test]
+fn the_audience_never_widens_what_the_as_granted() {
+    let two = MintRules {
+        audience: vec!["orders-api".into(), "billing-api".into()],
+        ..rules()
+    };
+    let minter = minter(&p256_pem(), two);
+    let aud_of = |granted: Option<serde_json::Value>| -> Value {
+        let mut json = serde_json::json!({"active": true, "client_id": "web", "sub": "a"});
+        if let Some(aud) = granted {
+            json["aud"] = aud;
+        }
+        let jwt = minter.mint(&answer(json), NOW).unwrap().jwt;
+        jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(&jwt)
+            .unwrap()
+            .claims["aud"]
+            .clone()
+    };
+    // Not restricted by the AS: the configured audiences.
+    assert_eq!(
+        aud_of(None),
+        serde_json::json!(["orders-api", "billing-api"])
+    );
+    // Restricted to some of them: those only.
+    assert_eq!(
+        aud_of(Some(serde_json::json!([
+            "billing-api",
+            "https://other.example"
+        ]))),
+        "billing-api"
+    );
+    // Restricted to others only (RFC 8707): the AS's own, never ours.
+    assert_eq!(
+        aud_of(Some(serde_json::json!("https://billing.example"))),
+        "https://billing.example"
+    );
+    assert_eq!(minted_audiences(&["x".to_owned()], &["a", "b"]), ["a", "b"]);
 }
 
 #[test]
@@ -237,6 +316,12 @@ fn rules_that_cannot_work_are_refused() {
     assert!(matches!(
         Minter::new(Arc::clone(&keys), empty),
         Err(MintError::EmptyIssuer)
+    ));
+    let mut no_audience = rules();
+    no_audience.audience = vec![" ".into()];
+    assert!(matches!(
+        Minter::new(Arc::clone(&keys), no_audience),
+        Err(MintError::EmptyAudience)
     ));
     let mut zero = rules();
     zero.max_lifetime = Duration::from_millis(500);

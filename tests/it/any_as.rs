@@ -240,7 +240,8 @@ async fn a_ready_jwt_from_the_as_is_forwarded_unchanged_despite_minted_audience(
     let app = spawn_app_with(|s| {
         s.env("INTROSPECTION_JWT_FIELD", "jwt")
             .env("SIGNING_KEY_FILE", &key)
-            .env("MINTED_ISSUER", "https://gateway.test");
+            .env("MINTED_ISSUER", "https://gateway.test")
+            .env("MINTED_AUDIENCE", "default-aud");
     })
     .await;
     let exp = now() + 600;

@@ -61,7 +61,7 @@ impl AsKeys {
             "scope": "read", "iat": now(), "exp": now() + 600, "jti": format!("jti-{sub}"),
         });
         change(&mut claims);
-        self.keys.current().sign("JWT", &claims).unwrap()
+        self.keys.current().sign("at+jwt", &claims).unwrap()
     }
 }
 
@@ -168,6 +168,18 @@ async fn a_jwt_that_fails_verification_is_a_502_never_forwarded_nor_cached() {
         ),
         ("alg-none", unsigned),
         ("hs256-public-key", hs256_with_public_key(&keys, &good)),
+        // Signed by the AS, but not an access token (RFC 9068 §4: at+jwt).
+        (
+            "wrong-typ",
+            keys.keys
+                .current()
+                .sign(
+                    "JWT",
+                    &jsonwebtoken::dangerous::insecure_decode_claims::<serde_json::Value>(&good)
+                        .unwrap(),
+                )
+                .unwrap(),
+        ),
     ];
     for (token, jwt) in &cases {
         app.fake_as.script(token, curity_answer(jwt));
@@ -195,6 +207,91 @@ async fn a_jwt_that_fails_verification_is_a_502_never_forwarded_nor_cached() {
     let outcome = app.get_with_token("ready-forged").await;
     assert_eq!(outcome.status(), 502, "{:?}", outcome.client);
     assert!(outcome.upstream.is_none());
+}
+
+/// With `VERIFY_JWT`, a request is allowed only on something the AS
+/// signed and the plugin verified: an unsigned JSON answer (anyone on the
+/// path can send one) is never minted into a JWT, and the unsigned members
+/// around a verified JWT do not decide the API's rules.
+#[tokio::test]
+async fn under_verify_jwt_an_unsigned_answer_never_allows_a_request() {
+    let keys = AsKeys::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("mint.pem");
+    std::fs::write(
+        &key_file,
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .unwrap()
+            .serialize_pem(),
+    )
+    .unwrap();
+    let app = spawn_app_with(|s| {
+        s.env("VERIFY_JWT", "true")
+            .env("INTROSPECTION_JWKS_URL", &keys.jwks_url)
+            .env("JWT_ISSUER", ISSUER)
+            .env("JWT_AUDIENCE", AUDIENCE)
+            .env("INTROSPECTION_JWT_FIELD", "jwt")
+            .env("SIGNING_KEY_FILE", &key_file.display().to_string())
+            .env("MINTED_ISSUER", "https://gateway.test")
+            .env("MINTED_AUDIENCE", AUDIENCE);
+    })
+    .await;
+    let forged = serde_json::json!({
+        "active": true, "sub": "mallory", "client_id": "web-app", "scope": "admin",
+        "exp": now() + 600,
+    });
+    app.fake_as.script(
+        "json-only",
+        Behaviour::Answer("application/json", forged.to_string()),
+    );
+    let outcome = app.get_with_token("json-only").await;
+    assert_eq!(outcome.status(), 502, "{:?}", outcome.client);
+    assert!(
+        outcome.upstream.is_none(),
+        "never minted from an unsigned answer"
+    );
+    // Inactive is still an ordinary 401.
+    app.fake_as.script(
+        "json-inactive",
+        Behaviour::Answer("application/json", r#"{"active":false}"#.to_owned()),
+    );
+    assert_eq!(app.get_with_token("json-inactive").await.status(), 401);
+
+    // A verified JWT granting `read`, inside members that claim `admin`.
+    let jwt = keys.jwt("frank", |_| {});
+    let padded = serde_json::json!({
+        "active": true, "sub": "frank", "scope": "admin read", "exp": now() + 600, "jwt": jwt,
+    });
+    app.fake_as.script(
+        "padded",
+        Behaviour::Answer("application/json", padded.to_string()),
+    );
+    let admin_api = Api {
+        config_data: Some(serde_json::json!({"required_scopes": ["admin"]})),
+        ..Api::default()
+    };
+    let outcome = app
+        .gateway
+        .request_to(
+            &admin_api,
+            ClientRequest::get("/orders/api/items").bearer("padded"),
+        )
+        .await;
+    assert_eq!(outcome.status(), 403, "{:?}", outcome.client);
+    assert!(outcome.upstream.is_none());
+    let read_api = Api {
+        config_data: Some(serde_json::json!({"required_scopes": ["read"]})),
+        ..Api::default()
+    };
+    let outcome = app
+        .gateway
+        .request_to(
+            &read_api,
+            ClientRequest::get("/orders/api/items").bearer("padded"),
+        )
+        .await;
+    assert_eq!(outcome.status(), 200, "{:?}", outcome.client);
+    assert_eq!(forwarded(&outcome), Some(format!("Bearer {jwt}")));
 }
 
 #[tokio::test]

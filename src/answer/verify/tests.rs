@@ -50,6 +50,7 @@ fn rules(audience: Option<&str>) -> VerifyJwtConfig {
     VerifyJwtConfig {
         issuer: ISSUER.into(),
         audience: audience.map(str::to_owned),
+        types: Some(vec!["at+jwt".to_owned()]),
         algorithms: vec![Algorithm::ES256, Algorithm::RS256],
         leeway: std::time::Duration::from_secs(30),
     }
@@ -89,7 +90,7 @@ fn with_header(jwt: &str, header: &str) -> String {
 async fn a_jwt_signed_by_the_as_with_the_right_claims_verifies() {
     let keys = SigningKeys::from_pem(&p256_pem()).unwrap();
     let jwks = jwks_server(keys.jwks_json()).await;
-    let sign = |c: serde_json::Value| keys.current().sign("JWT", &c).unwrap();
+    let sign = |c: serde_json::Value| keys.current().sign("at+jwt", &c).unwrap();
     let v = verifier(&jwks, rules(None));
     assert_eq!(
         v.verify(&sign(claims(serde_json::json!({}))), NOW).await,
@@ -110,10 +111,41 @@ async fn a_jwt_signed_by_the_as_with_the_right_claims_verifies() {
 }
 
 #[tokio::test]
+async fn only_the_accepted_typ_passes_unless_waived() {
+    let keys = SigningKeys::from_pem(&p256_pem()).unwrap();
+    let jwks = jwks_server(keys.jwks_json()).await;
+    let signed = |typ: &str| {
+        keys.current()
+            .sign(typ, &claims(serde_json::json!({})))
+            .unwrap()
+    };
+    let v = verifier(&jwks, rules(Some("orders")));
+    for accepted in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+        assert_eq!(v.verify(&signed(accepted), NOW).await, Ok(()), "{accepted}");
+    }
+    // An ID token or any other JWT the same AS signs is not an access token.
+    for refused in ["JWT", "id_token+jwt", "application/jwt"] {
+        assert_eq!(
+            v.verify(&signed(refused), NOW).await,
+            Err(JwtRejected::WrongType),
+            "{refused}"
+        );
+    }
+    let any = verifier(
+        &jwks,
+        VerifyJwtConfig {
+            types: None,
+            ..rules(Some("orders"))
+        },
+    );
+    assert_eq!(any.verify(&signed("JWT"), NOW).await, Ok(()));
+}
+
+#[tokio::test]
 async fn each_check_refuses_what_it_must() {
     let keys = SigningKeys::from_pem(&p256_pem()).unwrap();
     let jwks = jwks_server(keys.jwks_json()).await;
-    let sign = |c: serde_json::Value| keys.current().sign("JWT", &c).unwrap();
+    let sign = |c: serde_json::Value| keys.current().sign("at+jwt", &c).unwrap();
     let v = verifier(&jwks, rules(Some("orders")));
     let cases = [
         (
@@ -168,7 +200,7 @@ async fn forged_signatures_and_algorithms_are_refused() {
     let jwks = jwks_server(keys.jwks_json()).await;
     let good = keys
         .current()
-        .sign("JWT", &claims(serde_json::json!({})))
+        .sign("at+jwt", &claims(serde_json::json!({})))
         .unwrap();
     let v = verifier(&jwks, rules(None));
 
@@ -244,7 +276,7 @@ async fn an_unknown_kid_refetches_the_jwks_once_so_rotated_keys_verify() {
     let v = verifier(&jwks, rules(None));
     let by_old = old
         .current()
-        .sign("JWT", &claims(serde_json::json!({})))
+        .sign("at+jwt", &claims(serde_json::json!({})))
         .unwrap();
     assert_eq!(v.verify(&by_old, NOW).await, Ok(()));
     assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1);
@@ -255,7 +287,7 @@ async fn an_unknown_kid_refetches_the_jwks_once_so_rotated_keys_verify() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let by_new = new
         .current()
-        .sign("JWT", &claims(serde_json::json!({})))
+        .sign("at+jwt", &claims(serde_json::json!({})))
         .unwrap();
     assert_eq!(v.verify(&by_new, NOW).await, Ok(()));
     assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
@@ -264,7 +296,7 @@ async fn an_unknown_kid_refetches_the_jwks_once_so_rotated_keys_verify() {
     let stranger = SigningKeys::from_pem(&p256_pem()).unwrap();
     let by_stranger = stranger
         .current()
-        .sign("JWT", &claims(serde_json::json!({})))
+        .sign("at+jwt", &claims(serde_json::json!({})))
         .unwrap();
     for _ in 0..3 {
         assert_eq!(

@@ -216,7 +216,7 @@ fn grant(cnf: Option<Value>) -> Grant {
     if let Some(cnf) = cnf {
         claims.set("cnf", cnf);
     }
-    Grant::new("h.p.s", &claims, "phantom-token:00".to_owned(), 0)
+    Grant::new("h.p.s", &claims, false, "phantom-token:00".to_owned(), 0)
 }
 
 #[test]
