@@ -535,6 +535,88 @@ mod tests {
     }
 
     #[test]
+    fn the_subject_is_sub_else_the_owner_else_the_client_of_a_token_without_one() {
+        let claims = |json: &str| parse(&jwt(RS256, json)).unwrap();
+        let sub = |json: &str, owner: &str| {
+            let c = claims(json);
+            subject(|n| c.get(n), owner).map(|s| s.into_owned())
+        };
+        assert_eq!(
+            sub(
+                r#"{"sub":"u1","username":"al","client_id":"c"}"#,
+                "username"
+            )
+            .as_deref(),
+            Ok("u1")
+        );
+        assert_eq!(
+            sub(r#"{"sub":"","username":"al","client_id":"c"}"#, "username").as_deref(),
+            Ok("al")
+        );
+        assert_eq!(
+            sub(r#"{"username":"al","client_id":"c"}"#, "username").as_deref(),
+            Ok("al")
+        );
+        assert_eq!(
+            sub(r#"{"uid":7,"username":"al"}"#, "uid").as_deref(),
+            Ok("7")
+        );
+        assert_eq!(sub(r#"{"client_id":"c"}"#, "username").as_deref(), Ok("c"));
+        assert_eq!(
+            sub(r#"{"username":null,"client_id":"c"}"#, "username").as_deref(),
+            Ok("c")
+        );
+        assert_eq!(
+            sub(r#"{"username":"","client_id":"c"}"#, "username"),
+            Err(SubjectError::UnusableOwner)
+        );
+        assert_eq!(
+            sub(r#"{"username":["a"],"client_id":"c"}"#, "username"),
+            Err(SubjectError::UnusableOwner)
+        );
+        assert_eq!(
+            sub(r#"{"scope":"x"}"#, "username"),
+            Err(SubjectError::Nobody)
+        );
+
+        let mut filled = claims(r#"{"username":"al","client_id":"c"}"#);
+        filled.fill_subject("username");
+        assert_eq!(filled.string("sub"), Some("al"));
+        let mut kept = claims(r#"{"sub":"u1","username":"al"}"#);
+        kept.fill_subject("username");
+        assert_eq!(kept.string("sub"), Some("u1"));
+        let mut nobody = claims(r#"{"scope":"x"}"#);
+        nobody.fill_subject("username");
+        assert_eq!(nobody.get("sub"), None);
+    }
+
+    #[test]
+    fn bindings_the_plugin_cannot_check_are_told_apart() {
+        let binding = |json: &str| {
+            let c = parse(&jwt(RS256, json)).unwrap();
+            match c.binding() {
+                Binding::None => "none".to_owned(),
+                Binding::Jkt(j) => format!("jkt:{j}"),
+                Binding::Unchecked => "unchecked".to_owned(),
+            }
+        };
+        assert_eq!(binding(r#"{}"#), "none");
+        assert_eq!(binding(r#"{"cnf":null}"#), "none");
+        assert_eq!(binding(r#"{"cnf":{}}"#), "none");
+        assert_eq!(binding(r#"{"cnf":{"jkt":"abc"}}"#), "jkt:abc");
+        for unchecked in [
+            r#"{"cnf":{"x5t#S256":"abc"}}"#,
+            r#"{"cnf":{"jkt":"abc","x5t#S256":"def"}}"#,
+            r#"{"cnf":{"jkt":42}}"#,
+            r#"{"cnf":{"jkt":""}}"#,
+            r#"{"cnf":{"jwk":{"kty":"EC"}}}"#,
+            r#"{"cnf":"abc"}"#,
+        ] {
+            assert_eq!(binding(unchecked), "unchecked", "{unchecked}");
+        }
+    }
+
+    #[test]
     fn header_and_payload_must_be_json_objects() {
         assert_eq!(
             parse(&jwt(r#"{"typ":"JWT"}"#, "{}")),

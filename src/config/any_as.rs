@@ -373,6 +373,54 @@ mod tests {
     }
 
     #[test]
+    fn minting_needs_an_audience_because_an_as_may_send_none() {
+        let problems = read_map(
+            &[
+                (ENV_INTROSPECTION_ACCEPT, "application/json"),
+                (ENV_SIGNING_KEY_FILE, "/keys/mint.pem"),
+                (ENV_MINTED_ISSUER, "https://gateway.example"),
+            ],
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with(ENV_MINTED_AUDIENCE), "{problems:?}");
+        let blank = read_map(
+            &[
+                (ENV_SIGNING_KEY_FILE, "/keys/mint.pem"),
+                (ENV_MINTED_ISSUER, "https://gateway.example"),
+                (ENV_MINTED_AUDIENCE, " , "),
+            ],
+            true,
+        );
+        assert!(blank.is_err(), "{blank:?}");
+    }
+
+    #[test]
+    fn the_resource_owner_claim_and_unchecked_bindings() {
+        let config = read_map(&[], true).unwrap();
+        assert_eq!(config.owner_claim, "username");
+        assert!(!config.allow_unchecked_bindings);
+        let config = read_map(
+            &[
+                (ENV_RESOURCE_OWNER_CLAIM, "user_id"),
+                (ENV_ALLOW_UNCHECKED_BINDINGS, "true"),
+            ],
+            true,
+        )
+        .unwrap();
+        assert_eq!(config.owner_claim, "user_id");
+        assert!(config.allow_unchecked_bindings);
+        for bad in [
+            vec![(ENV_RESOURCE_OWNER_CLAIM, "sub")],
+            vec![(ENV_RESOURCE_OWNER_CLAIM, "a b")],
+            vec![(ENV_ALLOW_UNCHECKED_BINDINGS, "maybe")],
+        ] {
+            assert!(read_map(&bad, true).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn signed_answers_need_the_issuer_and_asymmetric_algorithms() {
         let problems = read_map(
             &[
