@@ -418,20 +418,24 @@ async fn a_revoked_token_is_refused_once_revalidation_finds_it_inactive() {
 #[tokio::test]
 async fn an_expired_token_is_refused() {
     let server = DjangoOauth::start_with(django_oauth::Options {
-        access_token_ttl: 2,
+        access_token_ttl: 5,
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let plugin = start_plugin(&base_env(&server, &dir)).await;
+    let mut env = base_env(&server, &dir);
+    // A token this short lives wholly inside the default skew, where it is
+    // refused from the start.
+    env.insert("CLOCK_SKEW_SECONDS".into(), "1".into());
+    let plugin = start_plugin(&env).await;
 
     let token = server.user_token("alice", "orders:read", None).await;
     let issued = now();
     let (_, claims) = upstream_jwt(&plugin, &plugin.get(&token).await).await;
     assert!(
-        claims["exp"].as_u64().unwrap() <= issued + 2,
+        claims["exp"].as_u64().unwrap() <= issued + 5,
         "never later than the token's exp: {claims}"
     );
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    tokio::time::sleep(Duration::from_millis(5100)).await;
     assert_invalid_token(&plugin.get(&token).await);
 }
 
@@ -461,4 +465,160 @@ async fn a_wrong_gateway_secret_is_a_502_never_a_401() {
         "{}",
         server.stderr()
     );
+}
+
+/// The claims of the JWT the upstream received, verified with the plugin's
+/// JWKS (signature and issuer), whatever its audience.
+async fn upstream_claims(plugin: &Plugin, outcome: &Outcome) -> serde_json::Value {
+    assert_eq!(outcome.status(), 200, "{:?}", outcome.client);
+    let jwt = outcome
+        .upstream
+        .as_ref()
+        .and_then(|u| u.header("Authorization"))
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .expect("a bearer JWT upstream");
+    let header = jsonwebtoken::decode_header(jwt).unwrap();
+    let jwks = plugin.jwks().await;
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.validate_aud = false;
+    validation.set_issuer(&[MINTED_ISSUER]);
+    jsonwebtoken::decode::<serde_json::Value>(
+        jwt,
+        &DecodingKey::from_jwk(jwk).unwrap(),
+        &validation,
+    )
+    .expect("verifies with the plugin's JWKS")
+    .claims
+}
+
+fn api(api_id: &str, config_data: serde_json::Value) -> Api {
+    Api {
+        api_id: api_id.into(),
+        config_data: Some(config_data),
+        ..Api::default()
+    }
+}
+
+impl Plugin {
+    async fn get_from(&self, api: &Api, token: &str) -> Outcome {
+        self.gateway
+            .request_to(api, ClientRequest::get("/orders/api/items").bearer(token))
+            .await
+    }
+}
+
+/// The server restricts a token to a resource (RFC 8707) only when one is
+/// asked for: an API's `required_audience` is checked against that, never
+/// against the `MINTED_AUDIENCE` the plugin signs, and a token for other
+/// resources is not signed for an API's own audience.
+#[tokio::test]
+async fn audiences_are_those_the_server_granted() {
+    let server = DjangoOauth::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = start_plugin(&base_env(&server, &dir)).await;
+    let billing = server
+        .user_token("alice", "orders:read", Some("https://billing.example"))
+        .await;
+    let orders = server
+        .user_token("alice", "orders:read", Some("https://orders.example"))
+        .await;
+    let open = server.user_token("alice", "orders:read", None).await;
+
+    // MINTED_AUDIENCE is orders-api; the server said billing, or nothing.
+    let requires_minted = api(
+        "a1",
+        serde_json::json!({"required_audience": MINTED_AUDIENCE}),
+    );
+    for token in [&billing, &open] {
+        assert_invalid_token(&plugin.get_from(&requires_minted, token).await);
+    }
+    // The server's own name for the API.
+    let requires_orders = api(
+        "a2",
+        serde_json::json!({"required_audience": "https://orders.example"}),
+    );
+    assert_eq!(
+        plugin.get_from(&requires_orders, &orders).await.status(),
+        200
+    );
+    assert_invalid_token(&plugin.get_from(&requires_orders, &billing).await);
+    // The same name signed for the API.
+    let both = api(
+        "a3",
+        serde_json::json!({
+            "required_audience": "https://orders.example",
+            "minted_audience": "https://orders.example",
+        }),
+    );
+    let claims = upstream_claims(&plugin, &plugin.get_from(&both, &orders).await).await;
+    assert_eq!(claims["aud"], "https://orders.example");
+    // An API with its own audience: a token for billing is not re-signed
+    // for it; an unrestricted one is.
+    let own = api("a4", serde_json::json!({"minted_audience": "orders"}));
+    assert_invalid_token(&plugin.get_from(&own, &billing).await);
+    let claims = upstream_claims(&plugin, &plugin.get_from(&own, &open).await).await;
+    assert_eq!(claims["aud"], "orders");
+    // No API audience: the JWT keeps the audience the server granted.
+    let claims = upstream_claims(&plugin, &plugin.get(&billing).await).await;
+    assert_eq!(claims["aud"], "https://billing.example");
+    let claims = upstream_claims(&plugin, &plugin.get(&open).await).await;
+    assert_eq!(claims["aud"], MINTED_AUDIENCE);
+}
+
+/// The server names users in `username` and sends no `sub`: two users of
+/// one client are two subjects and two Tyk session keys; the client is the
+/// subject only of a token without a user.
+#[tokio::test]
+async fn each_user_is_a_subject_and_a_session_of_its_own() {
+    let server = DjangoOauth::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&server, &dir);
+    env.remove("MINTED_CLAIMS");
+    env.insert("SESSION_KEY_CLAIM".into(), "sub".into());
+    let plugin = start_plugin(&env).await;
+    let mut sessions = Vec::new();
+    for (user, subject) in [
+        (Some("alice"), "alice"),
+        (Some("alice"), "alice"),
+        (Some("bob"), "bob"),
+        (None, server.clients.service.client_id.as_str()),
+    ] {
+        let token = match user {
+            Some(user) => server.user_token(user, "orders:read", None).await,
+            None => server.client_token("orders:read").await,
+        };
+        let outcome = plugin.get(&token).await;
+        let claims = upstream_claims(&plugin, &outcome).await;
+        assert_eq!(claims["sub"], subject);
+        sessions.push(outcome.session_key.expect("a session"));
+    }
+    assert_eq!(
+        sessions[0], sessions[1],
+        "one user, one session, two tokens"
+    );
+    assert_ne!(sessions[0], sessions[2], "two users of one client");
+    assert_ne!(sessions[0], sessions[3], "a user is not the client");
+}
+
+/// The server sends no `aud` for a token issued without a resource: such a
+/// token is allowed (minted for `MINTED_AUDIENCE`), and a configuration that
+/// could mint no audience for it is refused at start-up, by name.
+#[tokio::test]
+async fn a_token_without_an_audience_is_allowed_and_minting_without_one_cannot_start() {
+    let server = DjangoOauth::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&server, &dir);
+    let plugin = start_plugin(&env).await;
+    let token = server.user_token("bob", "orders:read", None).await;
+    let claims = upstream_claims(&plugin, &plugin.get(&token).await).await;
+    assert_eq!(claims["aud"], MINTED_AUDIENCE);
+
+    env.remove("MINTED_AUDIENCE");
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let problems = Config::from_source(&MapSource::new(&pairs))
+        .expect_err("no audience to mint with")
+        .problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].starts_with("MINTED_AUDIENCE"), "{problems:?}");
 }
