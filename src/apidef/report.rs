@@ -96,7 +96,9 @@ impl Report {
     }
 
     /// The report for people: each API's findings (or `ok`), one per line,
-    /// then a summary.
+    /// then a summary. Names taken from the files (keys, version names,
+    /// paths) have their control characters escaped, so that a definition
+    /// cannot write lines of its own into the report.
     pub fn text(&self) -> String {
         let mut out = String::new();
         let line = |f: &Finding| {
@@ -107,17 +109,18 @@ impl Report {
             };
             format!(
                 "{}: {}: {api}{}: {}; fix: {}\n",
-                f.file,
+                printable(&f.file),
                 f.severity.as_str(),
-                f.field,
-                f.problem,
-                f.fix
+                printable(&f.field),
+                printable(&f.problem),
+                printable(&f.fix)
             )
         };
         for unreadable in &self.unreadable {
             out.push_str(&format!(
                 "{}: unreadable: {}\n",
-                unreadable.file, unreadable.problem
+                printable(&unreadable.file),
+                printable(&unreadable.problem)
             ));
         }
         for api in &self.apis {
@@ -129,7 +132,9 @@ impl Report {
             if mine.is_empty() {
                 out.push_str(&format!(
                     "{}: API {:?} ({}): ok\n",
-                    api.file, api.api, api.kind
+                    printable(&api.file),
+                    api.api,
+                    api.kind
                 ));
             }
             for finding in mine {
@@ -173,4 +178,18 @@ impl Report {
             format!("{{\"error\": {message}}}")
         })
     }
+}
+
+/// `text` with control characters (line breaks, escapes) written as Rust
+/// escapes, everything else as is.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }

@@ -92,7 +92,7 @@ fn only(def: Value) -> (Severity, String, String) {
 #[test]
 fn clean_definitions_have_no_findings() {
     for def in [classic(|_| {}), cached(|_| {}), oas(|_| {})] {
-        assert_eq!(findings(&[def.clone()]), [], "{def}");
+        assert_eq!(findings(std::slice::from_ref(&def)), [], "{def}");
     }
 }
 
@@ -510,7 +510,10 @@ fn the_global_defaults_take_part_as_at_run_time() {
     };
     let def = cached(|def| def["config_data"] = json!({"required_scopes": "orders:read"}));
     let bundles = Bundles::shipped().unwrap();
-    assert_eq!(report_with(&[def.clone()], &bundles, &globals).findings, []);
+    assert_eq!(
+        report_with(std::slice::from_ref(&def), &bundles, &globals).findings,
+        []
+    );
     let report = report_with(&[def], &bundles, &IdentityRules::default());
     assert_eq!(report.errors(), 1, "{:#?}", report.findings);
 }
@@ -561,4 +564,24 @@ fn the_report_fails_on_errors_and_on_unreadable_input_only() {
         (json!(1), json!(0))
     );
     assert_eq!(json["findings"][0]["severity"], "error");
+}
+
+#[test]
+fn names_from_a_definition_cannot_add_lines_to_the_text_report() {
+    // A version name ends up in the field path of its header finding.
+    let def = classic(|def| {
+        def["version_data"]["versions"] = json!({
+            "Default\nfake.json: API \"x\" (classic): ok": {
+                "global_headers": {"Authorization": "Basic eDp4"}}});
+    });
+    let report = report_with(
+        &[def],
+        &Bundles::shipped().unwrap(),
+        &IdentityRules::default(),
+    );
+    assert_eq!(report.errors(), 1, "{:#?}", report.findings);
+    assert!(report.findings[0].field.contains('\n'));
+    let text = report.text();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.contains("Default\\nfake.json"), "{text}");
 }
