@@ -121,6 +121,8 @@ impl Setting {
 pub struct HeaderSet {
     /// Where the set is written.
     pub field: String,
+    /// Where its list of removed headers is written.
+    pub remove_field: String,
     pub enabled: bool,
     /// `(name, value)` pairs, in the order written.
     pub add: Vec<(String, String)>,

@@ -170,7 +170,8 @@ pub fn check_api(
             rules: rules.clone(),
         })
     });
-    if extractor.is_none() && rules.identity.jwt_in_metadata {
+    // Without the hooks (an unknown bundle) the mode is not known.
+    if effective.is_some() && extractor.is_none() && rules.identity.jwt_in_metadata {
         let field = check.config_or_env("jwt_in_metadata", ENV_JWT_IN_METADATA);
         check.warning(
             &field,

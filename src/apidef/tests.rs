@@ -230,16 +230,19 @@ fn fields_of_the_wrong_type_or_case_are_errors_named_by_path() {
     assert_eq!((severity, field.as_str()), (Severity::Error, "Use_Keyless"));
     assert!(problem.contains("\"use_keyless\""), "{problem}");
 
-    let found = findings(&[classic(|def| {
-        def["custom_middleware_bundle"] = json!("");
-        def["custom_middleware"] = json!({"driver": "grpc", "auth_check": {"name": 7}});
-    })]);
-    assert_eq!(found.len(), 1, "{found:#?}");
-    assert_eq!(found[0].1, "custom_middleware");
-    assert!(
-        found[0].2.contains("custom_middleware.auth_check.name"),
-        "{found:#?}"
-    );
+    // Reported with a bundle too: Tyk cannot load the definition either way.
+    for bundle in ["", "phantom-bundle-v1.zip"] {
+        let found = findings(&[classic(|def| {
+            def["custom_middleware_bundle"] = json!(bundle);
+            def["custom_middleware"] = json!({"driver": "grpc", "auth_check": {"name": 7}});
+        })]);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].1, "custom_middleware");
+        assert!(
+            found[0].2.contains("custom_middleware.auth_check.name"),
+            "{found:#?}"
+        );
+    }
 }
 
 #[test]
@@ -402,6 +405,17 @@ fn removing_authorization_after_authentication_is_an_error() {
             "version_data.versions.Default.global_headers_remove"
         )
     );
+    let (severity, field, _) = only(oas(|x| {
+        x["middleware"]["global"]["transformRequestHeaders"] =
+            json!({"enabled": true, "remove": ["Authorization"]});
+    }));
+    assert_eq!(
+        (severity, field.as_str()),
+        (
+            Severity::Error,
+            "x-tyk-api-gateway.middleware.global.transformRequestHeaders.remove"
+        )
+    );
 }
 
 #[test]
@@ -431,6 +445,15 @@ fn id_extractor_trade_offs_are_warnings() {
     assert_eq!(
         (severity, field.as_str()),
         (Severity::Warning, "config_data.jwt_in_metadata")
+    );
+    // With a bundle of unknown hooks, whether there is an extractor is
+    // unknown too: only the bundle is reported.
+    let (severity, field, _) = only(cached(|def| {
+        def["custom_middleware_bundle"] = json!("elsewhere-v1.zip");
+    }));
+    assert_eq!(
+        (severity, field.as_str()),
+        (Severity::Error, "custom_middleware_bundle")
     );
 }
 

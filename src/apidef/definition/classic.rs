@@ -105,6 +105,7 @@ fn classic_headers(version: &Map<String, Value>, at: &str, r: &mut Reader) -> He
     }
     HeaderSet {
         field: join(at, "global_headers"),
+        remove_field: join(at, "global_headers_remove"),
         enabled: !r.boolean(version, at, "global_headers_disabled"),
         add,
         remove: r.strings(version, at, "global_headers_remove"),

@@ -136,6 +136,7 @@ pub(super) fn read(x: &Map<String, Value>, r: &mut Reader) -> ApiDefinition {
         headers.push(HeaderSet {
             enabled: r.boolean(transform, &at, "enabled"),
             remove: r.strings(transform, &at, "remove"),
+            remove_field: join(&at, "remove"),
             field: at,
             add,
         });

@@ -36,9 +36,9 @@ pub(super) fn versions(check: &mut ApiCheck<'_>, rules: &ApiRules) {
         check.error(
             &field,
             format!(
-                "the API is versioned (version_data.not_versioned is false) and the session the \
-                 plugin returns opens versions {} only: Tyk answers 403 Access to this API has \
-                 been disallowed to requests for {}",
+                "the API is versioned (version_data.not_versioned is false or absent) and the \
+                 session the plugin returns opens versions {} only: Tyk answers 403 Access to \
+                 this API has been disallowed to requests for {}",
                 quoted(&listed.iter().collect::<Vec<_>>()),
                 quoted(&missing)
             ),

@@ -11,6 +11,16 @@ pub(super) fn effective_middleware(
     bundles: &Bundles,
 ) -> Option<Effective> {
     let def = check.def;
+    // A field of the wrong type fails the whole definition in Tyk, bundle
+    // or not.
+    if let Err(e) = &def.middleware {
+        let field = check.field(Setting::OwnMiddleware);
+        check.error(
+            field,
+            format!("Tyk cannot read the plugin settings: {e}"),
+            "correct the field as Tyk's schema writes it",
+        );
+    }
     let name = def.bundle.trim();
     if !name.is_empty() && def.bundle_enabled {
         let field = check.field(Setting::Bundle);
@@ -79,21 +89,10 @@ pub(super) fn effective_middleware(
             "switch the bundle on, or remove its name",
         );
     }
-    match &def.middleware {
-        Ok(middleware) => Some(Effective {
-            middleware: middleware.clone(),
-            bundle: None,
-        }),
-        Err(e) => {
-            let field = check.field(Setting::OwnMiddleware);
-            check.error(
-                field,
-                format!("Tyk cannot read the plugin settings: {e}"),
-                "correct the field as Tyk's schema writes it",
-            );
-            None
-        }
-    }
+    def.middleware.as_ref().ok().map(|middleware| Effective {
+        middleware: middleware.clone(),
+        bundle: None,
+    })
 }
 
 /// Settings of the API's own plugin section that a bundle replaces and

@@ -103,7 +103,7 @@ pub(super) fn headers(check: &mut ApiCheck<'_>, rules: &ApiRules) -> Headers {
                 .any(|n| n.eq_ignore_ascii_case("authorization"))
         {
             check.error(
-                &format!("{}_remove", set.field),
+                &set.remove_field,
                 "removes Authorization after authentication: the upstream gets no JWT",
                 "take Authorization out of the list",
             );
