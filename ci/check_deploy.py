@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = "phantom-plugin"
 BUNDLE_SERVER = "bundle-server"
 GATEWAY = "tyk-gateway"
-DEMO_SERVICES = {GATEWAY, "tyk-redis", "echo"}
+CHECK_API = "check-api"
+DEMO_SERVICES = {GATEWAY, "tyk-redis", "echo", CHECK_API}
 PLUGIN_PORT = 50051
 BINARY = "/usr/local/bin/tyk-phantom-token"
 SHUTDOWN_GRACE_DEFAULT_S = 10  # SHUTDOWN_GRACE_SECONDS
@@ -116,6 +117,8 @@ def check_dockerfile(members):
     for member in members:
         if not any(f"{member}/Cargo.toml" in sources for sources in copied):
             fail(where, f"does not COPY {member}/Cargo.toml: the workspace cannot load without it")
+    if not any(sources[:1] == ["manifest/"] for sources in copied):
+        fail(where, "does not COPY manifest/: check-api compiles in the shipped bundles' manifests")
     builds = [arg for op, arg in instr if op == "RUN" and "cargo build" in arg]
     if not builds or not all("--locked" in arg and "--release" in arg for arg in builds):
         fail(where, "every cargo build must use --release --locked")
@@ -154,7 +157,8 @@ def check_dockerignore(members):
         if not dockerignore_excludes(patterns, path):
             fail(where, f"{path} would be sent to the Docker build")
     for path in ("Cargo.toml", "Cargo.lock", "build.rs", "proto/coprocess_object.proto",
-                 "src/main.rs", "src/lib.rs", *(f"{m}/Cargo.toml" for m in members)):
+                 "src/main.rs", "src/lib.rs", "manifest/manifest.json",
+                 *(f"{m}/Cargo.toml" for m in members)):
         if dockerignore_excludes(patterns, path):
             fail(where, f"{path} is needed by the build but left out")
 
@@ -237,6 +241,29 @@ def check_compose(base, external, conf):
         condition = ((gateway.get("depends_on") or {}).get(dep) or {}).get("condition")
         if condition != "service_healthy":
             fail(at, f"must wait for {dep} to be healthy")
+    condition = ((gateway.get("depends_on") or {}).get(CHECK_API) or {}).get("condition")
+    if condition != "service_completed_successfully":
+        fail(at, f"must start only after {CHECK_API} found no error (service_completed_successfully)")
+
+    checker = services.get(CHECK_API, {})
+    at = f"{where}: {CHECK_API}"
+    if checker.get("image") != plugin.get("image") or "build" not in checker:
+        fail(at, f"must build and run the plugin's image ({plugin.get('image')})")
+    command = as_list(checker.get("command"))
+    if command[:1] != ["check-api"]:
+        fail(at, "command must run check-api")
+    checker_mounts = checker.get("volumes") or []
+    apps_mount = next((m for m in checker_mounts if str(m).startswith("./examples/demo/apps:")), None)
+    if not apps_mount or not str(apps_mount).endswith(":ro") or str(apps_mount).split(":")[1] not in command:
+        fail(at, "must check ./examples/demo/apps, mounted read-only, the folder the gateway loads")
+    bundles_mount = next((m for m in checker_mounts if str(m).startswith("./bundles:")), None)
+    if not bundles_mount or str(bundles_mount).split(":")[1] not in command or "--bundle" not in command:
+        fail(at, "must check the bundles served (./bundles, with --bundle)")
+    checker_env = [e if isinstance(e, str) else e.get("path") for e in as_list(checker.get("env_file"))]
+    if ".env" not in checker_env:
+        fail(at, "env_file must include .env (the plugin's global defaults take part in the check)")
+    if checker.get("restart") not in (None, "no"):
+        fail(at, "runs once: restart must be \"no\"")
 
     where = "docker-compose.external.yml"
     if set(external) != {"networks"}:

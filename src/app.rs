@@ -128,6 +128,9 @@ impl App {
         }
         let resolved = discovered(config).await?;
         let config = resolved.as_ref().unwrap_or(config);
+        if let Some(note) = config.introspection.plain_http_note() {
+            tracing::warn!("{note}");
+        }
         let mut metrics = Metrics::new();
         // Built without connecting: a Redis that is down delays neither
         // start-up nor readiness; requests introspect on their own meanwhile.

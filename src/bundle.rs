@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use archive::{BundleReader, BundleWriter, Limit};
 use digest::Digests;
+pub use manifest::{Hook, IdExtractor, Middleware};
 use manifest::{MANIFEST_NAME, Manifest};
 
 /// Largest `manifest.json` [`verify`] reads (ours are a few hundred bytes).
@@ -70,6 +71,9 @@ pub struct VerifyReport {
     /// An `id_extractor` the gateway will use: present, not disabled, and with
     /// an `extract_with` it implements (`value`, `regex`, `xpath`).
     pub id_extractor: bool,
+    /// The manifest's whole `custom_middleware`, which replaces the API's
+    /// own when the gateway loads the bundle.
+    pub middleware: Middleware,
 }
 
 /// Why a bundle could not be built or did not verify. Where the gateway has a
@@ -346,7 +350,7 @@ pub fn verify(bundle_path: &Path, public_key: Option<&Path>) -> Result<VerifyRep
         sums.verify(key, path, &manifest.signature)?;
     }
 
-    let middleware = &manifest.middleware;
+    let middleware = manifest.middleware;
     Ok(VerifyReport {
         checksum: sums.checksum,
         signature_checked: key.is_some(),
@@ -354,8 +358,48 @@ pub fn verify(bundle_path: &Path, public_key: Option<&Path>) -> Result<VerifyRep
         driver: middleware.driver.clone(),
         auth_check: middleware.active_auth_check().map(str::to_owned),
         hooks: middleware.active_hooks(),
-        id_extractor: middleware.id_extractor,
+        id_extractor: middleware.active_id_extractor().is_some(),
+        middleware,
     })
+}
+
+/// The `custom_middleware` of a `manifest.json` (its bytes; `origin` names
+/// it in errors), read with the same rules as [`build`] and [`verify`].
+///
+/// # Errors
+///
+/// [`BundleError`] naming the field at fault.
+pub fn read_manifest(bytes: &[u8], origin: &str) -> Result<Middleware, BundleError> {
+    Ok(Manifest::parse(bytes, origin)?.middleware)
+}
+
+/// An API definition's own `custom_middleware` section, read as a manifest's
+/// is: the same section, the same field rules. Field paths in errors start
+/// with `at` (the section's place in the definition).
+///
+/// # Errors
+///
+/// [`BundleError`] naming the field at fault.
+pub fn read_custom_middleware(
+    section: &serde_json::Map<String, serde_json::Value>,
+    at: &str,
+) -> Result<Middleware, BundleError> {
+    Middleware::parse(section, at)
+}
+
+impl BundleError {
+    /// Whether the bundle could not be read at all (no such file, not a zip,
+    /// an entry that cannot be inflated), as opposed to read and refused by
+    /// the gateway's rules.
+    pub fn is_unreadable(&self) -> bool {
+        matches!(
+            self,
+            BundleError::OpenBundle { .. }
+                | BundleError::ReadZip { .. }
+                | BundleError::ReadEntry { .. }
+                | BundleError::ReadManifest { .. }
+        )
+    }
 }
 
 /// The folder `path` is in; `.` for a bare file name.

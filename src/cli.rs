@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), and the operator's tools `health`,
-//! `check` and `bundle`.
+//! `check`, `check-api`, `bundle` and `jwks`.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -38,6 +38,9 @@ pub enum Command {
     Health(HealthArgs),
     /// Validate the configuration and, with --token, introspect one token.
     Check(CheckArgs),
+    /// Check Tyk API definitions (classic or OAS), and the bundles they name,
+    /// against what the plugin needs; exit 1 on errors, 2 on unreadable input.
+    CheckApi(CheckApiArgs),
     /// Build or verify a Tyk plugin bundle.
     #[command(subcommand)]
     Bundle(BundleCommand),
@@ -301,6 +304,9 @@ pub fn bundle(command: &BundleCommand) -> ExitCode {
 
 mod check;
 pub use check::check;
+
+mod check_api;
+pub use check_api::{CheckApiArgs, Format, check_api};
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@
 //!
 //! One line per module, roughly from the entry point down to the decision.
 //!
-//! - [`cli`]: the command line: `serve`, and the tools `health`, `check`, `bundle`.
+//! - [`cli`]: the command line: `serve`, and the tools `health`, `check`, `check-api`, `bundle`.
 //! - [`app`]: the composition root: configuration in, bound service out.
 //! - [`config`]: environment variables, validated all at once.
 //! - [`server`]: binding, serving, health, graceful drain.
@@ -42,6 +42,7 @@
 //! - [`telemetry`]: log output, text or JSON.
 //! - [`signal`]: the shutdown signal (SIGTERM, SIGINT).
 //! - [`bundle`]: Tyk plugin bundles: building and verifying them.
+//! - [`apidef`]: Tyk API definitions checked against what the plugin needs (`check-api`).
 #![forbid(unsafe_code)]
 // The Dispatch future nests the decision, the two cache levels and the
 // Redis client's connection types: proving it `Send + Sync` takes more than
@@ -51,6 +52,7 @@
 pub mod admin;
 pub mod answer;
 pub mod api_rules;
+pub mod apidef;
 pub mod app;
 pub mod authz;
 pub mod breaker;

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Serve => serve(),
         Command::Health(args) => cli::health(&args),
         Command::Check(args) => cli::check(&args),
+        Command::CheckApi(args) => cli::check_api(&args),
         Command::Bundle(command) => cli::bundle(&command),
         Command::Jwks(args) => cli::jwks(&args),
     }

@@ -190,6 +190,45 @@ fn start_up_warns_once_when_session_keys_derive_from_the_client_secret() {
     assert!(!with.contains("a-separate-key"));
 }
 
+/// Start-up and `check` describe plain http:// introspection in the same
+/// words, whether they refuse it or, with INTROSPECTION_ALLOW_HTTP=true,
+/// accept it.
+#[test]
+fn start_up_and_check_say_the_same_about_plain_http() {
+    const IN_CLEAR: &str = "tokens and client credentials cross the network in clear";
+    let started = serve_and_stop(&[]);
+    assert_eq!(started.matches(IN_CLEAR).count(), 1, "{started}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let check = |url: &str, allow: Option<&str>| {
+        let mut command = plugin(dir.path());
+        command
+            .env("INTROSPECTION_URL", url)
+            .env("CLIENT_ID", "c")
+            .env("CLIENT_SECRET", "hidden-secret")
+            .arg("check");
+        if let Some(allow) = allow {
+            command.env("INTROSPECTION_ALLOW_HTTP", allow);
+        }
+        command.output().unwrap()
+    };
+    let accepted = check("http://idsvr.test/introspect", Some("true"));
+    assert!(accepted.status.success(), "{accepted:?}");
+    let stdout = String::from_utf8(accepted.stdout).unwrap();
+    assert!(stdout.contains(IN_CLEAR), "{stdout}");
+    assert!(stdout.contains("INTROSPECTION_ALLOW_HTTP=true"), "{stdout}");
+
+    let refused = check("http://idsvr.test/introspect", None);
+    assert_eq!(refused.status.code(), Some(78));
+    let stderr = String::from_utf8(refused.stderr).unwrap();
+    assert!(stderr.contains(IN_CLEAR), "{stderr}");
+    assert!(stderr.contains("INTROSPECTION_ALLOW_HTTP=true"), "{stderr}");
+
+    let secure = check("https://idsvr.test/introspect", None);
+    assert!(secure.status.success());
+    assert!(!String::from_utf8(secure.stdout).unwrap().contains(IN_CLEAR));
+}
+
 #[test]
 fn health_fails_when_nothing_serves() {
     let dir = tempfile::tempdir().unwrap();

@@ -40,21 +40,50 @@ pub(super) struct Manifest {
     pub middleware: Middleware,
 }
 
-/// The parts of `custom_middleware` that decide what the gateway calls.
-#[derive(Debug, Default)]
-pub(super) struct Middleware {
+/// The parts of a `custom_middleware` section (a manifest's, or an API
+/// definition's own) that decide what the gateway calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Middleware {
+    /// `driver`, possibly empty.
     pub driver: String,
-    pub auth_check: Hook,
+    /// `auth_check`; `None` when the section has none.
+    pub auth_check: Option<Hook>,
     /// `(list, hook)` for every entry of the hook lists, in chain order.
     pub hooks: Vec<(&'static str, Hook)>,
-    /// See [`super::VerifyReport::id_extractor`].
-    pub id_extractor: bool,
+    /// `id_extractor`, when the section has one (active or not).
+    pub id_extractor: Option<IdExtractor>,
 }
 
-#[derive(Debug, Default)]
-pub(super) struct Hook {
+/// One hook entry (`auth_check`, or an entry of a hook list).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hook {
     pub name: String,
     pub disabled: bool,
+    /// The gateway sends the body once (`raw_body`) instead of twice.
+    pub raw_body_only: bool,
+}
+
+/// `custom_middleware.id_extractor`: the gateway's own cache of sessions
+/// per extracted value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdExtractor {
+    pub disabled: bool,
+    /// `header`, `form`, `body` (or anything else, which extracts nothing).
+    pub extract_from: String,
+    /// `value`, `regex` or `xpath`.
+    pub extract_with: String,
+    /// `extractor_config.header_name`.
+    pub header_name: String,
+    /// `extractor_config.param_name`.
+    pub param_name: String,
+}
+
+impl IdExtractor {
+    /// Whether the gateway uses it: not disabled, and an `extract_with` it
+    /// implements (any other value leaves the extractor off).
+    pub fn is_active(&self) -> bool {
+        !self.disabled && EXTRACTORS.contains(&self.extract_with.as_str())
+    }
 }
 
 /// JSON types the gateway's decoder requires of a field. `null` is accepted
@@ -120,7 +149,7 @@ impl Manifest {
         let checksum = string(&fields, "", CHECKSUM)?;
         let signature = string(&fields, "", SIGNATURE)?;
         let middleware = match field(&fields, "", CUSTOM_MIDDLEWARE, Kind::Object)? {
-            Some(Value::Object(section)) => Middleware::parse(section)?,
+            Some(Value::Object(section)) => Middleware::parse(section, CUSTOM_MIDDLEWARE)?,
             _ => Middleware::default(),
         };
         Ok(Self {
@@ -138,7 +167,12 @@ impl Manifest {
         if self.middleware.driver.is_empty() {
             return Err(BundleError::NoDriver);
         }
-        if self.middleware.auth_check.name.is_empty() && self.middleware.hooks.is_empty() {
+        let auth_named = self
+            .middleware
+            .auth_check
+            .as_ref()
+            .is_some_and(|hook| !hook.name.is_empty());
+        if !auth_named && self.middleware.hooks.is_empty() {
             return Err(BundleError::NoHooks);
         }
         let mut seen = HashSet::new();
@@ -186,12 +220,13 @@ impl Manifest {
 }
 
 impl Middleware {
-    fn parse(section: &Map<String, Value>) -> Result<Self, BundleError> {
-        let at = CUSTOM_MIDDLEWARE;
+    /// Reads a `custom_middleware` section; field paths in errors start with
+    /// `at`.
+    pub(super) fn parse(section: &Map<String, Value>, at: &str) -> Result<Self, BundleError> {
         let driver = string(section, at, "driver")?;
         let auth_check = match field(section, at, "auth_check", Kind::Object)? {
-            Some(Value::Object(hook)) => Hook::parse(hook, &format!("{at}.auth_check"))?,
-            _ => Hook::default(),
+            Some(Value::Object(hook)) => Some(Hook::parse(hook, &format!("{at}.auth_check"))?),
+            _ => None,
         };
         let mut hooks = Vec::new();
         for list in HOOK_LISTS {
@@ -204,15 +239,11 @@ impl Middleware {
             }
         }
         let id_extractor = match field(section, at, "id_extractor", Kind::Object)? {
-            Some(Value::Object(extractor)) => {
-                let at = format!("{at}.id_extractor");
-                let disabled = boolean(extractor, &at, "disabled")?;
-                let with = string(extractor, &at, "extract_with")?;
-                string(extractor, &at, "extract_from")?;
-                field(extractor, &at, "extractor_config", Kind::Object)?;
-                !disabled && EXTRACTORS.contains(&with.as_str())
-            }
-            _ => false,
+            Some(Value::Object(extractor)) => Some(IdExtractor::parse(
+                extractor,
+                &format!("{at}.id_extractor"),
+            )?),
+            _ => None,
         };
         Ok(Self {
             driver,
@@ -224,7 +255,7 @@ impl Middleware {
 
     /// The custom-auth hook name, when the gateway will call it by name.
     pub fn active_auth_check(&self) -> Option<&str> {
-        let hook = &self.auth_check;
+        let hook = self.auth_check.as_ref()?;
         (!hook.name.is_empty() && !hook.disabled).then_some(hook.name.as_str())
     }
 
@@ -236,16 +267,44 @@ impl Middleware {
             .map(|(list, hook)| format!("{list}:{}", hook.name))
             .collect()
     }
+
+    /// The id_extractor the gateway will use, if any.
+    pub fn active_id_extractor(&self) -> Option<&IdExtractor> {
+        self.id_extractor.as_ref().filter(|e| e.is_active())
+    }
+}
+
+impl IdExtractor {
+    fn parse(extractor: &Map<String, Value>, at: &str) -> Result<Self, BundleError> {
+        let (header_name, param_name) =
+            match field(extractor, at, "extractor_config", Kind::Object)? {
+                Some(Value::Object(config)) => {
+                    let at = format!("{at}.extractor_config");
+                    (
+                        string(config, &at, "header_name")?,
+                        string(config, &at, "param_name")?,
+                    )
+                }
+                _ => (String::new(), String::new()),
+            };
+        Ok(Self {
+            disabled: boolean(extractor, at, "disabled")?,
+            extract_from: string(extractor, at, "extract_from")?,
+            extract_with: string(extractor, at, "extract_with")?,
+            header_name,
+            param_name,
+        })
+    }
 }
 
 impl Hook {
     fn parse(hook: &Map<String, Value>, at: &str) -> Result<Self, BundleError> {
         string(hook, at, "path")?;
         boolean(hook, at, "require_session")?;
-        boolean(hook, at, "raw_body_only")?;
         Ok(Self {
             name: string(hook, at, "name")?,
             disabled: boolean(hook, at, "disabled")?,
+            raw_body_only: boolean(hook, at, "raw_body_only")?,
         })
     }
 }

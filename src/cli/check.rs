@@ -51,6 +51,9 @@ pub fn check(args: &CheckArgs) -> ExitCode {
             );
         }
     }
+    if let Some(note) = config.introspection.plain_http_note() {
+        let _ = writeln!(out, "  note: {note}");
+    }
     for name in &config.ignored {
         let _ = writeln!(
             out,

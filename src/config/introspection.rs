@@ -51,6 +51,24 @@ pub struct IntrospectionConfig {
     pub verify_jwt: Option<super::VerifyJwtConfig>,
 }
 
+/// What plain `http://` to the authorization server means, in the README's
+/// words. Start-up says it when it refuses such a URL, and start-up and
+/// `check` say it again when `INTROSPECTION_ALLOW_HTTP=true` accepts one.
+const PLAIN_HTTP: &str = "tokens and client credentials cross the network in clear";
+
+impl IntrospectionConfig {
+    /// A warning when introspection goes over plain `http://` (accepted
+    /// only with `INTROSPECTION_ALLOW_HTTP=true`); `None` over `https://`.
+    pub fn plain_http_note(&self) -> Option<String> {
+        (self.url.scheme() == "http").then(|| {
+            format!(
+                "introspection uses http:// ({ENV_INTROSPECTION_ALLOW_HTTP}=true), so {PLAIN_HTTP}; \
+                 use https:// where the authorization server offers it"
+            )
+        })
+    }
+}
+
 /// The section, or `None` when a required value is missing or bad (the
 /// problem is in `r`).
 pub(super) fn read(r: &mut Reader<'_>) -> Option<IntrospectionConfig> {
@@ -83,8 +101,8 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<IntrospectionConfig> {
         && !allow_http
     {
         r.problem(format!(
-            "{ENV_INTROSPECTION_URL} uses http://, which would send tokens and client credentials in clear; \
-             use https:// or set {ENV_INTROSPECTION_ALLOW_HTTP}=true"
+            "{ENV_INTROSPECTION_URL} uses http://, so {PLAIN_HTTP}; use https://, \
+             or set {ENV_INTROSPECTION_ALLOW_HTTP}=true to accept that"
         ));
     }
     let max_inflight = r.or(

@@ -158,5 +158,20 @@ impl Config {
     }
 }
 
+/// The global identity rules alone (the defaults every API's `config_data`
+/// overrides), read exactly as [`Config::from_source`] reads them, for a
+/// tool that needs them without the rest of the configuration (checking API
+/// definitions needs no authorization server).
+///
+/// # Errors
+///
+/// Every problem in the identity variables.
+pub fn identity_from_source(source: &dyn Source) -> Result<IdentityRules, ConfigError> {
+    let mut r = reader::Reader::new(source);
+    let identity = identity::read(&mut r);
+    r.finish()?;
+    Ok(identity)
+}
+
 #[cfg(test)]
 mod tests;

@@ -106,7 +106,11 @@ fn id_extractor_is_active_only_when_enabled_with_a_known_method() {
             r#"{{"custom_middleware": {{"driver": "grpc", "id_extractor": {extractor}}}}}"#
         );
         assert_eq!(
-            parse(&json).unwrap().middleware.id_extractor,
+            parse(&json)
+                .unwrap()
+                .middleware
+                .active_id_extractor()
+                .is_some(),
             active,
             "{extractor}"
         );
@@ -275,4 +279,45 @@ fn sealing_fills_checksum_and_signature_and_keeps_unknown_keys() {
     assert_eq!(sealed["vendor_note"], serde_json::json!({"x": [1, 2]}));
     assert_eq!(sealed["custom_middleware"]["traffic_logs"]["name"], "T");
     assert_eq!(sealed["custom_middleware"]["auth_check"]["name"], "A");
+}
+
+#[test]
+fn hook_details_and_the_extractor_source_are_read() {
+    let manifest = parse(
+        r#"{"custom_middleware": {"driver": "grpc",
+                "auth_check": {"name": "A", "raw_body_only": true},
+                "post_key_auth": [{"name": "P"}],
+                "id_extractor": {"extract_from": "form", "extract_with": "value",
+                    "extractor_config": {"param_name": "token", "header_name": "X"}}}}"#,
+    )
+    .unwrap();
+    let middleware = manifest.middleware;
+    let auth = middleware.auth_check.as_ref().unwrap();
+    assert!(auth.raw_body_only && !auth.disabled);
+    assert!(!middleware.hooks[0].1.raw_body_only);
+    let extractor = middleware.active_id_extractor().unwrap();
+    assert_eq!(
+        (
+            extractor.extract_from.as_str(),
+            extractor.param_name.as_str(),
+            extractor.header_name.as_str()
+        ),
+        ("form", "token", "X")
+    );
+    // An absent auth_check is told apart from one without a name.
+    let absent = parse(r#"{"custom_middleware": {"driver": "grpc"}}"#).unwrap();
+    assert_eq!(absent.middleware.auth_check, None);
+    let unnamed = parse(r#"{"custom_middleware": {"auth_check": {}}}"#).unwrap();
+    assert_eq!(unnamed.middleware.auth_check, Some(Hook::default()));
+    // The extractor's configuration is typed like every other field.
+    let error = parse(
+        r#"{"custom_middleware": {"id_extractor": {"extractor_config": {"header_name": 1}}}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("custom_middleware.id_extractor.extractor_config.header_name"),
+        "{error}"
+    );
 }

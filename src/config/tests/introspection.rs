@@ -76,6 +76,54 @@ fn plain_http_introspection_needs_an_explicit_opt_in() {
     assert_eq!(config.introspection.url.scheme(), "http");
 }
 
+/// Refused or accepted, plain http:// is described the same way, as the
+/// README and .env.example do: what crosses in clear, and the variable.
+#[test]
+fn plain_http_is_described_alike_when_refused_and_when_accepted() {
+    const IN_CLEAR: &str = "tokens and client credentials cross the network in clear";
+    let refused = minimal()
+        .with(ENV_INTROSPECTION_URL, "http://idsvr.internal/introspect")
+        .problems();
+    assert!(refused[0].contains(IN_CLEAR), "{refused:?}");
+    assert!(refused[0].contains("use https://"), "{refused:?}");
+
+    let accepted = minimal()
+        .with(ENV_INTROSPECTION_URL, "http://idsvr.internal/introspect")
+        .with(ENV_INTROSPECTION_ALLOW_HTTP, "true")
+        .parse()
+        .unwrap();
+    let note = accepted.introspection.plain_http_note().unwrap();
+    assert!(note.contains(IN_CLEAR), "{note}");
+    assert!(note.contains("INTROSPECTION_ALLOW_HTTP=true"), "{note}");
+
+    let secure = minimal().parse().unwrap();
+    assert_eq!(secure.introspection.plain_http_note(), None);
+}
+
+/// The comment above INTROSPECTION_URL in .env.example names the opt-in, so
+/// a user who writes http:// there learns why start-up stops.
+#[test]
+fn env_example_names_the_opt_in_next_to_the_introspection_url() {
+    let example = include_str!("../../../.env.example");
+    let lines: Vec<&str> = example.lines().collect();
+    let at = lines
+        .iter()
+        .position(|line| line.starts_with("INTROSPECTION_URL="))
+        .unwrap();
+    let comment: String = lines[..at]
+        .iter()
+        .rev()
+        .take_while(|line| line.starts_with('#'))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        comment.contains("INTROSPECTION_ALLOW_HTTP=true"),
+        "{comment}"
+    );
+    assert!(comment.contains("in clear"), "{comment}");
+}
+
 #[test]
 fn credentials_in_a_rejected_url_are_masked_in_the_message() {
     let problems = minimal()

@@ -221,3 +221,21 @@ fn each_constant_is_named_after_its_variable() {
         assert_eq!(constant.strip_prefix("ENV_"), Some(*name));
     }
 }
+
+#[test]
+fn identity_rules_read_alone_match_the_full_configuration() {
+    let source = minimal()
+        .with(ENV_JWT_IN_METADATA, "true")
+        .with(ENV_POLICY_CLAIM, "scope")
+        .with(ENV_APPLY_POLICIES, "pol-a pol-b");
+    let alone = identity_from_source(&source).unwrap();
+    assert_eq!(alone, source.parse().unwrap().identity);
+    assert!(alone.jwt_in_metadata);
+    // Only the identity section is read: the AS's variables are not needed.
+    let bare = MapSource::new(&[(ENV_JWT_IN_METADATA, "true")]);
+    assert!(identity_from_source(&bare).unwrap().jwt_in_metadata);
+    // Its problems are reported as the full configuration reports them.
+    let bad = MapSource::new(&[(ENV_POLICY_MAP, "{\"a\": \"p\"}")]);
+    let error = identity_from_source(&bad).unwrap_err();
+    assert_eq!(error.problems, ["POLICY_MAP needs POLICY_CLAIM"]);
+}
