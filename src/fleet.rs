@@ -149,15 +149,18 @@ impl Fleet {
             }
         };
         // An error drops the lock, which releases it in the background.
+        let started = crate::cache::unix_now();
         let answer = introspect().await?;
         let payload = payload(&answer);
         let cached = to_cached(answer);
         match lock {
             Some(lock) => {
-                self.cache.fill(lock, &payload, cached.ttl).await;
+                self.cache.fill(lock, &payload, cached.ttl, started).await;
             }
             None => {
-                self.cache.put(token, &digest, &payload, cached.ttl).await;
+                self.cache
+                    .put(token, &digest, &payload, cached.ttl, started)
+                    .await;
             }
         }
         Ok(cached)
@@ -170,7 +173,10 @@ impl Fleet {
             let _ = self.cache.purge(token).await;
         }
         let digest = self.cache.digest(token);
-        self.cache.put(token, &digest, &payload(answer), ttl).await;
+        let now = crate::cache::unix_now();
+        self.cache
+            .put(token, &digest, &payload(answer), ttl, now)
+            .await;
     }
 
     /// Deletes `token`'s entry from Redis and tells every replica to drop
@@ -265,6 +271,7 @@ mod tests {
         let entry = SharedEntry {
             payload: stored,
             ttl: Duration::from_secs(7),
+            introspected_at: Duration::ZERO,
         };
         match shared_answer(&entry) {
             Some(Introspection::Active(a)) => {
@@ -279,6 +286,7 @@ mod tests {
         let junk = SharedEntry {
             payload: b"Bno-space".to_vec(),
             ttl: Duration::from_secs(7),
+            introspected_at: Duration::ZERO,
         };
         assert_eq!(shared_answer(&junk), None);
     }
@@ -297,6 +305,7 @@ mod tests {
         let entry = |payload: Vec<u8>| SharedEntry {
             payload,
             ttl: Duration::from_secs(7),
+            introspected_at: Duration::ZERO,
         };
         match shared_answer(&entry(payload(&active))) {
             Some(Introspection::Active(a)) => {
