@@ -3,8 +3,14 @@
 //! up, and the token's binding (`cnf.jkt` of the introspection answer) after.
 //!
 //! What must hold:
-//! - A malformed, foreign, stale or replayed proof never reaches the AS:
-//!   [`Dpop::screen`] runs on the request alone, the lookup comes after.
+//! - A malformed, foreign or stale proof never reaches the AS:
+//!   [`Dpop::screen`] runs on the request alone, the lookup comes after. So
+//!   does a proof this replica already remembers.
+//! - A proof is remembered ([`Dpop::remember`]) only once its token was
+//!   decided and bound to the proof's key: proofs for junk or unbound tokens
+//!   take no room in the replay store, so they cannot push a victim's proof
+//!   out. A replay of a proof remembered only by another replica is caught
+//!   there, through Redis, after the lookup.
 //! - A token whose answer carries `cnf.jkt` is accepted only with a proof
 //!   signed by that key ([`Dpop::bind`]); presented as `Bearer` it is refused.
 //! - Tyk passes the first `DPoP` header only, so "exactly one proof" is
@@ -32,7 +38,7 @@ pub use proof::{
     DPOP_TYP, Expected, MAX_JTI_BYTES, MAX_PROOF_BYTES, Proof, ProofError, ath_of, same_target,
     verify_signature,
 };
-pub use replay::{MAX_REMEMBERED_PROOFS, ReplayCache, Seen};
+pub use replay::{ProofClaim, ReplayCache, Seen};
 
 /// The header that carries the proof, as Tyk passes it (Go-canonical).
 pub const PROOF_HEADER: &str = "Dpop";
@@ -86,6 +92,9 @@ pub enum DpopDenial {
     /// The API requires DPoP and the request is not one; `token` when it
     /// carried some other credentials.
     Required { token: bool },
+    /// The proof checked out but the replay store is full of live proofs:
+    /// not the client's fault, answered 503 with `Retry-After`.
+    ReplayStoreFull,
 }
 
 impl DpopDenial {
@@ -97,6 +106,7 @@ impl DpopDenial {
             DpopDenial::KeyMismatch => DpopOutcome::KeyMismatch,
             DpopDenial::BoundAsBearer => DpopOutcome::BoundAsBearer,
             DpopDenial::Required { .. } => DpopOutcome::Required,
+            DpopDenial::ReplayStoreFull => DpopOutcome::ReplayStoreFull,
         }
     }
 
@@ -126,10 +136,14 @@ pub enum Screened {
     /// `None` refuses a bound token.
     Bearer,
     /// A valid, fresh proof: decide with `authorization` (`Bearer
-    /// <token>`), then [`Dpop::bind`] with `jkt`.
+    /// <token>`), then [`Dpop::bind`] with `jkt`, then, if both passed,
+    /// [`Dpop::remember`] the `claim`. `claim` is `None` (and `jkt` empty)
+    /// when the token itself is malformed: it is refused as such when
+    /// decided.
     Dpop {
         authorization: String,
         jkt: String,
+        claim: Option<ProofClaim>,
     },
     Refused(DpopDenial),
 }
@@ -158,10 +172,7 @@ impl Dpop {
             algs: config.algs.clone(),
             window: config.iat_window_seconds,
             skew: skew.as_secs(),
-            replay: ReplayCache::new(
-                Duration::from_secs(config.iat_window_seconds.saturating_add(skew.as_secs())),
-                MAX_REMEMBERED_PROOFS,
-            ),
+            replay: ReplayCache::new(config.replay_capacity),
             nonces: config
                 .nonce
                 .then(|| Nonces::new(nonce_secret, config.iat_window_seconds)),
@@ -176,15 +187,10 @@ impl Dpop {
     }
 
     /// Checks everything the request alone can show, before any lookup:
-    /// the scheme, the proof, its claims against the request, the nonce and
-    /// the replay cache (a proof is remembered only once all else passed).
-    pub async fn screen(
-        &self,
-        request: &RequestFacts<'_>,
-        rules: &DpopRules,
-        shared: Option<&SharedCache>,
-        now: u64,
-    ) -> Screened {
+    /// the scheme, the proof, its claims against the request, the nonce,
+    /// and whether this replica already remembers the proof. Nothing is
+    /// remembered here; see [`Dpop::remember`]. `now` is unix seconds.
+    pub fn screen(&self, request: &RequestFacts<'_>, rules: &DpopRules, now: u64) -> Screened {
         let header = request
             .authorization
             .unwrap_or_default()
@@ -207,23 +213,27 @@ impl Dpop {
                 return Screened::Dpop {
                     authorization,
                     jkt: String::new(),
+                    claim: None,
                 };
             }
         };
-        match self.check_proof(request, rules, token, shared, now).await {
-            Ok(jkt) => Screened::Dpop { authorization, jkt },
+        match self.check_proof(request, rules, token, now) {
+            Ok((jkt, claim)) => Screened::Dpop {
+                authorization,
+                jkt,
+                claim: Some(claim),
+            },
             Err(denial) => Screened::Refused(denial),
         }
     }
 
-    async fn check_proof(
+    fn check_proof(
         &self,
         request: &RequestFacts<'_>,
         rules: &DpopRules,
         token: &str,
-        shared: Option<&SharedCache>,
         now: u64,
-    ) -> Result<String, DpopDenial> {
+    ) -> Result<(String, ProofClaim), DpopDenial> {
         let raw = request
             .proof
             .map(|p| p.trim_matches([' ', '\t']))
@@ -249,9 +259,33 @@ impl Dpop {
         {
             return Err(DpopDenial::UseNonce(nonces.current(now)));
         }
-        match self.replay.record(&proof.jkt, &proof.jti, shared).await {
-            Seen::First => Ok(proof.jkt),
+        let claim = ProofClaim::new(&proof.jkt, &proof.jti, proof.iat, self.window);
+        if self.replay.seen(&claim, Duration::from_secs(now)) {
+            return Err(DpopDenial::Proof(ProofError::Replayed));
+        }
+        Ok((proof.jkt, claim))
+    }
+
+    /// Remembers a screened proof once its token was decided and bound to
+    /// its key, until its window ends: here and, with `shared`, in Redis.
+    /// `now` is unix time.
+    ///
+    /// # Errors
+    ///
+    /// [`ProofError::Replayed`] when this replica or another remembered it
+    /// first (the request is refused like any replay);
+    /// [`DpopDenial::ReplayStoreFull`] when this replica has no room (no
+    /// live proof is ever forgotten to make some).
+    pub async fn remember(
+        &self,
+        claim: &ProofClaim,
+        shared: Option<&SharedCache>,
+        now: Duration,
+    ) -> Result<(), DpopDenial> {
+        match self.replay.record(claim, now, shared).await {
+            Seen::First => Ok(()),
             Seen::Replayed => Err(DpopDenial::Proof(ProofError::Replayed)),
+            Seen::Full => Err(DpopDenial::ReplayStoreFull),
         }
     }
 

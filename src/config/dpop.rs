@@ -15,12 +15,17 @@ pub const DEFAULT_DPOP_ALGS: &[Algorithm] = &[
     Algorithm::PS256,
 ];
 pub const DEFAULT_DPOP_IAT_WINDOW_SECONDS: u64 = 60;
+/// Proofs each replica remembers for the replay check (each about 100
+/// bytes: some 50 MB when full).
+pub const DEFAULT_DPOP_REPLAY_CAPACITY: usize = 500_000;
 
 #[derive(Debug, Clone)]
 pub struct DpopConfig {
     /// Never empty, never `none` or `HS*`.
     pub algs: Vec<Algorithm>,
     pub iat_window_seconds: u64,
+    /// Live proofs remembered at most; never evicted to make room.
+    pub replay_capacity: usize,
     pub nonce: bool,
     pub forward_proof: bool,
 }
@@ -30,6 +35,7 @@ impl Default for DpopConfig {
         DpopConfig {
             algs: DEFAULT_DPOP_ALGS.to_vec(),
             iat_window_seconds: DEFAULT_DPOP_IAT_WINDOW_SECONDS,
+            replay_capacity: DEFAULT_DPOP_REPLAY_CAPACITY,
             nonce: false,
             forward_proof: false,
         }
@@ -49,6 +55,11 @@ pub(super) fn read(r: &mut Reader<'_>) -> DpopConfig {
             ENV_DPOP_IAT_WINDOW_SECONDS,
             |v| parse::integer::<u64>(v, 1, 3600),
             default.iat_window_seconds,
+        ),
+        replay_capacity: r.or(
+            ENV_DPOP_REPLAY_CAPACITY,
+            |v| parse::integer::<usize>(v, 1, 100_000_000),
+            default.replay_capacity,
         ),
         nonce: r.or(ENV_DPOP_NONCE, parse::boolean, false),
         forward_proof: r.or(ENV_DPOP_FORWARD_PROOF, parse::boolean, false),

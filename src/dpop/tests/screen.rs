@@ -60,11 +60,26 @@ fn the_request_url_comes_from_the_base_url_or_the_host_header() {
 
 #[tokio::test]
 async fn a_proof_is_accepted_once_per_key() {
-    let cache = ReplayCache::new(Duration::from_secs(60), 100);
-    assert_eq!(cache.record("k1", "j1", None).await, Seen::First);
-    assert_eq!(cache.record("k1", "j1", None).await, Seen::Replayed);
-    assert_eq!(cache.record("k2", "j1", None).await, Seen::First);
-    assert_eq!(cache.record("k1", "j2", None).await, Seen::First);
+    let cache = ReplayCache::new(100);
+    let now = Duration::from_secs(NOW);
+    let claim = |jkt: &str, jti: &str| ProofClaim::new(jkt, jti, NOW, 60);
+    assert_eq!(
+        cache.record(&claim("k1", "j1"), now, None).await,
+        Seen::First
+    );
+    assert_eq!(
+        cache.record(&claim("k1", "j1"), now, None).await,
+        Seen::Replayed
+    );
+    assert_eq!(
+        cache.record(&claim("k2", "j1"), now, None).await,
+        Seen::First
+    );
+    assert_eq!(
+        cache.record(&claim("k1", "j2"), now, None).await,
+        Seen::First
+    );
+    assert_eq!(cache.held(), 3);
 }
 
 #[test]
@@ -88,7 +103,7 @@ fn dpop(nonce: bool) -> Dpop {
     Dpop::new(&config, Duration::from_secs(5), b"secret", 4096)
 }
 
-fn facts<'a>(authorization: &'a str, proof: Option<&'a str>) -> RequestFacts<'a> {
+pub(super) fn facts<'a>(authorization: &'a str, proof: Option<&'a str>) -> RequestFacts<'a> {
     RequestFacts {
         authorization: Some(authorization),
         proof,
@@ -100,7 +115,7 @@ fn facts<'a>(authorization: &'a str, proof: Option<&'a str>) -> RequestFacts<'a>
 }
 
 #[tokio::test]
-async fn screening_checks_scheme_proof_and_replay_before_any_lookup() {
+async fn screening_checks_scheme_and_proof_and_remembering_comes_after() {
     let dpop = dpop(false);
     let key = ClientKey::es256();
     let rules = DpopRules::default();
@@ -111,71 +126,81 @@ async fn screening_checks_scheme_proof_and_replay_before_any_lookup() {
     let bearer = format!("Bearer {TOKEN}");
     let scheme = format!("DPoP {TOKEN}");
     assert!(matches!(
-        dpop.screen(&facts(&bearer, None), &rules, None, NOW).await,
+        dpop.screen(&facts(&bearer, None), &rules, NOW),
         Screened::Bearer
     ));
     assert!(matches!(
-        dpop.screen(&facts(&bearer, None), &required, None, NOW)
-            .await,
+        dpop.screen(&facts(&bearer, None), &required, NOW),
         Screened::Refused(DpopDenial::Required { token: true })
     ));
     assert!(matches!(
-        dpop.screen(&facts("", None), &required, None, NOW).await,
+        dpop.screen(&facts("", None), &required, NOW),
         Screened::Refused(DpopDenial::Required { token: false })
     ));
     assert!(matches!(
-        dpop.screen(&facts(&scheme, None), &rules, None, NOW).await,
+        dpop.screen(&facts(&scheme, None), &rules, NOW),
         Screened::Refused(DpopDenial::Proof(ProofError::Missing))
     ));
     let proof = key.proof(&claims());
-    match dpop
-        .screen(&facts(&scheme, Some(&proof)), &required, None, NOW)
-        .await
-    {
-        Screened::Dpop { authorization, jkt } => {
+    let claim = match dpop.screen(&facts(&scheme, Some(&proof)), &required, NOW) {
+        Screened::Dpop {
+            authorization,
+            jkt,
+            claim: Some(claim),
+        } => {
             assert_eq!(authorization, format!("Bearer {TOKEN}"));
             assert_eq!(jkt, key.jkt);
+            claim
         }
         other => panic!("{other:?}"),
-    }
+    };
+    // Screening remembers nothing: until its token checks out and the
+    // proof is remembered, the same proof screens again.
     assert!(matches!(
-        dpop.screen(&facts(&scheme, Some(&proof)), &rules, None, NOW)
-            .await,
+        dpop.screen(&facts(&scheme, Some(&proof)), &rules, NOW),
+        Screened::Dpop { .. }
+    ));
+    let now = Duration::from_secs(NOW);
+    assert_eq!(dpop.remember(&claim, None, now).await, Ok(()));
+    // Remembered: refused before any lookup, and at the remember step.
+    assert!(matches!(
+        dpop.screen(&facts(&scheme, Some(&proof)), &rules, NOW),
         Screened::Refused(DpopDenial::Proof(ProofError::Replayed))
     ));
-    // A proof that fails a check is not remembered: the same jti, right,
-    // is still accepted after a wrong one.
+    assert_eq!(
+        dpop.remember(&claim, None, now).await,
+        Err(DpopDenial::Proof(ProofError::Replayed))
+    );
+    // A proof that fails a check is not remembered either: the same jti,
+    // right, is still accepted after a wrong one.
     let wrong = key.proof(&with(claims(), "jti", json!("fresh")));
     let post = RequestFacts {
         method: "POST",
         ..facts(&scheme, Some(&wrong))
     };
     assert!(matches!(
-        dpop.screen(&post, &rules, None, NOW).await,
+        dpop.screen(&post, &rules, NOW),
         Screened::Refused(DpopDenial::Proof(ProofError::WrongMethod))
     ));
     assert!(matches!(
-        dpop.screen(&facts(&scheme, Some(&wrong)), &rules, None, NOW)
-            .await,
-        Screened::Dpop { .. }
+        dpop.screen(&facts(&scheme, Some(&wrong)), &rules, NOW),
+        Screened::Dpop { claim: Some(_), .. }
+    ));
+    // A malformed token is left to the decision, with nothing to remember.
+    assert!(matches!(
+        dpop.screen(&facts("DPoP a b", Some(&proof)), &rules, NOW),
+        Screened::Dpop { claim: None, .. }
     ));
 }
 
-#[tokio::test]
-async fn with_nonces_on_a_proof_without_a_fresh_one_gets_one() {
+#[test]
+fn with_nonces_on_a_proof_without_a_fresh_one_gets_one() {
     let dpop = dpop(true);
     let key = ClientKey::es256();
     let scheme = format!("DPoP {TOKEN}");
+    let rules = DpopRules::default();
     let proof = key.proof(&claims());
-    let nonce = match dpop
-        .screen(
-            &facts(&scheme, Some(&proof)),
-            &DpopRules::default(),
-            None,
-            NOW,
-        )
-        .await
-    {
+    let nonce = match dpop.screen(&facts(&scheme, Some(&proof)), &rules, NOW) {
         Screened::Refused(DpopDenial::UseNonce(nonce)) => nonce,
         other => panic!("{other:?}"),
     };
@@ -185,13 +210,7 @@ async fn with_nonces_on_a_proof_without_a_fresh_one_gets_one() {
         json!("2"),
     ));
     assert!(matches!(
-        dpop.screen(
-            &facts(&scheme, Some(&stale)),
-            &DpopRules::default(),
-            None,
-            NOW
-        )
-        .await,
+        dpop.screen(&facts(&scheme, Some(&stale)), &rules, NOW),
         Screened::Refused(DpopDenial::UseNonce(_))
     ));
     let proof = key.proof(&with(
@@ -200,13 +219,7 @@ async fn with_nonces_on_a_proof_without_a_fresh_one_gets_one() {
         json!("3"),
     ));
     assert!(matches!(
-        dpop.screen(
-            &facts(&scheme, Some(&proof)),
-            &DpopRules::default(),
-            None,
-            NOW
-        )
-        .await,
+        dpop.screen(&facts(&scheme, Some(&proof)), &rules, NOW),
         Screened::Dpop { .. }
     ));
 }
