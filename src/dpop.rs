@@ -47,15 +47,16 @@ pub const PROOF_HEADER: &str = "Dpop";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DpopRules {
     /// `dpop_base_url`: the external scheme, host (and path prefix) the
-    /// proofs' `htu` names; the request path is appended. Default: the
-    /// request's scheme and `Host` header.
+    /// proofs' `htu` names; the request path is appended. Default:
+    /// `DPOP_BASE_URL`, else the request's scheme and `Host` header (which
+    /// the client chooses).
     pub base_url: Option<Url>,
     /// `dpop_required`: refuse `Bearer` requests.
     pub required: bool,
 }
 
-/// Parses `dpop_base_url`: an absolute `http(s)` URL without user, query or
-/// fragment.
+/// Parses `dpop_base_url` (and `DPOP_BASE_URL`): an absolute `http(s)` URL
+/// without user, query or fragment.
 ///
 /// # Errors
 ///
@@ -157,6 +158,8 @@ pub struct Dpop {
     nonces: Option<Nonces>,
     forward_proof: bool,
     max_token_bytes: usize,
+    /// `DPOP_BASE_URL`, for APIs without their own.
+    base_url: Option<Url>,
 }
 
 impl Dpop {
@@ -178,6 +181,7 @@ impl Dpop {
                 .then(|| Nonces::new(nonce_secret, config.iat_window_seconds)),
             forward_proof: config.forward_proof,
             max_token_bytes,
+            base_url: config.base_url.clone(),
         }
     }
 
@@ -240,7 +244,8 @@ impl Dpop {
             .filter(|p| !p.is_empty())
             .ok_or(DpopDenial::Proof(ProofError::Missing))?;
         let proof = verify_signature(raw, &self.algs).map_err(DpopDenial::Proof)?;
-        let htu = request_htu(request, rules).ok_or(DpopDenial::Proof(ProofError::WrongUrl))?;
+        let base_url = rules.base_url.as_ref().or(self.base_url.as_ref());
+        let htu = request_htu(request, base_url).ok_or(DpopDenial::Proof(ProofError::WrongUrl))?;
         proof
             .check(&Expected {
                 method: request.method,
@@ -315,16 +320,21 @@ pub fn algs_param(algs: &[Algorithm]) -> String {
         .join(" ")
 }
 
-/// The URL the client sent the request to, without query or fragment: the
-/// API's `dpop_base_url` followed by the request path, or else the
-/// request's scheme, `Host` header and path. `None` when they make no URL
-/// (a `Host` with characters a host cannot have).
-pub fn request_htu(request: &RequestFacts<'_>, rules: &DpopRules) -> Option<Url> {
+/// The URL the client sent the request to, without query or fragment:
+/// `base_url` (the API's `dpop_base_url`, else `DPOP_BASE_URL`) followed by
+/// the request path, or else the request's scheme, `Host` header and path.
+/// `None` when they make no URL (a `Host` with characters a host cannot
+/// have).
+///
+/// Without a base URL the `Host` header decides, and the client chooses it:
+/// a proof made for another host (another API or deployment that takes the
+/// same tokens) is accepted here when replayed with that `Host`.
+pub fn request_htu(request: &RequestFacts<'_>, base_url: Option<&Url>) -> Option<Url> {
     let path = request.url.split(['?', '#']).next().unwrap_or_default();
     if !path.starts_with('/') {
         return None;
     }
-    let text = match &rules.base_url {
+    let text = match base_url {
         Some(base) => format!("{}{path}", base.as_str().trim_end_matches('/')),
         None => {
             let host = request.host.filter(|h| {

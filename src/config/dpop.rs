@@ -1,6 +1,10 @@
 //! The DPoP section: how proofs (RFC 9449) are checked at the gateway.
+//!
+//! `DPOP_NONCE=true` requires `SESSION_KEY_SECRET`, which keys the nonces;
+//! `DPOP_BASE_URL` is checked as an API's `dpop_base_url` is.
 
 use jsonwebtoken::Algorithm;
+use reqwest::Url;
 
 use super::parse;
 use super::reader::Reader;
@@ -26,8 +30,13 @@ pub struct DpopConfig {
     pub iat_window_seconds: u64,
     /// Live proofs remembered at most; never evicted to make room.
     pub replay_capacity: usize,
+    /// Requires `SESSION_KEY_SECRET` (the nonces' key).
     pub nonce: bool,
     pub forward_proof: bool,
+    /// `DPOP_BASE_URL`: the external origin (and path prefix) proofs' `htu`
+    /// names for APIs whose `config_data` has no `dpop_base_url`. Without
+    /// either, `htu` is checked against the client's own `Host` header.
+    pub base_url: Option<Url>,
 }
 
 impl Default for DpopConfig {
@@ -38,6 +47,7 @@ impl Default for DpopConfig {
             replay_capacity: DEFAULT_DPOP_REPLAY_CAPACITY,
             nonce: false,
             forward_proof: false,
+            base_url: None,
         }
     }
 }
@@ -45,6 +55,16 @@ impl Default for DpopConfig {
 /// The section (every value has a default).
 pub(super) fn read(r: &mut Reader<'_>) -> DpopConfig {
     let default = DpopConfig::default();
+    let nonce = r.or(ENV_DPOP_NONCE, parse::boolean, false);
+    // Nonces are keyed with the session-key secret. Its fallback, the client
+    // secret, is known to the AS and to anything that sees its
+    // client_secret_post requests: they could mint nonces.
+    if nonce && r.raw(ENV_SESSION_KEY_SECRET).is_none() {
+        r.problem(format!(
+            "{ENV_DPOP_NONCE}=true needs {ENV_SESSION_KEY_SECRET}: the nonces' key would \
+             otherwise derive from the client secret, which the authorization server knows"
+        ));
+    }
     DpopConfig {
         algs: r.or(
             ENV_DPOP_SIGNING_ALGS,
@@ -61,8 +81,9 @@ pub(super) fn read(r: &mut Reader<'_>) -> DpopConfig {
             |v| parse::integer::<usize>(v, 1, 100_000_000),
             default.replay_capacity,
         ),
-        nonce: r.or(ENV_DPOP_NONCE, parse::boolean, false),
+        nonce,
         forward_proof: r.or(ENV_DPOP_FORWARD_PROOF, parse::boolean, false),
+        base_url: r.optional(ENV_DPOP_BASE_URL, crate::dpop::parse_base_url),
     }
 }
 

@@ -129,6 +129,8 @@ variables! {
     ENV_DPOP_NONCE = "DPOP_NONCE";
     /// Forward the `DPoP` header upstream instead of removing it.
     ENV_DPOP_FORWARD_PROOF = "DPOP_FORWARD_PROOF";
+    /// The external URL proofs' `htu` names, for APIs without `dpop_base_url`.
+    ENV_DPOP_BASE_URL = "DPOP_BASE_URL";
     // The Tyk session.
     /// Session rate limit: requests per period.
     ENV_SESSION_RATE = "SESSION_RATE";

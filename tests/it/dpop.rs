@@ -252,10 +252,57 @@ async fn an_api_that_requires_dpop_refuses_bearer_requests_before_the_lookup() {
     assert_eq!(outcome.status(), 200, "{:?}", outcome.client);
 }
 
+/// `DPOP_BASE_URL` names the external origin for every API: the `Host`
+/// the client sent no longer decides `htu`. An API's own `dpop_base_url`
+/// wins over it.
+#[tokio::test]
+async fn a_global_dpop_base_url_replaces_the_host_and_an_apis_own_wins() {
+    let client = DpopClient::new();
+    let global = spawn_app_with(|s| {
+        s.env("DPOP_BASE_URL", "https://api.example.com/");
+    })
+    .await;
+    global.fake_as.script("bound", bound_to(&client, "ike"));
+    let outcome = global
+        .send(dpop_request("bound", &client.proof("GET", HTU, "bound")))
+        .await;
+    assert_eq!(outcome.status(), 401, "the Host no longer names the URL");
+    assert!(challenge(&outcome).contains("invalid_dpop_proof"));
+    assert_eq!(global.fake_as.calls(), 0);
+    let external = "https://api.example.com/orders/api/items";
+    let outcome = global
+        .send(dpop_request(
+            "bound",
+            &client.proof("GET", external, "bound"),
+        ))
+        .await;
+    assert_eq!(outcome.status(), 200, "{:?}", outcome.client);
+
+    let own = spawn_app_with(|s| {
+        s.env("DPOP_BASE_URL", "https://api.example.com/");
+        s.api.config_data = Some(json!({ "dpop_base_url": "https://edge.example.net/" }));
+    })
+    .await;
+    own.fake_as.script("bound", bound_to(&client, "ike"));
+    let outcome = own
+        .send(dpop_request(
+            "bound",
+            &client.proof("GET", external, "bound"),
+        ))
+        .await;
+    assert_eq!(outcome.status(), 401, "the API's own base URL wins");
+    let edge = "https://edge.example.net/orders/api/items";
+    let outcome = own
+        .send(dpop_request("bound", &client.proof("GET", edge, "bound")))
+        .await;
+    assert_eq!(outcome.status(), 200, "{:?}", outcome.client);
+}
+
 #[tokio::test]
 async fn with_nonces_on_the_client_is_given_one_and_then_accepted() {
     let app = spawn_app_with(|s| {
-        s.env("DPOP_NONCE", "true");
+        s.env("DPOP_NONCE", "true")
+            .env("SESSION_KEY_SECRET", "session-and-nonce-key");
     })
     .await;
     let client = DpopClient::new();

@@ -13,7 +13,7 @@ fn the_request_url_comes_from_the_base_url_or_the_host_header() {
         ..RequestFacts::default()
     };
     let htu = |facts: &RequestFacts<'_>, rules: &DpopRules| {
-        request_htu(facts, rules).map(|u| u.to_string())
+        request_htu(facts, rules.base_url.as_ref()).map(|u| u.to_string())
     };
     assert_eq!(htu(&facts, &DpopRules::default()).as_deref(), Some(URL));
     let http = RequestFacts {
@@ -250,4 +250,38 @@ fn the_binding_must_match_the_scheme_and_the_key() {
         Dpop::bind(&other_cnf, Some("abc")),
         Err(DpopDenial::Unbound)
     );
+}
+
+#[test]
+fn the_global_base_url_is_the_default_and_an_apis_own_wins() {
+    let config = DpopConfig {
+        base_url: Some(parse_base_url("https://edge.example.com/v1").unwrap()),
+        ..DpopConfig::default()
+    };
+    let dpop = Dpop::new(&config, Duration::from_secs(5), b"secret", 4096);
+    let key = ClientKey::es256();
+    let scheme = format!("DPoP {TOKEN}");
+    let proof_for = |htu: &str| key.proof(&with(claims(), "htu", json!(htu)));
+    let at_host = proof_for(URL);
+    let at_edge = proof_for("https://edge.example.com/v1/orders/1");
+    let own = DpopRules {
+        base_url: Some(parse_base_url("https://own.example.org").unwrap()),
+        required: false,
+    };
+    let own_url = proof_for("https://own.example.org/orders/1");
+    let screen =
+        |proof: &str, rules: &DpopRules| dpop.screen(&facts(&scheme, Some(proof)), rules, NOW);
+    assert!(matches!(
+        screen(&at_host, &DpopRules::default()),
+        Screened::Refused(DpopDenial::Proof(ProofError::WrongUrl))
+    ));
+    assert!(matches!(
+        screen(&at_edge, &DpopRules::default()),
+        Screened::Dpop { .. }
+    ));
+    assert!(matches!(
+        screen(&at_edge, &own),
+        Screened::Refused(DpopDenial::Proof(ProofError::WrongUrl))
+    ));
+    assert!(matches!(screen(&own_url, &own), Screened::Dpop { .. }));
 }
