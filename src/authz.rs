@@ -289,14 +289,17 @@ impl Authorizer {
         let key = self.key(&token, digest);
         let fetch = || async {
             let introspect = || self.client.introspect(&token, trace);
-            let to_cached = |answer| self.to_cached(&digest, answer);
+            let to_cached = |answer, at| self.to_cached(&digest, answer, at);
             match &self.fleet {
                 Some(fleet) => {
                     fleet
                         .fetch(token.expose(), key, introspect, to_cached)
                         .await
                 }
-                None => Ok(to_cached(introspect().await?)),
+                None => {
+                    let started = unix_now();
+                    Ok(to_cached(introspect().await?, started))
+                }
             }
         };
         let (answer, lookup) = match self
@@ -347,7 +350,16 @@ impl Authorizer {
     }
 
     /// The cache entry for an answer of the AS, with its TTL.
-    fn to_cached(&self, digest: &TokenDigest, answer: Introspection) -> Cached<Answer> {
+    /// `introspected_at` is when the introspection that gave it started
+    /// (unix time): for another replica's answer read from the fleet's
+    /// cache, its sealed time, so the answer keeps its age and
+    /// `REVALIDATE_AFTER_SECONDS` counts from when the AS gave it.
+    fn to_cached(
+        &self,
+        digest: &TokenDigest,
+        answer: Introspection,
+        introspected_at: Duration,
+    ) -> Cached<Answer> {
         match answer {
             Introspection::Active(active) => {
                 let now = unix_now();
@@ -355,22 +367,25 @@ impl Authorizer {
                 let ttl = self.ttl.for_answer(exp, &active.cache, now);
                 // Tyk's id_extractor may answer from its own cache until
                 // then: never while the plugin itself would refuse the JWT
-                // (its last seconds), nor past a revalidation.
-                let due = [
-                    Some(ttl),
-                    self.ttl.forwardable_for(exp, now),
-                    self.revalidate_after,
+                // (its last seconds), nor past the answer's revalidation.
+                let until = [
+                    Some(now + ttl),
+                    self.ttl
+                        .forwardable_for(exp, now)
+                        .map(|usable| now + usable),
+                    self.revalidate_after.map(|after| introspected_at + after),
                 ]
                 .into_iter()
                 .flatten()
                 .min()
-                .unwrap_or(ttl);
+                .unwrap_or(now + ttl);
                 let grant = Grant::new(
                     &active.jwt,
                     &active.claims,
                     active.minted,
                     self.keys.session_key(digest),
-                    (now + due).as_secs(),
+                    until.as_secs(),
+                    introspected_at,
                 );
                 Cached {
                     weight: grant.weight(),

@@ -113,8 +113,9 @@ impl DispatchService {
     /// The custom-auth hook: the decision for this request to this API.
     ///
     /// A DPoP request's proof is checked before the token is looked up
-    /// (see [`Dpop::screen`]), its binding after; a `Bearer` request with a
-    /// DPoP-bound token is refused.
+    /// (see [`Dpop::screen`]), its binding after, and the proof remembered
+    /// only then ([`Dpop::remember`]); a `Bearer` request with a DPoP-bound
+    /// token is refused.
     async fn auth_check(&self, object: &mut Object, trace: Option<&TraceContext>) {
         let rules = match self.api_rules(object) {
             Ok(rules) => rules,
@@ -122,13 +123,14 @@ impl DispatchService {
         };
         let facts = request_facts(object);
         let shared = self.authz.fleet().map(Fleet::shared);
-        let (authorization, jkt) = match self
-            .dpop
-            .screen(&facts, &rules.dpop, shared, unix_now().as_secs())
-            .await
-        {
-            Screened::Bearer => (facts.authorization.map(str::to_owned), None),
-            Screened::Dpop { authorization, jkt } => (Some(authorization), Some(jkt)),
+        let screened = self.dpop.screen(&facts, &rules.dpop, unix_now().as_secs());
+        let (authorization, jkt, claim) = match screened {
+            Screened::Bearer => (facts.authorization.map(str::to_owned), None, None),
+            Screened::Dpop {
+                authorization,
+                jkt,
+                claim,
+            } => (Some(authorization), Some(jkt), claim),
             Screened::Refused(denial) => {
                 return self.write_deny(object, None, &Denial::Dpop(denial));
             }
@@ -139,7 +141,15 @@ impl DispatchService {
             .decide_bound(authorization.as_deref(), &rules, bind, trace)
             .await;
         match &verdict.result {
-            Ok(grant) => self.write_allow(object, grant, &rules, jkt.is_some()),
+            Ok(grant) => {
+                // The proof is remembered only now that its token checked out.
+                if let Some(claim) = &claim
+                    && let Err(denial) = self.dpop.remember(claim, shared, unix_now()).await
+                {
+                    return self.write_deny(object, verdict.digest, &Denial::Dpop(denial));
+                }
+                self.write_allow(object, grant, &rules, jkt.is_some());
+            }
             Err(denial) if jkt.is_some() => {
                 let token_id = self.token_id(verdict.digest);
                 let deny =

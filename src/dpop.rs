@@ -3,8 +3,14 @@
 //! up, and the token's binding (`cnf.jkt` of the introspection answer) after.
 //!
 //! What must hold:
-//! - A malformed, foreign, stale or replayed proof never reaches the AS:
-//!   [`Dpop::screen`] runs on the request alone, the lookup comes after.
+//! - A malformed, foreign or stale proof never reaches the AS:
+//!   [`Dpop::screen`] runs on the request alone, the lookup comes after. So
+//!   does a proof this replica already remembers.
+//! - A proof is remembered ([`Dpop::remember`]) only once its token was
+//!   decided and bound to the proof's key: proofs for junk or unbound tokens
+//!   take no room in the replay store, so they cannot push a victim's proof
+//!   out. A replay of a proof remembered only by another replica is caught
+//!   there, through Redis, after the lookup.
 //! - A token whose answer carries `cnf.jkt` is accepted only with a proof
 //!   signed by that key ([`Dpop::bind`]); presented as `Bearer` it is refused.
 //! - Tyk passes the first `DPoP` header only, so "exactly one proof" is
@@ -32,7 +38,7 @@ pub use proof::{
     DPOP_TYP, Expected, MAX_JTI_BYTES, MAX_PROOF_BYTES, Proof, ProofError, ath_of, same_target,
     verify_signature,
 };
-pub use replay::{MAX_REMEMBERED_PROOFS, ReplayCache, Seen};
+pub use replay::{ProofClaim, ReplayCache, Seen};
 
 /// The header that carries the proof, as Tyk passes it (Go-canonical).
 pub const PROOF_HEADER: &str = "Dpop";
@@ -41,15 +47,16 @@ pub const PROOF_HEADER: &str = "Dpop";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DpopRules {
     /// `dpop_base_url`: the external scheme, host (and path prefix) the
-    /// proofs' `htu` names; the request path is appended. Default: the
-    /// request's scheme and `Host` header.
+    /// proofs' `htu` names; the request path is appended. Default:
+    /// `DPOP_BASE_URL`, else the request's scheme and `Host` header (which
+    /// the client chooses).
     pub base_url: Option<Url>,
     /// `dpop_required`: refuse `Bearer` requests.
     pub required: bool,
 }
 
-/// Parses `dpop_base_url`: an absolute `http(s)` URL without user, query or
-/// fragment.
+/// Parses `dpop_base_url` (and `DPOP_BASE_URL`): an absolute `http(s)` URL
+/// without user, query or fragment.
 ///
 /// # Errors
 ///
@@ -86,6 +93,9 @@ pub enum DpopDenial {
     /// The API requires DPoP and the request is not one; `token` when it
     /// carried some other credentials.
     Required { token: bool },
+    /// The proof checked out but the replay store is full of live proofs:
+    /// not the client's fault, answered 503 with `Retry-After`.
+    ReplayStoreFull,
 }
 
 impl DpopDenial {
@@ -97,6 +107,7 @@ impl DpopDenial {
             DpopDenial::KeyMismatch => DpopOutcome::KeyMismatch,
             DpopDenial::BoundAsBearer => DpopOutcome::BoundAsBearer,
             DpopDenial::Required { .. } => DpopOutcome::Required,
+            DpopDenial::ReplayStoreFull => DpopOutcome::ReplayStoreFull,
         }
     }
 
@@ -126,10 +137,14 @@ pub enum Screened {
     /// `None` refuses a bound token.
     Bearer,
     /// A valid, fresh proof: decide with `authorization` (`Bearer
-    /// <token>`), then [`Dpop::bind`] with `jkt`.
+    /// <token>`), then [`Dpop::bind`] with `jkt`, then, if both passed,
+    /// [`Dpop::remember`] the `claim`. `claim` is `None` (and `jkt` empty)
+    /// when the token itself is malformed: it is refused as such when
+    /// decided.
     Dpop {
         authorization: String,
         jkt: String,
+        claim: Option<ProofClaim>,
     },
     Refused(DpopDenial),
 }
@@ -143,6 +158,8 @@ pub struct Dpop {
     nonces: Option<Nonces>,
     forward_proof: bool,
     max_token_bytes: usize,
+    /// `DPOP_BASE_URL`, for APIs without their own.
+    base_url: Option<Url>,
 }
 
 impl Dpop {
@@ -158,15 +175,13 @@ impl Dpop {
             algs: config.algs.clone(),
             window: config.iat_window_seconds,
             skew: skew.as_secs(),
-            replay: ReplayCache::new(
-                Duration::from_secs(config.iat_window_seconds.saturating_add(skew.as_secs())),
-                MAX_REMEMBERED_PROOFS,
-            ),
+            replay: ReplayCache::new(config.replay_capacity),
             nonces: config
                 .nonce
                 .then(|| Nonces::new(nonce_secret, config.iat_window_seconds)),
             forward_proof: config.forward_proof,
             max_token_bytes,
+            base_url: config.base_url.clone(),
         }
     }
 
@@ -176,15 +191,10 @@ impl Dpop {
     }
 
     /// Checks everything the request alone can show, before any lookup:
-    /// the scheme, the proof, its claims against the request, the nonce and
-    /// the replay cache (a proof is remembered only once all else passed).
-    pub async fn screen(
-        &self,
-        request: &RequestFacts<'_>,
-        rules: &DpopRules,
-        shared: Option<&SharedCache>,
-        now: u64,
-    ) -> Screened {
+    /// the scheme, the proof, its claims against the request, the nonce,
+    /// and whether this replica already remembers the proof. Nothing is
+    /// remembered here; see [`Dpop::remember`]. `now` is unix seconds.
+    pub fn screen(&self, request: &RequestFacts<'_>, rules: &DpopRules, now: u64) -> Screened {
         let header = request
             .authorization
             .unwrap_or_default()
@@ -207,30 +217,35 @@ impl Dpop {
                 return Screened::Dpop {
                     authorization,
                     jkt: String::new(),
+                    claim: None,
                 };
             }
         };
-        match self.check_proof(request, rules, token, shared, now).await {
-            Ok(jkt) => Screened::Dpop { authorization, jkt },
+        match self.check_proof(request, rules, token, now) {
+            Ok((jkt, claim)) => Screened::Dpop {
+                authorization,
+                jkt,
+                claim: Some(claim),
+            },
             Err(denial) => Screened::Refused(denial),
         }
     }
 
-    async fn check_proof(
+    fn check_proof(
         &self,
         request: &RequestFacts<'_>,
         rules: &DpopRules,
         token: &str,
-        shared: Option<&SharedCache>,
         now: u64,
-    ) -> Result<String, DpopDenial> {
+    ) -> Result<(String, ProofClaim), DpopDenial> {
         let raw = request
             .proof
             .map(|p| p.trim_matches([' ', '\t']))
             .filter(|p| !p.is_empty())
             .ok_or(DpopDenial::Proof(ProofError::Missing))?;
         let proof = verify_signature(raw, &self.algs).map_err(DpopDenial::Proof)?;
-        let htu = request_htu(request, rules).ok_or(DpopDenial::Proof(ProofError::WrongUrl))?;
+        let base_url = rules.base_url.as_ref().or(self.base_url.as_ref());
+        let htu = request_htu(request, base_url).ok_or(DpopDenial::Proof(ProofError::WrongUrl))?;
         proof
             .check(&Expected {
                 method: request.method,
@@ -249,9 +264,33 @@ impl Dpop {
         {
             return Err(DpopDenial::UseNonce(nonces.current(now)));
         }
-        match self.replay.record(&proof.jkt, &proof.jti, shared).await {
-            Seen::First => Ok(proof.jkt),
+        let claim = ProofClaim::new(&proof.jkt, &proof.jti, proof.iat, self.window);
+        if self.replay.seen(&claim, Duration::from_secs(now)) {
+            return Err(DpopDenial::Proof(ProofError::Replayed));
+        }
+        Ok((proof.jkt, claim))
+    }
+
+    /// Remembers a screened proof once its token was decided and bound to
+    /// its key, until its window ends: here and, with `shared`, in Redis.
+    /// `now` is unix time.
+    ///
+    /// # Errors
+    ///
+    /// [`ProofError::Replayed`] when this replica or another remembered it
+    /// first (the request is refused like any replay);
+    /// [`DpopDenial::ReplayStoreFull`] when this replica has no room (no
+    /// live proof is ever forgotten to make some).
+    pub async fn remember(
+        &self,
+        claim: &ProofClaim,
+        shared: Option<&SharedCache>,
+        now: Duration,
+    ) -> Result<(), DpopDenial> {
+        match self.replay.record(claim, now, shared).await {
+            Seen::First => Ok(()),
             Seen::Replayed => Err(DpopDenial::Proof(ProofError::Replayed)),
+            Seen::Full => Err(DpopDenial::ReplayStoreFull),
         }
     }
 
@@ -281,16 +320,21 @@ pub fn algs_param(algs: &[Algorithm]) -> String {
         .join(" ")
 }
 
-/// The URL the client sent the request to, without query or fragment: the
-/// API's `dpop_base_url` followed by the request path, or else the
-/// request's scheme, `Host` header and path. `None` when they make no URL
-/// (a `Host` with characters a host cannot have).
-pub fn request_htu(request: &RequestFacts<'_>, rules: &DpopRules) -> Option<Url> {
+/// The URL the client sent the request to, without query or fragment:
+/// `base_url` (the API's `dpop_base_url`, else `DPOP_BASE_URL`) followed by
+/// the request path, or else the request's scheme, `Host` header and path.
+/// `None` when they make no URL (a `Host` with characters a host cannot
+/// have).
+///
+/// Without a base URL the `Host` header decides, and the client chooses it:
+/// a proof made for another host (another API or deployment that takes the
+/// same tokens) is accepted here when replayed with that `Host`.
+pub fn request_htu(request: &RequestFacts<'_>, base_url: Option<&Url>) -> Option<Url> {
     let path = request.url.split(['?', '#']).next().unwrap_or_default();
     if !path.starts_with('/') {
         return None;
     }
-    let text = match &rules.base_url {
+    let text = match base_url {
         Some(base) => format!("{}{path}", base.as_str().trim_end_matches('/')),
         None => {
             let host = request.host.filter(|h| {

@@ -107,7 +107,9 @@ impl Fleet {
     /// The answer for `token` on an in-process miss: another replica's, from
     /// Redis, or `introspect`'s (which is then stored for the fleet). `key`
     /// is [`Fleet::key`] of `token`, computed once by the caller.
-    /// `to_cached` makes the in-process entry, with the TTL rule; a shared
+    /// `to_cached` makes the in-process entry, with the TTL rule, from an
+    /// answer and when its introspection started: for another replica's
+    /// answer, the time sealed with it (so it keeps its age); a shared
     /// answer keeps no longer than its Redis entry has left.
     ///
     /// # Errors
@@ -118,7 +120,7 @@ impl Fleet {
         token: &str,
         key: TokenDigest,
         introspect: impl FnOnce() -> F,
-        to_cached: impl FnOnce(Introspection) -> Cached<T>,
+        to_cached: impl FnOnce(Introspection, Duration) -> Cached<T>,
     ) -> Result<Cached<T>, E>
     where
         F: Future<Output = Result<Introspection, E>>,
@@ -126,7 +128,9 @@ impl Fleet {
         let digest = FleetDigest(key.0);
         let lock = match self.cache.get_or_lock(token, &digest).await {
             SharedLookup::Hit(entry) => match shared_answer(&entry) {
-                Some(answer) => return Ok(within(to_cached(answer), entry.ttl)),
+                Some(answer) => {
+                    return Ok(within(to_cached(answer, entry.introspected_at), entry.ttl));
+                }
                 None => None,
             },
             SharedLookup::Miss { lock: Some(lock) }
@@ -135,7 +139,10 @@ impl Fleet {
                 match self.cache.wait_for(token, &digest, self.lock_wait).await {
                     Waited::Hit(entry) => {
                         if let Some(answer) = shared_answer(&entry) {
-                            return Ok(within(to_cached(answer), entry.ttl));
+                            return Ok(within(
+                                to_cached(answer, entry.introspected_at),
+                                entry.ttl,
+                            ));
                         }
                         None
                     }
@@ -147,33 +154,50 @@ impl Fleet {
             }
             SharedLookup::Unavailable(why) => {
                 debug!(reason = ?why, "Shared cache unavailable; introspecting on our own");
+                let started = crate::cache::unix_now();
                 let answer = introspect().await?;
-                return Ok(to_cached(answer));
+                return Ok(to_cached(answer, started));
             }
         };
         // An error drops the lock, which releases it in the background.
+        let started = crate::cache::unix_now();
         let answer = introspect().await?;
         let payload = payload(&answer);
-        let cached = to_cached(answer);
+        let cached = to_cached(answer, started);
         match lock {
             Some(lock) => {
-                self.cache.fill(lock, &payload, cached.ttl).await;
+                self.cache.fill(lock, &payload, cached.ttl, started).await;
             }
             None => {
-                self.cache.put(token, &digest, &payload, cached.ttl).await;
+                self.cache
+                    .put(token, &digest, &payload, cached.ttl, started)
+                    .await;
             }
         }
         Ok(cached)
     }
 
-    /// Stores a revalidated answer for the fleet; a revoked token is purged
-    /// everywhere first, then remembered as inactive for `ttl`.
-    pub async fn refresh(&self, token: &str, answer: &Introspection, ttl: Duration) {
-        if *answer == Introspection::Inactive {
+    /// Stores a revalidated answer for the fleet, introspected at
+    /// `started`; a revoked token is purged everywhere first, then
+    /// remembered as inactive for `ttl` (stamped after the purge, which
+    /// refuses anything introspected before it).
+    pub async fn refresh(
+        &self,
+        token: &str,
+        answer: &Introspection,
+        ttl: Duration,
+        started: Duration,
+    ) {
+        let introspected_at = if *answer == Introspection::Inactive {
             let _ = self.cache.purge(token).await;
-        }
+            crate::cache::unix_now()
+        } else {
+            started
+        };
         let digest = self.cache.digest(token);
-        self.cache.put(token, &digest, &payload(answer), ttl).await;
+        self.cache
+            .put(token, &digest, &payload(answer), ttl, introspected_at)
+            .await;
     }
 
     /// Deletes `token`'s entry from Redis and tells every replica to drop
@@ -270,6 +294,7 @@ mod tests {
         SharedEntry {
             payload,
             ttl: Duration::from_secs(7),
+            introspected_at: Duration::ZERO,
         }
     }
 

@@ -67,6 +67,8 @@ label_values! {
         AsUnavailable => "as_unavailable",
         AsTimeout => "as_timeout",
         ShuttingDown => "shutting_down",
+        /// The plugin had no room for the request (DPoP replay store full).
+        Overloaded => "overloaded",
     }
 }
 
@@ -81,7 +83,7 @@ impl Decision {
             Decision::InsufficientScope => "403",
             Decision::InvalidConfig => "500",
             Decision::AsError => "502",
-            Decision::AsUnavailable | Decision::ShuttingDown => "503",
+            Decision::AsUnavailable | Decision::ShuttingDown | Decision::Overloaded => "503",
             Decision::AsTimeout => "504",
         }
     }

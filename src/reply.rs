@@ -19,6 +19,7 @@
 //! | DPoP token unbound or bound to another key | 401 | Tyk template | `DPoP .., error="invalid_token", ..` |
 //! | DPoP-bound token as `Bearer` | 401 | Tyk template | `DPoP .., error="invalid_token", .., Bearer realm=".."` |
 //! | `dpop_required` API, no DPoP | 401 | Tyk template | `DPoP realm="..", algs=".."` (`error="invalid_token"` if a token came) |
+//! | DPoP replay store full of live proofs | 503 | JSON | `Retry-After` |
 //!
 //! 401 and 403 go through Tyk's template with `override_error` off so Tyk
 //! fires its AuthFailure event. The 5xx are not the client's authentication
@@ -120,6 +121,12 @@ impl Deny {
 
     /// 503: the plugin is stopping and this call's grace period is over.
     pub fn shutting_down(retry_after: String) -> Deny {
+        Deny::unavailable("Temporarily unavailable", retry_after)
+    }
+
+    /// 503: the plugin has no room for this request now (the DPoP replay
+    /// store is full of live proofs); try again after `retry_after` seconds.
+    pub fn overloaded(retry_after: String) -> Deny {
         Deny::unavailable("Temporarily unavailable", retry_after)
     }
 
@@ -237,6 +244,10 @@ impl Replies {
                 format!("DPoP realm=\"{realm}\", algs=\"{dpop_algs}\""),
                 None,
             ),
+            // The proof was good: the plugin has no room to remember it,
+            // which is not the client's fault (a 401 would make it drop a
+            // valid token). It retries with a fresh proof.
+            DpopDenial::ReplayStoreFull => Deny::overloaded(self.retry_after.clone()),
         }
     }
 
@@ -263,10 +274,10 @@ impl Replies {
             Denial::InvalidApiConfig => (Deny::invalid_api_config(), Decision::InvalidConfig),
             Denial::Dpop(denial) => (
                 self.dpop(denial),
-                if *denial == (DpopDenial::Required { token: false }) {
-                    Decision::NoCredentials
-                } else {
-                    Decision::InvalidToken
+                match denial {
+                    DpopDenial::Required { token: false } => Decision::NoCredentials,
+                    DpopDenial::ReplayStoreFull => Decision::Overloaded,
+                    _ => Decision::InvalidToken,
                 },
             ),
             Denial::ShuttingDown => (

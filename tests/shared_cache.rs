@@ -3,12 +3,14 @@
 //! by the tests on ephemeral loopback ports. Each `SharedCache` built here
 //! stands for one plugin replica.
 
+#[path = "shared_cache/integrity.rs"]
+mod integrity;
 #[path = "support/redis.rs"]
 mod redis_support;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis_support::{RedisCluster, RedisSentinel, RedisServer, TlsSetup};
 use sha2::{Digest, Sha256};
@@ -28,6 +30,11 @@ const SCOPE: &str = "orders:read";
 
 fn payload() -> Vec<u8> {
     format!(r#"{{"jwt":"{JWT}","claims":{{"sub":"{SUB}","scope":"{SCOPE}"}}}}"#).into_bytes()
+}
+
+/// Unix time now: when an introspection "started".
+fn now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
 }
 
 const OP_TIMEOUT: Duration = Duration::from_millis(100);
@@ -81,8 +88,14 @@ async fn an_entry_written_by_one_replica_is_read_by_another() {
     let token = "opaque-token-a1b2c3d4e5";
     assert!(matches!(lookup(&b, token).await, SharedLookup::Miss { .. }));
     assert_eq!(
-        a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
-            .await,
+        a.put(
+            token,
+            &a.digest(token),
+            &payload(),
+            Duration::from_secs(60),
+            now()
+        )
+        .await,
         WriteResult::Stored
     );
     match lookup(&b, token).await {
@@ -107,7 +120,7 @@ async fn the_redis_key_expires_with_the_entry() {
     let ttl = Duration::from_millis(1500);
     ready(&a).await;
     assert_eq!(
-        a.put(token, &a.digest(token), &payload(), ttl).await,
+        a.put(token, &a.digest(token), &payload(), ttl, now()).await,
         WriteResult::Stored
     );
     let mut raw = redis.raw().await;
@@ -126,7 +139,7 @@ async fn the_redis_key_expires_with_the_entry() {
     assert_eq!(exists, 0, "Redis dropped the entry at its TTL");
     assert!(matches!(lookup(&a, token).await, SharedLookup::Miss { .. }));
     assert_eq!(
-        a.put(token, &a.digest(token), &payload(), Duration::ZERO)
+        a.put(token, &a.digest(token), &payload(), Duration::ZERO, now())
             .await,
         WriteResult::Skipped
     );
@@ -143,6 +156,7 @@ async fn an_entry_kept_past_its_sealed_expiry_is_a_miss() {
         &a.digest(token),
         &payload(),
         Duration::from_millis(300),
+        now(),
     )
     .await;
     // Someone with access to Redis removes its expiry.
@@ -198,8 +212,14 @@ async fn a_dump_of_redis_reveals_neither_tokens_nor_answers() {
     ready(&a).await;
     for token in tokens {
         assert_eq!(
-            a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
-                .await,
+            a.put(
+                token,
+                &a.digest(token),
+                &payload(),
+                Duration::from_secs(60),
+                now()
+            )
+            .await,
             WriteResult::Stored
         );
     }
@@ -257,8 +277,14 @@ async fn altered_or_moved_entries_are_misses_and_get_replaced() {
     let (a, b) = (replica(&redis.url()).await, replica(&redis.url()).await);
     let (token, other) = ("opaque-token-tamper", "opaque-token-victim");
     ready(&a).await;
-    a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
-        .await;
+    a.put(
+        token,
+        &a.digest(token),
+        &payload(),
+        Duration::from_secs(60),
+        now(),
+    )
+    .await;
     let mut raw = redis.raw().await;
 
     // One flipped bit in the ciphertext.
@@ -283,7 +309,8 @@ async fn altered_or_moved_entries_are_misses_and_get_replaced() {
     assert_eq!(b.stats().snapshot().tampered, 1);
     // The replica that took the lock replaces it with a fresh answer.
     assert_eq!(
-        b.fill(lock, b"fresh answer", Duration::from_secs(60)).await,
+        b.fill(lock, b"fresh answer", Duration::from_secs(60), now())
+            .await,
         WriteResult::Stored
     );
     assert_eq!(hit(lookup(&a, token).await), b"fresh answer");
@@ -341,7 +368,9 @@ async fn one_replica_introspects_while_the_others_wait_for_its_answer() {
                         let answer = format!("answer from replica {n} task {m}").into_bytes();
                         introspections.lock().unwrap().push(answer.clone());
                         tokio::time::sleep(Duration::from_millis(150)).await;
-                        let stored = cache.fill(lock, &answer, Duration::from_secs(60)).await;
+                        let stored = cache
+                            .fill(lock, &answer, Duration::from_secs(60), now())
+                            .await;
                         assert_eq!(stored, WriteResult::Stored);
                         answer
                     }
@@ -467,6 +496,7 @@ async fn recovers(a: &SharedCache, b: &SharedCache) {
             &a.digest("opaque-token-after"),
             b"again",
             Duration::from_secs(60),
+            now(),
         )
         .await
             == WriteResult::Stored
@@ -491,8 +521,14 @@ async fn a_redis_crash_fails_fast_opens_the_breaker_and_hits_resume_after_restar
     let (a, b) = (replica(&redis.url()).await, replica(&redis.url()).await);
     let token = "opaque-token-outage";
     ready(&b).await;
-    a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
-        .await;
+    a.put(
+        token,
+        &a.digest(token),
+        &payload(),
+        Duration::from_secs(60),
+        now(),
+    )
+    .await;
     assert_eq!(hit(b.get_or_lock(token, &b.digest(token)).await), payload());
 
     redis.kill();
@@ -532,8 +568,14 @@ async fn a_hung_redis_times_out_within_the_bound_then_the_breaker_takes_over() {
     let (a, b) = (replica(&redis.url()).await, replica(&redis.url()).await);
     let token = "opaque-token-hung";
     ready(&b).await;
-    a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
-        .await;
+    a.put(
+        token,
+        &a.digest(token),
+        &payload(),
+        Duration::from_secs(60),
+        now(),
+    )
+    .await;
 
     redis.pause();
     let bound = 2 * OP_TIMEOUT;
@@ -550,7 +592,7 @@ async fn a_hung_redis_times_out_within_the_bound_then_the_breaker_takes_over() {
     );
     let started = Instant::now();
     assert_eq!(
-        b.put(token, &b.digest(token), b"x", Duration::from_secs(1))
+        b.put(token, &b.digest(token), b"x", Duration::from_secs(1), now())
             .await,
         WriteResult::Failed
     );
@@ -615,8 +657,14 @@ async fn a_purge_reaches_every_replica_and_removes_the_entry() {
 
     let token = "opaque-token-revoked";
     ready(&a).await;
-    a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
-        .await;
+    a.put(
+        token,
+        &a.digest(token),
+        &payload(),
+        Duration::from_secs(60),
+        now(),
+    )
+    .await;
     assert_eq!(a.purge(token).await, Ok(true));
     let digest = a.digest(token);
     assert!(
@@ -659,7 +707,8 @@ async fn an_answer_introspected_across_a_purge_is_not_stored() {
     };
     assert_eq!(lookup_purge(&b, token).await, Ok(false));
     assert_eq!(
-        a.fill(lock, &payload(), Duration::from_secs(60)).await,
+        a.fill(lock, &payload(), Duration::from_secs(60), now())
+            .await,
         WriteResult::LockLost
     );
     assert!(matches!(
@@ -722,7 +771,7 @@ async fn the_cluster_form_serves_lookups_locks_writes_and_purges() {
         ));
         let answer = format!("answer {n}").into_bytes();
         assert_eq!(
-            a.fill(lock, &answer, Duration::from_secs(60)).await,
+            a.fill(lock, &answer, Duration::from_secs(60), now()).await,
             WriteResult::Stored
         );
         assert_eq!(hit(lookup(&b, &token).await), answer);
@@ -754,8 +803,14 @@ async fn the_sentinel_form_finds_the_master() {
     let token = "opaque-token-sentinel";
     ready(&a).await;
     assert_eq!(
-        a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
-            .await,
+        a.put(
+            token,
+            &a.digest(token),
+            &payload(),
+            Duration::from_secs(60),
+            now()
+        )
+        .await,
         WriteResult::Stored
     );
     assert_eq!(hit(lookup(&b, token).await), payload());
@@ -785,8 +840,14 @@ async fn rediss_with_a_ca_file_and_a_client_certificate() {
     let token = "opaque-token-tls";
     ready(&a).await;
     assert_eq!(
-        a.put(token, &a.digest(token), &payload(), Duration::from_secs(60))
-            .await,
+        a.put(
+            token,
+            &a.digest(token),
+            &payload(),
+            Duration::from_secs(60),
+            now()
+        )
+        .await,
         WriteResult::Stored
     );
     assert_eq!(hit(lookup(&b, token).await), payload());
@@ -832,6 +893,7 @@ async fn a_cluster_master_crash_fails_fast_and_its_keys_come_back_after_restart(
         &a.digest(&token),
         &payload(),
         Duration::from_secs(60),
+        now(),
     )
     .await;
     assert_eq!(hit(lookup(&b, &token).await), payload());
@@ -853,6 +915,7 @@ async fn a_cluster_master_crash_fails_fast_and_its_keys_come_back_after_restart(
             &a.digest(&token),
             b"after restart",
             Duration::from_secs(60),
+            now(),
         )
         .await
             == WriteResult::Stored

@@ -10,7 +10,7 @@ mod captured_logs;
 #[path = "support/redis.rs"]
 mod redis_support;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use captured_logs::Captured;
 use redis_support::RedisServer;
@@ -23,6 +23,11 @@ const PASSWORD: &str = "hunter2-password";
 const TOKEN: &str = "opaque-token-logged-77e1";
 const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZUBleGFtcGxlLmNvbSJ9.c2lnbmF0dXJl";
 const SUB: &str = "alice@example.com";
+
+/// Unix time now: when an introspection "started".
+fn now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
+}
 
 async fn require_password(redis: &RedisServer) {
     let mut raw = redis.raw().await;
@@ -67,6 +72,7 @@ async fn health_changes_are_logged_once_each_and_logs_hold_no_secret() {
         &a.digest(TOKEN),
         payload.as_bytes(),
         Duration::from_secs(60),
+        now(),
     )
     .await;
     assert!(matches!(
@@ -83,6 +89,7 @@ async fn health_changes_are_logged_once_each_and_logs_hold_no_secret() {
                 &a.digest(TOKEN),
                 payload.as_bytes(),
                 Duration::from_secs(60),
+                now(),
             )
             .await;
     }
@@ -95,7 +102,13 @@ async fn health_changes_are_logged_once_each_and_logs_hold_no_secret() {
     require_password(&redis).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while !(a
-        .put(TOKEN, &a.digest(TOKEN), b"again", Duration::from_secs(60))
+        .put(
+            TOKEN,
+            &a.digest(TOKEN),
+            b"again",
+            Duration::from_secs(60),
+            now(),
+        )
         .await
         == WriteResult::Stored
         && matches!(

@@ -1,8 +1,8 @@
 //! The cached form of an active token, and what a cache entry weighs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::millis;
 use crate::jwt::Claims;
@@ -30,10 +30,12 @@ pub struct Grant {
     /// plugin by then, or a revoked token would outlive the revalidation
     /// bound in that mode.
     pub cached_until: u64,
-    /// When it was fetched, in [`millis_since_start`].
+    /// When the introspection that gave it started, unix milliseconds: for
+    /// an answer read from the fleet's cache, the time sealed with it, so a
+    /// shared hit does not restart the revalidation clock.
     fetched_at: u64,
     /// When the next background revalidation may start, in
-    /// [`millis_since_start`]; claimed by compare-and-swap so only one runs.
+    /// unix milliseconds; claimed by compare-and-swap so only one runs.
     next_revalidation: AtomicU64,
     /// Copies of this grant minted for other audiences (APIs whose
     /// `config_data` names a `minted_audience`), at most
@@ -45,11 +47,11 @@ pub struct Grant {
 /// minted again if asked for).
 pub const MAX_AUDIENCES: usize = 8;
 
-/// Milliseconds since the first call: a cheap monotonic clock that fits in an
-/// atomic.
-pub(super) fn millis_since_start() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
+/// The wall clock in unix milliseconds, the clock of an answer's age: it
+/// is shared by the fleet (a replica reading another's answer sees how old
+/// it is), so it cannot be a process's own monotonic clock.
+pub(super) fn unix_millis() -> u64 {
+    millis(crate::cache::unix_now())
 }
 
 pub(crate) const BEARER_PREFIX: &str = "Bearer ";
@@ -80,15 +82,15 @@ impl Grant {
         minted: bool,
         session_key: String,
         cached_until: u64,
+        introspected_at: Duration,
     ) -> Self {
-        let now = millis_since_start();
         Grant {
             authorization: format!("{BEARER_PREFIX}{jwt}").into_boxed_str(),
             claims: claims.summary(),
             minted,
             session_key: session_key.into_boxed_str(),
             cached_until,
-            fetched_at: now,
+            fetched_at: millis(introspected_at),
             next_revalidation: AtomicU64::new(0),
             audiences: Mutex::new(Vec::new()),
         }
@@ -122,6 +124,7 @@ impl Grant {
             self.minted,
             self.session_key.to_string(),
             self.cached_until,
+            Duration::from_millis(self.fetched_at),
         ));
         if let Ok(mut known) = self.audiences.lock() {
             if known.len() >= MAX_AUDIENCES {

@@ -2,11 +2,10 @@
 //! served, or on the request path once overdue.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tracing::debug;
 
-use super::grant::millis_since_start;
+use super::grant::unix_millis;
 use super::{Authorizer, Denial, Grant, Verdict, millis};
 use crate::cache::{Cached, unix_now};
 use crate::introspect::{IntrospectError, Introspection};
@@ -35,7 +34,7 @@ impl Authorizer {
     /// one caller at a time gets `Some` for a grant.
     pub(super) fn revalidation_due(&self, grant: &Grant) -> Option<Due> {
         let after = self.revalidate_after?;
-        let now = millis_since_start();
+        let now = unix_millis();
         if !grant.is_stale(after, now) {
             return None;
         }
@@ -68,16 +67,17 @@ impl Authorizer {
         let token = token.expose().to_owned();
         tokio::spawn(async move {
             let bearer = BearerToken::from_trusted(&token);
+            let started = unix_now();
             match this.client.introspect_in_background(&bearer).await {
                 None => {
-                    grant.reschedule(millis_since_start() + SKIPPED_RETRY_MILLIS);
+                    grant.reschedule(unix_millis() + SKIPPED_RETRY_MILLIS);
                     this.metrics.revalidation(Revalidation::Skipped);
                 }
                 Some(Ok(answer)) => {
                     let revoked = answer == Introspection::Inactive;
-                    let cached = this.to_cached(&digest, answer.clone());
+                    let cached = this.to_cached(&digest, answer.clone(), started);
                     if let Some(fleet) = &this.fleet {
-                        fleet.refresh(&token, &answer, cached.ttl).await;
+                        fleet.refresh(&token, &answer, cached.ttl, started).await;
                     }
                     this.cache.insert(this.key(&bearer, digest), cached).await;
                     if revoked {
@@ -93,7 +93,7 @@ impl Authorizer {
                 Some(Err(e)) => {
                     // Keep serving the cached JWT (its entry still ends
                     // before exp); try again after another period.
-                    grant.reschedule(millis_since_start() + millis(after));
+                    grant.reschedule(unix_millis() + millis(after));
                     this.metrics.revalidation(Revalidation::Failed);
                     debug!(token.id = grant.log_id(), error = %e, "Revalidation failed; serving the cached JWT");
                 }
@@ -116,6 +116,7 @@ impl Authorizer {
     ) -> Verdict {
         let after = self.revalidate_after.unwrap_or_default();
         let fetch = || async {
+            let started = unix_now();
             match self.client.introspect(token, trace).await {
                 Ok(answer) => {
                     self.metrics
@@ -124,9 +125,11 @@ impl Authorizer {
                         } else {
                             Revalidation::Refreshed
                         });
-                    let cached = self.to_cached(&digest, answer.clone());
+                    let cached = self.to_cached(&digest, answer.clone(), started);
                     if let Some(fleet) = &self.fleet {
-                        fleet.refresh(token.expose(), &answer, cached.ttl).await;
+                        fleet
+                            .refresh(token.expose(), &answer, cached.ttl, started)
+                            .await;
                     }
                     Ok(cached)
                 }
@@ -135,11 +138,13 @@ impl Authorizer {
                     Err(IntrospectError::Overloaded)
                 }
                 Err(e) => {
-                    grant.reschedule(millis_since_start() + millis(after));
+                    grant.reschedule(unix_millis() + millis(after));
                     self.metrics.revalidation(Revalidation::Failed);
                     self.metrics.stale_serve();
                     debug!(token.id = grant.log_id(), error = %e, "Revalidation failed; serving the cached JWT");
-                    let left = Duration::from_secs(grant.cached_until).saturating_sub(unix_now());
+                    // Kept for the rest of the token's life; the next try
+                    // comes a period later.
+                    let left = self.ttl.active(grant.claims.exp, None, unix_now());
                     Ok(Cached {
                         weight: grant.weight(),
                         value: Some(Arc::clone(&grant)),

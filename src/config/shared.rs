@@ -2,7 +2,8 @@
 //!
 //! The keyed digests that name entries in Redis (and travel in purge
 //! messages) are computed under `REDIS_KEY_SECRET`, or `SESSION_KEY_SECRET`
-//! when that is not set. Every replica of a fleet must use the same secret, or
+//! when that is not set; the same secret takes part in every entry's sealing
+//! key, with the token. Every replica of a fleet must use the same secret, or
 //! replicas will not find each other's entries. The client secret is never
 //! used for this: it is not the plugin's own.
 

@@ -125,14 +125,18 @@ variables! {
     // DPoP proofs (RFC 9449).
     /// Algorithms accepted on DPoP proofs (asymmetric only).
     ENV_DPOP_SIGNING_ALGS = "DPOP_SIGNING_ALGS";
-    /// How old a proof's `iat` may be; also how long its `jti` is remembered.
+    /// How old a proof's `iat` may be; its `jti` is remembered until then.
     ENV_DPOP_IAT_WINDOW_SECONDS = "DPOP_IAT_WINDOW_SECONDS";
+    /// Proofs each replica remembers for the replay check; when full, 503.
+    ENV_DPOP_REPLAY_CAPACITY = "DPOP_REPLAY_CAPACITY";
     /// Require a server nonce in every proof.
     ENV_DPOP_NONCE = "DPOP_NONCE";
     /// Forward the `DPoP` header upstream instead of removing it.
     ENV_DPOP_FORWARD_PROOF = "DPOP_FORWARD_PROOF";
     /// Accept tokens bound in a way the plugin cannot check (mTLS `x5t#S256`, ...) as unbound.
     ENV_ALLOW_UNCHECKED_BINDINGS = "ALLOW_UNCHECKED_BINDINGS";
+    /// The external URL proofs' `htu` names, for APIs without `dpop_base_url`.
+    ENV_DPOP_BASE_URL = "DPOP_BASE_URL";
     // The Tyk session.
     /// Session rate limit: requests per period.
     ENV_SESSION_RATE = "SESSION_RATE";

@@ -37,6 +37,8 @@ label_values! {
         BoundAsBearer => "bound_as_bearer",
         /// The API requires DPoP and the request was not.
         Required => "required",
+        /// A valid proof found the replay store full (503).
+        ReplayStoreFull => "replay_store_full",
     }
 }
 

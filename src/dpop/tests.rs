@@ -329,4 +329,5 @@ fn htu_is_compared_after_normalisation_without_query_or_fragment() {
     }
 }
 
+mod replay;
 mod screen;

@@ -170,6 +170,9 @@ fn every_denial_becomes_its_status_headers_and_body() {
             json.to_vec(), server("Invalid API configuration")),
         (Denial::ShuttingDown, Decision::ShuttingDown, 503,
             retry("7").to_vec(), server("Temporarily unavailable")),
+        // A valid proof with no room to remember it: not the client's fault.
+        (Denial::Dpop(crate::dpop::DpopDenial::ReplayStoreFull), Decision::Overloaded, 503,
+            retry("7").to_vec(), server("Temporarily unavailable")),
         (as_error(IntrospectError::Timeout), Decision::AsTimeout, 504,
             json.to_vec(), server("Authorization server timed out")),
         (as_error(IntrospectError::Unreachable("refused".into())), Decision::AsUnavailable, 503,

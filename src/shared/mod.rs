@@ -23,14 +23,27 @@
 //! probe, later, gets through. Transitions are logged and show in
 //! [`SharedCache::health`].
 //!
-//! Nothing in Redis is readable without the token: see [`seal`] for the key
-//! names (a keyed digest) and the sealed values (an AEAD under a key derived
-//! from the token). The value and its lock share a Redis Cluster hash slot:
-//! keys are `<prefix>{<digest hex>}:v` and `<prefix>{<digest hex>}:lock`.
+//! Nothing in Redis is readable or writable without both the token and the
+//! server secret: see [`seal`] for the key names (a keyed digest) and the
+//! sealed values (an AEAD under a key derived from the token and the
+//! secret, with the introspection time and the expiry inside). The value,
+//! its lock and its purge marker share a Redis Cluster hash slot: keys are
+//! `<prefix>{<digest hex>}:v`, `…:lock` and `…:purged`.
 //!
 //! [`SharedCache::purge`] removes an entry fleet-wide: it deletes it from
-//! Redis and publishes its [`FleetDigest`] on `<prefix>purge`; every replica
-//! running [`SharedCache::subscribe_purges`] hears it and drops its own copy.
+//! Redis, leaves a purge marker holding the purge time, and publishes its
+//! [`FleetDigest`] on `<prefix>purge`; every replica running
+//! [`SharedCache::subscribe_purges`] hears it and drops its own copy. While
+//! the marker lives (see [`PURGE_MARKER_TTL`]) no entry introspected at or
+//! before the purge is read or written: an old sealed value written back by
+//! someone with access to Redis is refused, and so is the answer of an
+//! introspection that was in flight during the purge. Entries live at most
+//! [`MAX_ENTRY_TTL`] from their introspection, so any entry the marker must
+//! refuse has expired by its sealed expiry before the marker goes.
+//!
+//! Values longer than [`seal::MAX_SEALED_BYTES`] are refused by the lookup
+//! script itself (counted as tampered): Redis sends only a marker, and
+//! nothing is decrypted.
 //!
 //! Waiting replicas poll (every [`SharedCacheOptions::poll_interval`]) rather
 //! than subscribe: a wait is short, polling needs no server configuration
@@ -80,13 +93,41 @@ pub enum SharedCacheError {
     Randomness,
 }
 
+/// The longest an entry lives in Redis, counted from its introspection:
+/// one hour. Bounds how long a purge marker must live (see
+/// [`PURGE_MARKER_TTL`]); a token used for longer is introspected again by
+/// one replica for the fleet once an hour.
+pub const MAX_ENTRY_TTL: Duration = Duration::from_secs(3600);
+
+/// How long a purge marker lives: [`MAX_ENTRY_TTL`] and one minute. Every
+/// entry the marker refuses was introspected at or before the purge, so its
+/// sealed expiry is at most [`MAX_ENTRY_TTL`] after the purge; past that,
+/// readers refuse it as expired anyway. The minute covers replicas whose
+/// clocks differ (entries are stamped, and markers set, by each replica's
+/// own clock).
+pub const PURGE_MARKER_TTL: Duration = Duration::from_secs(3600 + 60);
+
 /// An entry found in Redis.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SharedEntry {
     /// The bytes the writer stored.
     pub payload: Vec<u8>,
     /// How long the entry has left, by the expiry its writer sealed in.
     pub ttl: Duration,
+    /// When the introspection behind it started, as its writer sealed it
+    /// (unix time): an entry keeps its age on every replica.
+    pub introspected_at: Duration,
+}
+
+impl std::fmt::Debug for SharedEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The payload holds a JWT: never in a log line or a panic message.
+        f.debug_struct("SharedEntry")
+            .field("payload_len", &self.payload.len())
+            .field("ttl", &self.ttl)
+            .field("introspected_at", &self.introspected_at)
+            .finish()
+    }
 }
 
 /// What [`SharedCache::get_or_lock`] found for a token it borrows.
@@ -99,8 +140,10 @@ pub enum SharedLookup<'t> {
     Miss {
         lock: Option<LockGuard<'t>>,
     },
-    /// An entry that did not open under this token: altered or moved. A
-    /// miss, with the lock as for [`SharedLookup::Miss`].
+    /// An entry that did not open under this token (altered, moved, sealed
+    /// without the secret, oversized), or one introspected at or before the
+    /// token's last purge (written back). A miss, with the lock as for
+    /// [`SharedLookup::Miss`].
     Tampered {
         lock: Option<LockGuard<'t>>,
     },
@@ -117,7 +160,8 @@ pub enum Waited {
     TimedOut,
     /// The lock went away without an entry: its holder failed.
     Abandoned,
-    /// An entry appeared that did not open under this token.
+    /// An entry appeared that did not open under this token, or that
+    /// predates the token's last purge.
     Tampered,
     Unavailable(Unavailable),
 }
@@ -169,6 +213,10 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 fn unix_now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -203,6 +251,10 @@ impl Inner {
 
     fn lock_key(&self, digest: &FleetDigest) -> String {
         format!("{}{{{}}}:lock", self.prefix, digest.to_hex())
+    }
+
+    fn marker_key(&self, digest: &FleetDigest) -> String {
+        format!("{}{{{}}}:purged", self.prefix, digest.to_hex())
     }
 
     /// Runs one Redis call under the breaker and the timeout.
@@ -261,20 +313,46 @@ impl Inner {
         }
     }
 
-    /// Opens a stored value; `Ok(None)` when its sealed expiry has passed.
+    /// Opens a stored value read together with its token's purge marker
+    /// (`marker`, the purge time in unix µs as stored); `Ok(None)` when its
+    /// sealed expiry has passed.
     fn open(
         &self,
         token: &str,
         digest: &FleetDigest,
         sealed: &[u8],
-    ) -> Result<Option<SharedEntry>, OpenError> {
-        let opened = seal::open(token.as_bytes(), self.value_key(digest).as_bytes(), sealed)?;
+        marker: Option<&[u8]>,
+    ) -> Result<Option<SharedEntry>, Refused> {
+        let opened = self
+            .keys
+            .open(token.as_bytes(), self.value_key(digest).as_bytes(), sealed)
+            .map_err(Refused::Open)?;
+        if let Some(marker) = marker {
+            // A marker that is not a number was not written by a replica:
+            // refuse rather than guess.
+            let purged_at = std::str::from_utf8(marker)
+                .ok()
+                .and_then(|m| m.parse::<u64>().ok());
+            if purged_at.is_none_or(|at| micros(opened.introspected_at) <= at) {
+                return Err(Refused::Purged);
+            }
+        }
         let ttl = opened.expires_at.saturating_sub(unix_now());
         Ok((!ttl.is_zero()).then_some(SharedEntry {
             payload: opened.payload,
             ttl,
+            introspected_at: opened.introspected_at,
         }))
     }
+}
+
+/// Why a value read from Redis is not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// It did not open (or was too long to try).
+    Open(OpenError),
+    /// It was introspected at or before its token's last purge.
+    Purged,
 }
 
 impl SharedCache {

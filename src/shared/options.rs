@@ -84,9 +84,9 @@ pub struct SharedCacheOptions {
     /// Where Redis is (see the module docs for the forms). Redacted in
     /// `Debug`: it may carry a password.
     pub url: Redacted,
-    /// The server secret keying the token digests that name entries. Not
-    /// needed to open entries (the token is), but without it key names
-    /// cannot be matched to guessed tokens.
+    /// The server secret keying the token digests that name entries, and
+    /// taking part in every sealing key: with the token, needed to open or
+    /// write an entry (neither suffices alone).
     pub secret: Redacted,
     /// Prefix of every key and of the purge channel; lets deployments share
     /// one Redis. May not contain `{` or `}` (the hash tag must be ours).

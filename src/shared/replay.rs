@@ -7,8 +7,10 @@ use std::time::Duration;
 use super::{SharedCache, Unavailable, millis};
 
 impl SharedCache {
-    /// Claims `id` (a hex digest naming one proof) for `ttl`: `Ok(true)` the
-    /// first time, `Ok(false)` when any replica claimed it before.
+    /// Claims `id` (a hex digest naming one proof) for `ttl` (what is left
+    /// of the proof's acceptance window, so the claim ends with it):
+    /// `Ok(true)` the first time, `Ok(false)` when any replica claimed it
+    /// before.
     ///
     /// # Errors
     ///

@@ -19,9 +19,13 @@ pub enum LookupResult {
     Miss,
     /// An entry whose sealed expiry had passed (Redis had not yet dropped it).
     Expired,
-    /// An entry that did not open: altered, moved or unknown format.
+    /// An entry that did not open: altered, moved, unknown format, sealed
+    /// without the server secret, or longer than the cap.
     Tampered,
     Unavailable,
+    /// An entry introspected at or before its token's last purge: an old
+    /// value written back into Redis.
+    Purged,
 }
 
 /// Why Redis was not asked or gave no answer.
@@ -55,6 +59,11 @@ pub enum WriteResult {
     Failed,
     /// A locked write found the lock gone (expired or purged): not stored.
     LockLost,
+    /// The answer was introspected at or before the token's last purge:
+    /// not stored (it may predate the revocation).
+    Purged,
+    /// Sealed, it would be longer than Redis values may be read back.
+    TooLarge,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,11 +76,25 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
-const LOOKUPS: [&str; 5] = ["hit", "miss", "expired", "tampered", "unavailable"];
+const LOOKUPS: [&str; 6] = [
+    "hit",
+    "miss",
+    "expired",
+    "tampered",
+    "unavailable",
+    "purged",
+];
 const UNAVAILABLE: [&str; 3] = ["breaker_open", "timeout", "error"];
 const LOCKS: [&str; 2] = ["won", "held_elsewhere"];
 const WAITS: [&str; 5] = ["hit", "timed_out", "abandoned", "tampered", "unavailable"];
-const WRITES: [&str; 4] = ["stored", "skipped", "failed", "lock_lost"];
+const WRITES: [&str; 6] = [
+    "stored",
+    "skipped",
+    "failed",
+    "lock_lost",
+    "purged",
+    "too_large",
+];
 const PURGES: [&str; 3] = ["sent", "failed", "received"];
 
 fn results(labels: &[&'static str]) -> (Family<ResultLabel, Counter>, Vec<Counter>) {
@@ -122,6 +145,8 @@ pub struct StatsSnapshot {
     pub expired: u64,
     pub tampered: u64,
     pub unavailable: u64,
+    /// Entries refused for predating their token's last purge.
+    pub purged: u64,
     pub breaker_rejections: u64,
     pub timeouts: u64,
     pub errors: u64,
@@ -136,6 +161,8 @@ pub struct StatsSnapshot {
     pub writes_skipped: u64,
     pub writes_failed: u64,
     pub writes_lock_lost: u64,
+    pub writes_purged: u64,
+    pub writes_too_large: u64,
     pub purges_sent: u64,
     pub purges_failed: u64,
     pub purges_received: u64,
@@ -266,6 +293,7 @@ impl SharedStats {
             expired: get(&self.lookups, 2),
             tampered: get(&self.lookups, 3),
             unavailable: get(&self.lookups, 4),
+            purged: get(&self.lookups, 5),
             breaker_rejections: get(&self.unavailable, 0),
             timeouts: get(&self.unavailable, 1),
             errors: get(&self.unavailable, 2),
@@ -280,6 +308,8 @@ impl SharedStats {
             writes_skipped: get(&self.writes, 1),
             writes_failed: get(&self.writes, 2),
             writes_lock_lost: get(&self.writes, 3),
+            writes_purged: get(&self.writes, 4),
+            writes_too_large: get(&self.writes, 5),
             purges_sent: get(&self.purges, 0),
             purges_failed: get(&self.purges, 1),
             purges_received: get(&self.purges, 2),
@@ -299,6 +329,9 @@ mod tests {
         stats.register(&mut registry);
         stats.lookup(LookupResult::Hit);
         stats.lookup(LookupResult::Tampered);
+        stats.lookup(LookupResult::Purged);
+        stats.write(WriteResult::Purged);
+        stats.write(WriteResult::TooLarge);
         stats.unavailable(Unavailable::Timeout);
         stats.lock(false);
         stats.wait(WaitResult::Abandoned);
@@ -311,6 +344,9 @@ mod tests {
             "phantom_shared_cache_lookups_total{result=\"hit\"} 1",
             "phantom_shared_cache_lookups_total{result=\"tampered\"} 1",
             "phantom_shared_cache_lookups_total{result=\"miss\"} 0",
+            "phantom_shared_cache_lookups_total{result=\"purged\"} 1",
+            "phantom_shared_cache_writes_total{result=\"purged\"} 1",
+            "phantom_shared_cache_writes_total{result=\"too_large\"} 1",
             "phantom_shared_cache_unavailable_total{reason=\"timeout\"} 1",
             "phantom_shared_cache_locks_total{result=\"held_elsewhere\"} 1",
             "phantom_shared_cache_waits_total{result=\"abandoned\"} 1",
@@ -324,6 +360,10 @@ mod tests {
         let snap = stats.snapshot();
         assert_eq!((snap.hits, snap.tampered, snap.timeouts), (1, 1, 1));
         assert_eq!((snap.locks_held_elsewhere, snap.wait_abandoned), (1, 1));
+        assert_eq!(
+            (snap.purged, snap.writes_purged, snap.writes_too_large),
+            (1, 1, 1)
+        );
         assert_eq!(
             (snap.writes, snap.purges_received, snap.breaker_state),
             (1, 1, 1)

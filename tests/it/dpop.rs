@@ -252,10 +252,57 @@ async fn an_api_that_requires_dpop_refuses_bearer_requests_before_the_lookup() {
     assert_eq!(outcome.status(), 200, "{:?}", outcome.client);
 }
 
+/// `DPOP_BASE_URL` names the external origin for every API: the `Host`
+/// the client sent no longer decides `htu`. An API's own `dpop_base_url`
+/// wins over it.
+#[tokio::test]
+async fn a_global_dpop_base_url_replaces_the_host_and_an_apis_own_wins() {
+    let client = DpopClient::new();
+    let global = spawn_app_with(|s| {
+        s.env("DPOP_BASE_URL", "https://api.example.com/");
+    })
+    .await;
+    global.fake_as.script("bound", bound_to(&client, "ike"));
+    let outcome = global
+        .send(dpop_request("bound", &client.proof("GET", HTU, "bound")))
+        .await;
+    assert_eq!(outcome.status(), 401, "the Host no longer names the URL");
+    assert!(challenge(&outcome).contains("invalid_dpop_proof"));
+    assert_eq!(global.fake_as.calls(), 0);
+    let external = "https://api.example.com/orders/api/items";
+    let outcome = global
+        .send(dpop_request(
+            "bound",
+            &client.proof("GET", external, "bound"),
+        ))
+        .await;
+    assert_eq!(outcome.status(), 200, "{:?}", outcome.client);
+
+    let own = spawn_app_with(|s| {
+        s.env("DPOP_BASE_URL", "https://api.example.com/");
+        s.api.config_data = Some(json!({ "dpop_base_url": "https://edge.example.net/" }));
+    })
+    .await;
+    own.fake_as.script("bound", bound_to(&client, "ike"));
+    let outcome = own
+        .send(dpop_request(
+            "bound",
+            &client.proof("GET", external, "bound"),
+        ))
+        .await;
+    assert_eq!(outcome.status(), 401, "the API's own base URL wins");
+    let edge = "https://edge.example.net/orders/api/items";
+    let outcome = own
+        .send(dpop_request("bound", &client.proof("GET", edge, "bound")))
+        .await;
+    assert_eq!(outcome.status(), 200, "{:?}", outcome.client);
+}
+
 #[tokio::test]
 async fn with_nonces_on_the_client_is_given_one_and_then_accepted() {
     let app = spawn_app_with(|s| {
-        s.env("DPOP_NONCE", "true");
+        s.env("DPOP_NONCE", "true")
+            .env("SESSION_KEY_SECRET", "session-and-nonce-key");
     })
     .await;
     let client = DpopClient::new();
@@ -457,4 +504,129 @@ async fn denials_after_a_valid_proof_are_challenged_in_the_dpop_scheme() {
     let outcome = app.get_with_token("bound").await;
     assert_eq!(outcome.status(), 401);
     assert!(challenge(&outcome).starts_with("DPoP "));
+}
+
+/// Proofs for tokens that do not check out (inactive, or bound to no key)
+/// are never remembered, so however many an attacker sends, the victim's
+/// proof stays remembered and its replay is refused.
+#[tokio::test]
+async fn a_flood_of_proofs_for_junk_or_unbound_tokens_cannot_evict_a_victims_proof() {
+    let app = spawn_app_with(|s| {
+        s.env("DPOP_REPLAY_CAPACITY", "4");
+    })
+    .await;
+    let victim = DpopClient::new();
+    let attacker = DpopClient::new();
+    app.fake_as.script("victim", bound_to(&victim, "val"));
+    app.fake_as
+        .script("unbound", Behaviour::Jwt(Claims::valid_for("ugo", 600)));
+    let proof = victim.proof("GET", HTU, "victim");
+    assert_eq!(app.send(dpop_request("victim", &proof)).await.status(), 200);
+
+    for n in 0..40 {
+        let token = if n % 2 == 0 {
+            format!("junk-{n}")
+        } else {
+            "unbound".to_owned()
+        };
+        let flood = attacker.proof("GET", HTU, &token);
+        assert_eq!(app.send(dpop_request(&token, &flood)).await.status(), 401);
+    }
+
+    let replay = app.send(dpop_request("victim", &proof)).await;
+    assert_eq!(replay.status(), 401, "the replay was {:?}", replay.client);
+    assert!(challenge(&replay).contains("invalid_dpop_proof"));
+    assert!(replay.upstream.is_none());
+    // The store holds the victim's proof alone: fresh ones still pass.
+    for _ in 0..3 {
+        let fresh = victim.proof("GET", HTU, "victim");
+        assert_eq!(app.send(dpop_request("victim", &fresh)).await.status(), 200);
+    }
+}
+
+/// A full replay store refuses new proofs (503, not the client's fault)
+/// rather than forget one still inside its window.
+#[tokio::test]
+async fn a_full_replay_store_refuses_with_503_and_forgets_nothing() {
+    let app = spawn_app_with(|s| {
+        s.env("DPOP_REPLAY_CAPACITY", "2");
+        s.admin = true;
+    })
+    .await;
+    let client = DpopClient::new();
+    app.fake_as.script("bound", bound_to(&client, "wes"));
+    let first = client.proof("GET", HTU, "bound");
+    assert_eq!(app.send(dpop_request("bound", &first)).await.status(), 200);
+    let second = client.proof("GET", HTU, "bound");
+    assert_eq!(app.send(dpop_request("bound", &second)).await.status(), 200);
+
+    let third = app
+        .send(dpop_request("bound", &client.proof("GET", HTU, "bound")))
+        .await;
+    assert_eq!(third.status(), 503, "{:?}", third.client);
+    assert!(third.response().header("Retry-After").is_some());
+    assert!(third.upstream.is_none());
+    assert_eq!(
+        app.metric("phantom_dpop_checks_total{result=\"replay_store_full\"}")
+            .await,
+        1.0
+    );
+    // Both remembered proofs are still refused as replays.
+    for proof in [&first, &second] {
+        let replay = app.send(dpop_request("bound", proof)).await;
+        assert_eq!(replay.status(), 401);
+        assert!(challenge(&replay).contains("invalid_dpop_proof"));
+    }
+}
+
+/// A proof's claim in Redis lives until its window ends, counted from its
+/// `iat` (window 60 s, skew 30 s by default): exactly as long as another
+/// replica would accept it.
+#[tokio::test]
+async fn a_proofs_claim_in_redis_lives_until_its_window_ends() {
+    let redis = crate::redis_support::RedisServer::start().await;
+    let app = spawn_app_with(|s| {
+        s.env("REDIS_URL", &redis.url())
+            .env("REDIS_KEY_SECRET", "fleet-key-secret-dpop");
+    })
+    .await;
+    let client = DpopClient::new();
+    app.fake_as.script("bound", bound_to(&client, "amo"));
+    let mut raw = redis.raw().await;
+    // Dated now, and as far ahead as the skew allows.
+    for ahead in [0, 30] {
+        let mut claims = client.claims("GET", HTU, "bound");
+        let iat = now() + ahead;
+        claims["iat"] = json!(iat);
+        let proof = client.sign(&client.header(), &claims);
+        let outcome = app.send(dpop_request("bound", &proof)).await;
+        assert_eq!(outcome.status(), 200, "{:?}", outcome.client);
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*dpop:*")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let mut left = Vec::new();
+        for key in &keys {
+            let pttl: i64 = redis::cmd("PTTL")
+                .arg(key)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            left.push(pttl);
+        }
+        let now_ms = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap();
+        let ends_ms = i64::try_from((iat + 60 + 1) * 1000).unwrap();
+        let expected = ends_ms - now_ms;
+        assert!(
+            left.iter().any(|pttl| (pttl - expected).abs() <= 250),
+            "iat +{ahead}s: PTTLs {left:?}, expected about {expected}"
+        );
+    }
 }

@@ -405,6 +405,56 @@ async fn a_revocation_on_one_replica_ends_the_token_on_all() {
     );
 }
 
+/// Someone who can write to Redis keeps a token's sealed entry and writes
+/// it back after the token was revoked: no replica serves it.
+#[tokio::test]
+async fn a_revoked_answer_written_back_into_redis_is_not_served() {
+    let redis = RedisServer::start().await;
+    let fake_as = FakeAs::start().await;
+    let fleet = replicas(2, &fake_as, &redis.url()).await;
+    fake_as.script("kept-token", Behaviour::Jwt(Claims::valid_for("ida", 600)));
+    assert_eq!(fleet[0].get_with_token("kept-token").await.status(), 200);
+    let mut raw = redis.raw().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*:v")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let kept: Vec<u8> = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    subscribed(&fleet).await;
+
+    fake_as.script("kept-token", Behaviour::NoContent);
+    let (status, body) = revoke(
+        &fleet[0],
+        "application/x-www-form-urlencoded",
+        "token=kept-token".into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let () = redis::cmd("SET")
+        .arg(&keys[0])
+        .arg(&kept)
+        .arg("PX")
+        .arg(600_000)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    for app in &fleet {
+        assert_eq!(app.get_with_token("kept-token").await.status(), 401);
+    }
+    assert!(
+        fleet[0]
+            .metric("phantom_shared_cache_lookups_total{result=\"purged\"}")
+            .await
+            >= 1.0
+    );
+}
+
 #[tokio::test]
 async fn a_revocation_found_by_revalidation_on_one_replica_ends_the_token_on_all() {
     let redis = RedisServer::start().await;

@@ -215,3 +215,47 @@ fn no_store_from_the_as_is_ignored_unless_asked_for() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn dpop_nonces_need_their_own_session_key_secret() {
+    let problems = minimal().with(ENV_DPOP_NONCE, "true").problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("DPOP_NONCE") && problems[0].contains("SESSION_KEY_SECRET"),
+        "{problems:?}"
+    );
+    assert!(!problems[0].contains(SECRET), "{problems:?}");
+    let config = minimal()
+        .with(ENV_DPOP_NONCE, "true")
+        .with(ENV_SESSION_KEY_SECRET, "nonce-and-session-key")
+        .parse()
+        .unwrap();
+    assert!(config.dpop.nonce);
+    assert!(!config.session.key_secret_is_client_secret);
+    // Without nonces the client-secret fallback is still only warned about.
+    assert!(minimal().parse().is_ok());
+}
+
+#[test]
+fn a_global_dpop_base_url_is_read_and_checked_like_the_per_api_one() {
+    let config = minimal()
+        .with("DPOP_BASE_URL", "https://api.example.com/v1/")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        config.dpop.base_url.as_ref().map(|u| u.as_str()),
+        Some("https://api.example.com/v1/")
+    );
+    assert_eq!(minimal().parse().unwrap().dpop.base_url, None);
+    for bad in [
+        "ftp://api.example.com",
+        "https://u:p@api.example.com",
+        "https://api.example.com/?q",
+        "/relative",
+    ] {
+        let problems = minimal().with("DPOP_BASE_URL", bad).problems();
+        assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+        assert!(problems[0].starts_with("DPOP_BASE_URL="), "{problems:?}");
+        assert!(!problems[0].contains(":p@"), "{problems:?}");
+    }
+}

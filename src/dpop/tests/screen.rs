@@ -13,7 +13,7 @@ fn the_request_url_comes_from_the_base_url_or_the_host_header() {
         ..RequestFacts::default()
     };
     let htu = |facts: &RequestFacts<'_>, rules: &DpopRules| {
-        request_htu(facts, rules).map(|u| u.to_string())
+        request_htu(facts, rules.base_url.as_ref()).map(|u| u.to_string())
     };
     assert_eq!(htu(&facts, &DpopRules::default()).as_deref(), Some(URL));
     let http = RequestFacts {
@@ -60,11 +60,26 @@ fn the_request_url_comes_from_the_base_url_or_the_host_header() {
 
 #[tokio::test]
 async fn a_proof_is_accepted_once_per_key() {
-    let cache = ReplayCache::new(Duration::from_secs(60), 100);
-    assert_eq!(cache.record("k1", "j1", None).await, Seen::First);
-    assert_eq!(cache.record("k1", "j1", None).await, Seen::Replayed);
-    assert_eq!(cache.record("k2", "j1", None).await, Seen::First);
-    assert_eq!(cache.record("k1", "j2", None).await, Seen::First);
+    let cache = ReplayCache::new(100);
+    let now = Duration::from_secs(NOW);
+    let claim = |jkt: &str, jti: &str| ProofClaim::new(jkt, jti, NOW, 60);
+    assert_eq!(
+        cache.record(&claim("k1", "j1"), now, None).await,
+        Seen::First
+    );
+    assert_eq!(
+        cache.record(&claim("k1", "j1"), now, None).await,
+        Seen::Replayed
+    );
+    assert_eq!(
+        cache.record(&claim("k2", "j1"), now, None).await,
+        Seen::First
+    );
+    assert_eq!(
+        cache.record(&claim("k1", "j2"), now, None).await,
+        Seen::First
+    );
+    assert_eq!(cache.held(), 3);
 }
 
 #[test]
@@ -88,7 +103,7 @@ fn dpop(nonce: bool) -> Dpop {
     Dpop::new(&config, Duration::from_secs(5), b"secret", 4096)
 }
 
-fn facts<'a>(authorization: &'a str, proof: Option<&'a str>) -> RequestFacts<'a> {
+pub(super) fn facts<'a>(authorization: &'a str, proof: Option<&'a str>) -> RequestFacts<'a> {
     RequestFacts {
         authorization: Some(authorization),
         proof,
@@ -100,7 +115,7 @@ fn facts<'a>(authorization: &'a str, proof: Option<&'a str>) -> RequestFacts<'a>
 }
 
 #[tokio::test]
-async fn screening_checks_scheme_proof_and_replay_before_any_lookup() {
+async fn screening_checks_scheme_and_proof_and_remembering_comes_after() {
     let dpop = dpop(false);
     let key = ClientKey::es256();
     let rules = DpopRules::default();
@@ -111,71 +126,81 @@ async fn screening_checks_scheme_proof_and_replay_before_any_lookup() {
     let bearer = format!("Bearer {TOKEN}");
     let scheme = format!("DPoP {TOKEN}");
     assert!(matches!(
-        dpop.screen(&facts(&bearer, None), &rules, None, NOW).await,
+        dpop.screen(&facts(&bearer, None), &rules, NOW),
         Screened::Bearer
     ));
     assert!(matches!(
-        dpop.screen(&facts(&bearer, None), &required, None, NOW)
-            .await,
+        dpop.screen(&facts(&bearer, None), &required, NOW),
         Screened::Refused(DpopDenial::Required { token: true })
     ));
     assert!(matches!(
-        dpop.screen(&facts("", None), &required, None, NOW).await,
+        dpop.screen(&facts("", None), &required, NOW),
         Screened::Refused(DpopDenial::Required { token: false })
     ));
     assert!(matches!(
-        dpop.screen(&facts(&scheme, None), &rules, None, NOW).await,
+        dpop.screen(&facts(&scheme, None), &rules, NOW),
         Screened::Refused(DpopDenial::Proof(ProofError::Missing))
     ));
     let proof = key.proof(&claims());
-    match dpop
-        .screen(&facts(&scheme, Some(&proof)), &required, None, NOW)
-        .await
-    {
-        Screened::Dpop { authorization, jkt } => {
+    let claim = match dpop.screen(&facts(&scheme, Some(&proof)), &required, NOW) {
+        Screened::Dpop {
+            authorization,
+            jkt,
+            claim: Some(claim),
+        } => {
             assert_eq!(authorization, format!("Bearer {TOKEN}"));
             assert_eq!(jkt, key.jkt);
+            claim
         }
         other => panic!("{other:?}"),
-    }
+    };
+    // Screening remembers nothing: until its token checks out and the
+    // proof is remembered, the same proof screens again.
     assert!(matches!(
-        dpop.screen(&facts(&scheme, Some(&proof)), &rules, None, NOW)
-            .await,
+        dpop.screen(&facts(&scheme, Some(&proof)), &rules, NOW),
+        Screened::Dpop { .. }
+    ));
+    let now = Duration::from_secs(NOW);
+    assert_eq!(dpop.remember(&claim, None, now).await, Ok(()));
+    // Remembered: refused before any lookup, and at the remember step.
+    assert!(matches!(
+        dpop.screen(&facts(&scheme, Some(&proof)), &rules, NOW),
         Screened::Refused(DpopDenial::Proof(ProofError::Replayed))
     ));
-    // A proof that fails a check is not remembered: the same jti, right,
-    // is still accepted after a wrong one.
+    assert_eq!(
+        dpop.remember(&claim, None, now).await,
+        Err(DpopDenial::Proof(ProofError::Replayed))
+    );
+    // A proof that fails a check is not remembered either: the same jti,
+    // right, is still accepted after a wrong one.
     let wrong = key.proof(&with(claims(), "jti", json!("fresh")));
     let post = RequestFacts {
         method: "POST",
         ..facts(&scheme, Some(&wrong))
     };
     assert!(matches!(
-        dpop.screen(&post, &rules, None, NOW).await,
+        dpop.screen(&post, &rules, NOW),
         Screened::Refused(DpopDenial::Proof(ProofError::WrongMethod))
     ));
     assert!(matches!(
-        dpop.screen(&facts(&scheme, Some(&wrong)), &rules, None, NOW)
-            .await,
-        Screened::Dpop { .. }
+        dpop.screen(&facts(&scheme, Some(&wrong)), &rules, NOW),
+        Screened::Dpop { claim: Some(_), .. }
+    ));
+    // A malformed token is left to the decision, with nothing to remember.
+    assert!(matches!(
+        dpop.screen(&facts("DPoP a b", Some(&proof)), &rules, NOW),
+        Screened::Dpop { claim: None, .. }
     ));
 }
 
-#[tokio::test]
-async fn with_nonces_on_a_proof_without_a_fresh_one_gets_one() {
+#[test]
+fn with_nonces_on_a_proof_without_a_fresh_one_gets_one() {
     let dpop = dpop(true);
     let key = ClientKey::es256();
     let scheme = format!("DPoP {TOKEN}");
+    let rules = DpopRules::default();
     let proof = key.proof(&claims());
-    let nonce = match dpop
-        .screen(
-            &facts(&scheme, Some(&proof)),
-            &DpopRules::default(),
-            None,
-            NOW,
-        )
-        .await
-    {
+    let nonce = match dpop.screen(&facts(&scheme, Some(&proof)), &rules, NOW) {
         Screened::Refused(DpopDenial::UseNonce(nonce)) => nonce,
         other => panic!("{other:?}"),
     };
@@ -185,13 +210,7 @@ async fn with_nonces_on_a_proof_without_a_fresh_one_gets_one() {
         json!("2"),
     ));
     assert!(matches!(
-        dpop.screen(
-            &facts(&scheme, Some(&stale)),
-            &DpopRules::default(),
-            None,
-            NOW
-        )
-        .await,
+        dpop.screen(&facts(&scheme, Some(&stale)), &rules, NOW),
         Screened::Refused(DpopDenial::UseNonce(_))
     ));
     let proof = key.proof(&with(
@@ -200,13 +219,7 @@ async fn with_nonces_on_a_proof_without_a_fresh_one_gets_one() {
         json!("3"),
     ));
     assert!(matches!(
-        dpop.screen(
-            &facts(&scheme, Some(&proof)),
-            &DpopRules::default(),
-            None,
-            NOW
-        )
-        .await,
+        dpop.screen(&facts(&scheme, Some(&proof)), &rules, NOW),
         Screened::Dpop { .. }
     ));
 }
@@ -216,7 +229,7 @@ fn grant(cnf: Option<Value>) -> Grant {
     if let Some(cnf) = cnf {
         claims.set("cnf", cnf);
     }
-    Grant::new("h.p.s", &claims, false, "phantom-token:00".to_owned(), 0)
+    Grant::new("h.p.s", &claims, false, "phantom-token:00".to_owned(), 0, std::time::Duration::ZERO)
 }
 
 #[test]
@@ -237,4 +250,38 @@ fn the_binding_must_match_the_scheme_and_the_key() {
         Dpop::bind(&other_cnf, Some("abc")),
         Err(DpopDenial::Unbound)
     );
+}
+
+#[test]
+fn the_global_base_url_is_the_default_and_an_apis_own_wins() {
+    let config = DpopConfig {
+        base_url: Some(parse_base_url("https://edge.example.com/v1").unwrap()),
+        ..DpopConfig::default()
+    };
+    let dpop = Dpop::new(&config, Duration::from_secs(5), b"secret", 4096);
+    let key = ClientKey::es256();
+    let scheme = format!("DPoP {TOKEN}");
+    let proof_for = |htu: &str| key.proof(&with(claims(), "htu", json!(htu)));
+    let at_host = proof_for(URL);
+    let at_edge = proof_for("https://edge.example.com/v1/orders/1");
+    let own = DpopRules {
+        base_url: Some(parse_base_url("https://own.example.org").unwrap()),
+        required: false,
+    };
+    let own_url = proof_for("https://own.example.org/orders/1");
+    let screen =
+        |proof: &str, rules: &DpopRules| dpop.screen(&facts(&scheme, Some(proof)), rules, NOW);
+    assert!(matches!(
+        screen(&at_host, &DpopRules::default()),
+        Screened::Refused(DpopDenial::Proof(ProofError::WrongUrl))
+    ));
+    assert!(matches!(
+        screen(&at_edge, &DpopRules::default()),
+        Screened::Dpop { .. }
+    ));
+    assert!(matches!(
+        screen(&at_edge, &own),
+        Screened::Refused(DpopDenial::Proof(ProofError::WrongUrl))
+    ));
+    assert!(matches!(screen(&own_url, &own), Screened::Dpop { .. }));
 }
