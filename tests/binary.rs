@@ -631,3 +631,29 @@ fn jwks_prints_the_public_keys_of_the_signing_key_file() {
     assert_eq!(missing.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("SIGNING_KEY_FILE"));
 }
+
+#[test]
+fn start_up_errors_mask_credentials_in_the_issuer_and_jwks_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = plugin(dir.path())
+        .env("ISSUER", "https://gw:Pw-issuer-5e1a@as.test/realms/main")
+        .env(
+            "INTROSPECTION_JWKS_URL",
+            "https://gw:Pw-jwks-0b7c@as.test/jwks",
+        )
+        .env("CLIENT_ID", "c")
+        .env("CLIENT_SECRET", "s")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    for masked in [
+        "ISSUER=\"https://***@as.test/realms/main\"",
+        "INTROSPECTION_JWKS_URL=\"https://***@as.test/jwks\"",
+    ] {
+        assert!(stderr.contains(masked), "{masked} missing from {stderr}");
+    }
+    for password in ["Pw-issuer-5e1a", "Pw-jwks-0b7c"] {
+        assert!(!stderr.contains(password), "{stderr}");
+    }
+}
