@@ -16,7 +16,8 @@
 //! - [`app`]: the composition root: configuration in, bound service out.
 //! - [`config`]: environment variables, validated all at once.
 //! - [`server`]: binding, serving, health, graceful drain.
-//! - [`admin`]: the admin endpoint: liveness, readiness, metrics.
+//! - [`admin`]: the admin endpoint (liveness, readiness, metrics, revocation
+//!   behind `ADMIN_TOKEN`) and the JWKS listener.
 //! - [`dispatch`]: the gRPC service: routes each hook, applies the decision.
 //! - [`tyk`]: the generated schema; writing allow and deny into Tyk's object.
 //! - [`reply`]: every denial as Tyk's reply (status, message, headers).

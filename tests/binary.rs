@@ -657,3 +657,19 @@ fn start_up_errors_mask_credentials_in_the_issuer_and_jwks_urls() {
         assert!(!stderr.contains(password), "{stderr}");
     }
 }
+
+#[test]
+fn start_up_warns_when_the_write_route_is_refused_on_a_reachable_admin_address() {
+    const WARNING: &str = "ADMIN_TOKEN is not set: POST /tokens/revoke is refused";
+    let exposed = serve_and_stop(&[("ADMIN_ADDR", "0.0.0.0:0")]);
+    assert_eq!(exposed.matches(WARNING).count(), 1, "{exposed}");
+    let loopback = serve_and_stop(&[("ADMIN_ADDR", "127.0.0.1:0")]);
+    assert!(loopback.contains("Admin endpoint listening"), "{loopback}");
+    assert!(!loopback.contains(WARNING), "{loopback}");
+    let guarded = serve_and_stop(&[
+        ("ADMIN_ADDR", "0.0.0.0:0"),
+        ("ADMIN_TOKEN", "adm-never-printed-5d2c"),
+    ]);
+    assert!(!guarded.contains(WARNING), "{guarded}");
+    assert!(!guarded.contains("adm-never-printed-5d2c"), "{guarded}");
+}

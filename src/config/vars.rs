@@ -86,6 +86,12 @@ variables! {
     // Listening and limits.
     /// The admin endpoint's address (off when unset).
     ENV_ADMIN_ADDR = "ADMIN_ADDR";
+    /// The bearer secret the admin endpoint's write routes require.
+    ENV_ADMIN_TOKEN = "ADMIN_TOKEN";
+    /// A file holding it (container secrets), instead of [`ENV_ADMIN_TOKEN`].
+    ENV_ADMIN_TOKEN_FILE = "ADMIN_TOKEN_FILE";
+    /// An address that serves only the minted JWTs' JWKS (and `/livez`), for APIs.
+    ENV_JWKS_ADDR = "JWKS_ADDR";
     /// The port on all interfaces (Curity's variable).
     ENV_PORT = "PORT";
     /// The listen address, instead of [`ENV_PORT`]; may be a Unix socket.
