@@ -12,7 +12,8 @@
 //!
 //! One line per module, roughly from the entry point down to the decision.
 //!
-//! - [`cli`]: the command line: `serve`, and the tools `health`, `check`, `bundle`.
+//! - [`cli`]: the command line: `serve`, and the tools `health`, `check`, `bundle`,
+//!   `jwks`, `keygen`.
 //! - [`app`]: the composition root: configuration in, bound service out.
 //! - [`config`]: environment variables, validated all at once.
 //! - [`server`]: binding, serving, health, graceful drain.
@@ -35,6 +36,7 @@
 //! - [`answer`]: reading RFC 7662 JSON and RFC 9701 signed answers, by media type.
 //! - [`jwks`]: the AS's public keys (fetched, cached, refetch rate-limited); JWS verification.
 //! - [`keys`]: our signing keys from PEM; their public JWKS and thumbprint `kid`s.
+//! - [`keygen`]: a new P-256 signing key written to a file (`keygen`).
 //! - [`mint`]: RFC 9068 access tokens minted from an answer when the AS gives no JWT.
 //! - [`shared`]: the fleet's second-level cache in Redis, sealed per token.
 //! - [`fleet`]: the shared cache wired behind the in-process one: lookup, single-flight, purge.
@@ -67,6 +69,7 @@ pub mod fleet;
 pub mod introspect;
 pub mod jwks;
 pub mod jwt;
+pub mod keygen;
 pub mod keys;
 pub mod metrics;
 pub mod mint;

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cli::check(&args),
         Command::Bundle(command) => cli::bundle(&command),
         Command::Jwks(args) => cli::jwks(&args),
+        Command::Keygen(args) => cli::keygen(&args),
     }
 }
 

@@ -673,3 +673,44 @@ fn start_up_warns_when_the_write_route_is_refused_on_a_reachable_admin_address()
     assert!(!guarded.contains(WARNING), "{guarded}");
     assert!(!guarded.contains("adm-never-printed-5d2c"), "{guarded}");
 }
+
+#[test]
+fn keygen_writes_a_key_the_plugin_loads_and_keeps_an_existing_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let written = plugin(dir.path())
+        .args(["keygen", "mint.pem"])
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "{written:?}");
+    let kid = String::from_utf8(written.stdout).unwrap().trim().to_owned();
+    assert_eq!(kid.len(), 43, "{kid}");
+    assert!(String::from_utf8_lossy(&written.stderr).contains("SIGNING_KEY_FILE=mint.pem"));
+    let key = dir.path().join("mint.pem");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let keys = tyk_phantom_token::keys::SigningKeys::from_pem_file(&key).unwrap();
+    assert_eq!(keys.current().kid(), kid);
+    assert_eq!(keys.current().alg(), jsonwebtoken::Algorithm::ES256);
+    let jwks = plugin(dir.path())
+        .args(["jwks", "--key-file", "mint.pem"])
+        .output()
+        .unwrap();
+    let jwks: serde_json::Value = serde_json::from_slice(&jwks.stdout).unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], kid.as_str());
+
+    let before = std::fs::read(&key).unwrap();
+    let again = plugin(dir.path())
+        .args(["keygen", "mint.pem"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(73));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(std::fs::read(&key).unwrap(), before);
+    let forced = plugin(dir.path())
+        .args(["keygen", "mint.pem", "--force"])
+        .output()
+        .unwrap();
+    assert!(forced.status.success(), "{forced:?}");
+    assert_ne!(String::from_utf8_lossy(&forced.stdout).trim(), kid);
+}
