@@ -21,6 +21,7 @@ use crate::dispatch::DispatchService;
 use crate::fleet::Fleet;
 use crate::introspect::{self, ClientBuildError};
 use crate::metrics::Metrics;
+use crate::probe;
 use crate::server::{self, Listener, ServeOptions, Serving};
 use crate::shared::SharedCacheError;
 
@@ -115,6 +116,10 @@ pub struct App {
     authz: Arc<Authorizer>,
     service: DispatchService,
     options: ServeOptions,
+    /// Whether to run the start-up probe (see [`App::with_start_up_probe`]).
+    probe: bool,
+    /// The configuration as resolved by discovery, for the probe.
+    resolved: Arc<Config>,
 }
 
 impl App {
@@ -204,7 +209,20 @@ impl App {
             authz,
             service,
             options,
+            probe: false,
+            resolved: Arc::new(config.clone()),
         })
+    }
+
+    /// Has [`App::run`] check the authorization server's answer format
+    /// against the configuration once the service is up, in the background,
+    /// and log the finding in one line ([`crate::probe`]). It never delays
+    /// readiness and never stops the service. The binary turns it on; tests
+    /// that count requests to the AS leave it off.
+    #[must_use]
+    pub fn with_start_up_probe(mut self) -> Self {
+        self.probe = true;
+        self
     }
 
     /// The gRPC address actually bound.
@@ -248,6 +266,8 @@ impl App {
             authz,
             service,
             options,
+            probe,
+            resolved,
         } = self;
         info!(
             addr = %grpc_addr,
@@ -283,7 +303,12 @@ impl App {
                 async move { done.cancelled().await },
             )));
         }
+        // Its own task: the service is serving while the AS is asked.
+        let probe = probe.then(|| tokio::spawn(probe::at_start_up(resolved)));
         let result = server::serve(listener, service, options, shutdown).await;
+        if let Some(probe) = probe {
+            probe.abort();
+        }
         http_done.cancel();
         for task in http_tasks {
             let _ = task.await;

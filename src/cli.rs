@@ -38,7 +38,8 @@ pub enum Command {
     Serve,
     /// Ask a running plugin's gRPC health service; exit 0 when SERVING.
     Health(HealthArgs),
-    /// Validate the configuration and, with --token, introspect one token.
+    /// Validate the configuration, check the authorization server's answer
+    /// format against it and, with --token, introspect one token.
     Check(CheckArgs),
     /// Build or verify a Tyk plugin bundle.
     #[command(subcommand)]
@@ -87,6 +88,10 @@ pub struct CheckArgs {
     /// Also print the JWT the authorization server returned.
     #[arg(long)]
     pub show_jwt: bool,
+    /// Do not ask the authorization server which format it answers in
+    /// (validate the configuration only; with --token, introspect it).
+    #[arg(long)]
+    pub no_probe: bool,
 }
 
 #[derive(Debug, Subcommand)]

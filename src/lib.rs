@@ -37,6 +37,7 @@
 //! - [`jwks`]: the AS's public keys (fetched, cached, refetch rate-limited); JWS verification.
 //! - [`keys`]: our signing keys from PEM; their public JWKS and thumbprint `kid`s.
 //! - [`keygen`]: a new P-256 signing key written to a file (`keygen`).
+//! - [`probe`]: which format the AS answers in, and whether the set-up can allow a token.
 //! - [`mint`]: RFC 9068 access tokens minted from an answer when the AS gives no JWT.
 //! - [`shared`]: the fleet's second-level cache in Redis, sealed per token.
 //! - [`fleet`]: the shared cache wired behind the in-process one: lookup, single-flight, purge.
@@ -73,6 +74,7 @@ pub mod keygen;
 pub mod keys;
 pub mod metrics;
 pub mod mint;
+pub mod probe;
 pub mod reply;
 pub mod server;
 pub mod session;

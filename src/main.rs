@@ -44,7 +44,7 @@ fn serve() -> ExitCode {
 
 async fn run(config: Config) -> ExitCode {
     let app = match App::bind(&config).await {
-        Ok(app) => app,
+        Ok(app) => app.with_start_up_probe(),
         Err(e) => {
             tracing::error!(error = %e, "Cannot start");
             return e.exit_code();

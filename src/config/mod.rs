@@ -59,7 +59,7 @@ pub use introspection::{
     IntrospectionConfig,
 };
 pub use logging::LogFormat;
-pub use redacted::{ProxyUrl, Secret};
+pub use redacted::{ProxyUrl, Secret, without_userinfo};
 pub use session::{DEFAULT_SESSION_LIFETIME_GRACE_SECONDS, SessionConfig};
 pub use shared::{DEFAULT_LOCK_WAIT, SharedConfig};
 pub use source::{Environment, MapSource, Source};
