@@ -18,6 +18,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use p256::elliptic_curve::rand_core::OsRng;
+use p256::elliptic_curve::zeroize::Zeroizing;
 use p256::pkcs8::{EncodePrivateKey, LineEnding};
 
 use crate::keys::{KeyError, SigningKeys};
@@ -35,18 +36,19 @@ pub enum KeygenError {
     Load(#[from] KeyError),
 }
 
-/// A new P-256 private key as PKCS#8 PEM, and the `kid` the plugin gives it.
+/// A new P-256 private key as PKCS#8 PEM (wiped from memory when dropped),
+/// and the `kid` the plugin gives it.
 ///
 /// # Errors
 ///
 /// When encoding fails or the result does not load (neither is expected).
-pub fn new_p256_pem() -> Result<(String, String), KeygenError> {
+pub fn new_p256_pem() -> Result<(Zeroizing<String>, String), KeygenError> {
     let secret = p256::SecretKey::random(&mut OsRng);
     let pem = secret
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| KeygenError::Encode(e.to_string()))?;
     let kid = SigningKeys::from_pem(&pem)?.current().kid().to_owned();
-    Ok((pem.to_string(), kid))
+    Ok((pem, kid))
 }
 
 /// Writes a new P-256 key to `path` (mode 0600) and returns its `kid`.

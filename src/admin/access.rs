@@ -73,7 +73,7 @@ impl std::fmt::Debug for AdminToken {
 #[derive(Debug, Clone)]
 pub enum WriteAccess {
     /// `Authorization: Bearer <ADMIN_TOKEN>` required.
-    Token(AdminToken),
+    Token(Box<AdminToken>),
     /// No `ADMIN_TOKEN`, and `ADMIN_ADDR` is a loopback address.
     Loopback,
     /// No `ADMIN_TOKEN`, and `ADMIN_ADDR` can be reached from the network:
@@ -86,7 +86,7 @@ impl WriteAccess {
     /// binding) with this `ADMIN_TOKEN`.
     pub fn new(addr: SocketAddr, token: Option<&Secret>) -> Self {
         match token {
-            Some(secret) => WriteAccess::Token(AdminToken::new(secret)),
+            Some(secret) => WriteAccess::Token(Box::new(AdminToken::new(secret))),
             None if addr.ip().is_loopback() => WriteAccess::Loopback,
             None => WriteAccess::Refused,
         }
