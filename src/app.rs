@@ -216,9 +216,10 @@ impl App {
 
     /// Has [`App::run`] check the authorization server's answer format
     /// against the configuration once the service is up, in the background,
-    /// and log the finding in one line ([`crate::probe`]). It never delays
-    /// readiness and never stops the service. The binary turns it on; tests
-    /// that count requests to the AS leave it off.
+    /// and log the finding in one line ([`crate::probe`]), unless
+    /// `STARTUP_PROBE=false`. It never delays readiness and never stops the
+    /// service. The binary turns it on; tests that count requests to the AS
+    /// leave it off.
     #[must_use]
     pub fn with_start_up_probe(mut self) -> Self {
         self.probe = true;
@@ -304,7 +305,8 @@ impl App {
             )));
         }
         // Its own task: the service is serving while the AS is asked.
-        let probe = probe.then(|| tokio::spawn(probe::at_start_up(resolved)));
+        let probe = (probe && resolved.introspection.startup_probe)
+            .then(|| tokio::spawn(probe::at_start_up(resolved)));
         let result = server::serve(listener, service, options, shutdown).await;
         if let Some(probe) = probe {
             probe.abort();

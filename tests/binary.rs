@@ -903,3 +903,16 @@ fn a_curity_server_at_start_up_is_one_info_line() {
     assert_eq!(fake_as.calls(), 1);
     assert!(!logged.contains(&fake_as.requests()[0].token), "{logged}");
 }
+
+#[test]
+fn startup_probe_false_asks_the_authorization_server_nothing() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake_as = runtime.block_on(support::FakeAs::start());
+    let plugin = Serving::start(&fake_as.url(), &[("STARTUP_PROBE", "false")]);
+    assert!(plugin.wait(Serving::healthy), "{}", plugin.logged());
+    // The probe goes out within milliseconds of start-up when it is on.
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, logged) = plugin.stop();
+    assert_eq!(fake_as.calls(), 0, "{logged}");
+    assert!(!logged.contains(PROBED), "{logged}");
+}

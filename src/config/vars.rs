@@ -83,6 +83,8 @@ variables! {
     ENV_BREAKER_OPEN_SECONDS = "BREAKER_OPEN_SECONDS";
     /// Age after which a cached token is re-introspected in the background.
     ENV_REVALIDATE_AFTER_SECONDS = "REVALIDATE_AFTER_SECONDS";
+    /// Check the AS's answer format once after start-up (one introspection of a random token).
+    ENV_STARTUP_PROBE = "STARTUP_PROBE";
     // Listening and limits.
     /// The admin endpoint's address (off when unset).
     ENV_ADMIN_ADDR = "ADMIN_ADDR";

@@ -275,3 +275,12 @@ fn jwks_url_credentials_are_masked_in_start_up_errors() {
     );
     assert!(problems.contains("INTROSPECTION_JWKS_URL="), "{problems}");
 }
+
+#[test]
+fn the_start_up_probe_is_on_unless_turned_off() {
+    assert!(minimal().parse().unwrap().introspection.startup_probe);
+    let off = minimal().with(ENV_STARTUP_PROBE, "false").parse().unwrap();
+    assert!(!off.introspection.startup_probe);
+    let problems = minimal().with(ENV_STARTUP_PROBE, "sometimes").problems();
+    assert!(problems[0].starts_with("STARTUP_PROBE="), "{problems:?}");
+}
