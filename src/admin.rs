@@ -1,23 +1,31 @@
 //! The admin endpoint, on its own address (`ADMIN_ADDR`), apart from the gRPC
-//! port Tyk uses: `/livez`, `/readyz`, `/metrics` (Prometheus text format)
+//! port Tyk uses: `/livez`, `/readyz`, `/metrics` (Prometheus text format),
 //! `POST /tokens/revoke` and, when the plugin mints JWTs,
-//! `/.well-known/jwks.json` (the public keys APIs verify them with).
+//! `/.well-known/jwks.json` (the public keys APIs verify them with). And the
+//! JWKS listener (`JWKS_ADDR`), which serves that JWKS and `/livez` only, so
+//! APIs can fetch the keys without reaching anything else.
 //!
-//! The endpoint has no authentication of its own: it is for the operator's
-//! network only (bind it to loopback or an internal address, never expose it
-//! publicly). `/tokens/revoke` takes the token as RFC 7009 does
-//! (`application/x-www-form-urlencoded`, `token=…`; `token_type_hint` is
-//! ignored) or as JSON (`{"token":"…"}`), drops it from this replica's cache
-//! and, with the shared cache on, from Redis and every replica.
+//! The read routes have no authentication: the admin address is for the
+//! operator's network only (loopback or an internal address, never public).
+//! The write routes (`/tokens/revoke`) are guarded by [`WriteAccess`]:
+//! `Authorization: Bearer <ADMIN_TOKEN>`, or, without `ADMIN_TOKEN`, open on
+//! a loopback address only. `/tokens/revoke` takes the token as RFC 7009
+//! does (`application/x-www-form-urlencoded`, `token=…`; `token_type_hint`
+//! is ignored) or as JSON (`{"token":"…"}`), drops it from this replica's
+//! cache and, with the shared cache on, from Redis and every replica.
+
+mod access;
+
+pub use access::{AdminToken, WriteAccess};
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use axum::{Router, middleware};
 use bytes::Bytes;
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -32,15 +40,31 @@ struct Admin {
     authz: Arc<Authorizer>,
 }
 
-/// The admin routes.
-pub fn router(serving: Serving, authz: Arc<Authorizer>) -> Router {
+/// The admin routes; the write routes behind `access`.
+pub fn router(serving: Serving, authz: Arc<Authorizer>, access: WriteAccess) -> Router {
+    let writes = Router::new()
+        .route("/tokens/revoke", post(revoke))
+        .route_layer(middleware::from_fn_with_state(access, access::guard));
     Router::new()
-        .route("/livez", get(|| async { "ok\n" }))
+        .route("/livez", get(live))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .route("/tokens/revoke", post(revoke))
         .route("/.well-known/jwks.json", get(jwks))
+        .merge(writes)
         .with_state(Admin { serving, authz })
+}
+
+/// The JWKS listener's routes: the minted JWTs' public keys and liveness,
+/// nothing else (no metrics, no write routes).
+pub fn jwks_router(serving: Serving, authz: Arc<Authorizer>) -> Router {
+    Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/livez", get(live))
+        .with_state(Admin { serving, authz })
+}
+
+async fn live() -> &'static str {
+    "ok\n"
 }
 
 /// Ready while the gRPC server accepts calls; not ready before it starts and
@@ -147,18 +171,18 @@ async fn jwks(State(admin): State<Admin>) -> axum::response::Response {
     }
 }
 
-/// Serves the admin endpoint until `shutdown`.
+/// Serves `router` (the admin routes, or the JWKS listener's) on `listener`
+/// until `shutdown`.
 ///
 /// # Errors
 ///
 /// When the listener fails.
 pub async fn serve(
     listener: TcpListener,
-    serving: Serving,
-    authz: Arc<Authorizer>,
+    router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(serving, authz))
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }

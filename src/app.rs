@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::admin;
+use crate::admin::{self, WriteAccess};
 use crate::authz::Authorizer;
 use crate::config::{Config, ListenAddr};
 use crate::discovery::{self, DiscoveryError};
@@ -21,6 +21,7 @@ use crate::dispatch::DispatchService;
 use crate::fleet::Fleet;
 use crate::introspect::{self, ClientBuildError};
 use crate::metrics::Metrics;
+use crate::probe;
 use crate::server::{self, Listener, ServeOptions, Serving};
 use crate::shared::SharedCacheError;
 
@@ -50,6 +51,12 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The JWKS address cannot be bound.
+    #[error("cannot listen for the JWKS on {addr}: {source}")]
+    Jwks {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 impl StartError {
@@ -60,7 +67,9 @@ impl StartError {
             StartError::Config(_) | StartError::Shared(_) | StartError::Discovery(_) => {
                 std::process::ExitCode::from(crate::cli::EXIT_CONFIG)
             }
-            StartError::Listen { .. } | StartError::Admin { .. } => std::process::ExitCode::FAILURE,
+            StartError::Listen { .. } | StartError::Admin { .. } | StartError::Jwks { .. } => {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }
@@ -101,10 +110,16 @@ pub struct App {
     grpc_addr: ListenAddr,
     /// The AS's host, for the start-up log line.
     introspection_host: String,
-    admin: Option<(TcpListener, SocketAddr)>,
+    admin: Option<(TcpListener, SocketAddr, WriteAccess)>,
+    /// The JWKS listener (`JWKS_ADDR`).
+    jwks: Option<(TcpListener, SocketAddr)>,
     authz: Arc<Authorizer>,
     service: DispatchService,
     options: ServeOptions,
+    /// Whether to run the start-up probe (see [`App::with_start_up_probe`]).
+    probe: bool,
+    /// The configuration as resolved by discovery, for the probe.
+    resolved: Arc<Config>,
 }
 
 impl App {
@@ -162,7 +177,18 @@ impl App {
                     .await
                     .map_err(|source| StartError::Admin { addr, source })?;
                 let bound = admin_listener.local_addr().unwrap_or(addr);
-                Some((admin_listener, bound))
+                let access = WriteAccess::new(addr, config.admin_token.as_ref());
+                Some((admin_listener, bound, access))
+            }
+            None => None,
+        };
+        let jwks = match config.jwks_addr {
+            Some(addr) => {
+                let jwks_listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Jwks { addr, source })?;
+                let bound = jwks_listener.local_addr().unwrap_or(addr);
+                Some((jwks_listener, bound))
             }
             None => None,
         };
@@ -182,10 +208,25 @@ impl App {
                 .unwrap_or_default()
                 .to_owned(),
             admin,
+            jwks,
             authz,
             service,
             options,
+            probe: false,
+            resolved: Arc::new(config.clone()),
         })
+    }
+
+    /// Has [`App::run`] check the authorization server's answer format
+    /// against the configuration once the service is up, in the background,
+    /// and log the finding in one line ([`crate::probe`]), unless
+    /// `STARTUP_PROBE=false`. It never delays readiness and never stops the
+    /// service. The binary turns it on; tests that count requests to the AS
+    /// leave it off.
+    #[must_use]
+    pub fn with_start_up_probe(mut self) -> Self {
+        self.probe = true;
+        self
     }
 
     /// The gRPC address actually bound.
@@ -195,7 +236,12 @@ impl App {
 
     /// The admin address actually bound, when there is an admin endpoint.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(|(_, addr)| *addr)
+        self.admin.as_ref().map(|(_, addr, _)| *addr)
+    }
+
+    /// The JWKS listener's address actually bound, when there is one.
+    pub fn jwks_addr(&self) -> Option<SocketAddr> {
+        self.jwks.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The decision core the service uses (for tools and tests that inspect
@@ -205,8 +251,8 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then drains (see [`server::serve`]).
-    /// The admin endpoint answers "not ready" during the drain and stops
-    /// after it.
+    /// The admin endpoint answers "not ready" during the drain; it and the
+    /// JWKS listener stop after it.
     ///
     /// # Errors
     ///
@@ -220,29 +266,56 @@ impl App {
             grpc_addr,
             introspection_host,
             admin,
+            jwks,
             authz,
             service,
             options,
+            probe,
+            resolved,
         } = self;
         info!(
             addr = %grpc_addr,
             introspection.host = %introspection_host,
             "Listening for Tyk"
         );
-        let admin_done = CancellationToken::new();
-        let admin_task = admin.map(|(admin_listener, addr)| {
+        let http_done = CancellationToken::new();
+        let mut http_tasks = Vec::new();
+        if let Some((admin_listener, addr, access)) = admin {
             info!(addr = %addr, "Admin endpoint listening");
-            let done = admin_done.clone();
-            tokio::spawn(admin::serve(
+            if matches!(access, WriteAccess::Refused) {
+                warn!(
+                    addr = %addr,
+                    "ADMIN_ADDR is not a loopback address and ADMIN_TOKEN is not set: \
+                     POST /tokens/revoke is refused; set ADMIN_TOKEN to use it"
+                );
+            }
+            let router = admin::router(options.serving.clone(), authz.clone(), access);
+            let done = http_done.clone();
+            http_tasks.push(tokio::spawn(admin::serve(
                 admin_listener,
-                options.serving.clone(),
-                authz,
+                router,
                 async move { done.cancelled().await },
-            ))
-        });
+            )));
+        }
+        if let Some((jwks_listener, addr)) = jwks {
+            info!(addr = %addr, "JWKS listening");
+            let router = admin::jwks_router(options.serving.clone(), authz.clone());
+            let done = http_done.clone();
+            http_tasks.push(tokio::spawn(admin::serve(
+                jwks_listener,
+                router,
+                async move { done.cancelled().await },
+            )));
+        }
+        // Its own task: the service is serving while the AS is asked.
+        let probe = (probe && resolved.introspection.startup_probe)
+            .then(|| tokio::spawn(probe::at_start_up(resolved)));
         let result = server::serve(listener, service, options, shutdown).await;
-        admin_done.cancel();
-        if let Some(task) = admin_task {
+        if let Some(probe) = probe {
+            probe.abort();
+        }
+        http_done.cancel();
+        for task in http_tasks {
             let _ = task.await;
         }
         result

@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), and the operator's tools `health`,
-//! `check`, `check-api`, `bundle` and `jwks`.
+//! `check`, `check-api`, `bundle`, `jwks` and `keygen`.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -18,6 +18,8 @@ use crate::token::extract_bearer;
 pub const EXIT_CONFIG: u8 = 78;
 /// Exit status when the authorization server gave no answer (`EX_UNAVAILABLE`).
 pub const EXIT_UNAVAILABLE: u8 = 69;
+/// Exit status when an output file cannot be created (`EX_CANTCREAT`).
+pub const EXIT_CANT_CREATE: u8 = 73;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,7 +38,8 @@ pub enum Command {
     Serve,
     /// Ask a running plugin's gRPC health service; exit 0 when SERVING.
     Health(HealthArgs),
-    /// Validate the configuration and, with --token, introspect one token.
+    /// Validate the configuration, check the authorization server's answer
+    /// format against it and, with --token, introspect one token.
     Check(CheckArgs),
     /// Check Tyk API definitions (classic or OAS), and the bundles they name,
     /// against what the plugin needs; exit 1 on errors, 2 on unreadable input.
@@ -47,6 +50,18 @@ pub enum Command {
     /// Print the public JWK Set of the keys minted JWTs are signed with
     /// (what the admin endpoint serves at /.well-known/jwks.json).
     Jwks(JwksArgs),
+    /// Write a new P-256 (ES256) signing key for SIGNING_KEY_FILE and print
+    /// its kid.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// The PEM file to create (PKCS#8, mode 0600).
+    pub path: PathBuf,
+    /// Replace the file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +91,10 @@ pub struct CheckArgs {
     /// Also print the JWT the authorization server returned.
     #[arg(long)]
     pub show_jwt: bool,
+    /// Do not ask the authorization server which format it answers in
+    /// (validate the configuration only; with --token, introspect it).
+    #[arg(long)]
+    pub no_probe: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,6 +262,27 @@ pub fn jwks(args: &JwksArgs) -> ExitCode {
         Err(e) => {
             eprintln!("SIGNING_KEY_FILE {}: {e}", path.display());
             ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// `keygen`: writes a new signing key and prints its `kid` on standard
+/// output (alone, for scripts); what to do next goes to standard error.
+pub fn keygen(args: &KeygenArgs) -> ExitCode {
+    match crate::keygen::write_p256_key(&args.path, args.force) {
+        Ok(kid) => {
+            println!("{kid}");
+            eprintln!(
+                "wrote a new P-256 (ES256) private key to {} (mode 0600); kid above. \
+                 Set SIGNING_KEY_FILE={} (and MINTED_ISSUER, MINTED_AUDIENCE)",
+                args.path.display(),
+                args.path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("keygen: {e}");
+            ExitCode::from(EXIT_CANT_CREATE)
         }
     }
 }

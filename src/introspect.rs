@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PRAGMA};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, PRAGMA,
+};
 use reqwest::{StatusCode, Url};
 
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -42,11 +44,13 @@ use crate::trace::TraceContext;
 mod cache_control;
 mod errors;
 mod http;
+mod probe;
 mod verifying;
 
 pub use cache_control::*;
 pub use errors::*;
 pub use http::*;
+pub use probe::ProbeAnswer;
 
 /// How the gateway proves who it is to the AS.
 enum Auth {
@@ -329,6 +333,43 @@ impl IntrospectionClient {
         trace: Option<&TraceContext>,
         budget: Duration,
     ) -> Result<Introspection, AttemptError> {
+        let response = self
+            .request(token, trace, budget)?
+            .send()
+            .await
+            .map_err(|error| AttemptError {
+                unsent: request_unsent(&error),
+                error: transport_error(error),
+            })?;
+
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NO_CONTENT => return Ok(Introspection::Inactive),
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                return Err(IntrospectError::CredentialsRejected(s.as_u16()).into());
+            }
+            s @ (StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) => {
+                return Err(IntrospectError::Unavailable(s.as_u16()).into());
+            }
+            s => return Err(IntrospectError::UnexpectedStatus(s.as_u16()).into()),
+        }
+
+        let headers = response.headers();
+        let cache = cache_directives(headers);
+        let media = answer::media_type(headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()));
+        let body = read_capped(response, self.max_jwt_bytes).await?;
+        Ok(self.read_answer(media, &body, cache).await?)
+    }
+
+    /// The introspection request for `token`, as every exchange with the AS
+    /// sends it: `Accept`, client authentication (a fresh assertion each
+    /// time), the form body and the trace context.
+    fn request(
+        &self,
+        token: &BearerToken<'_>,
+        trace: Option<&TraceContext>,
+        budget: Duration,
+    ) -> Result<reqwest::RequestBuilder, IntrospectError> {
         let mut body = form_body(token.expose());
         let mut request = self
             .http
@@ -354,38 +395,7 @@ impl IntrospectionClient {
                 request = request.header("tracestate", state);
             }
         }
-        let response = request.send().await.map_err(|error| AttemptError {
-            unsent: request_unsent(&error),
-            error: transport_error(error),
-        })?;
-
-        match response.status() {
-            StatusCode::OK => {}
-            StatusCode::NO_CONTENT => return Ok(Introspection::Inactive),
-            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
-                return Err(IntrospectError::CredentialsRejected(s.as_u16()).into());
-            }
-            s @ (StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) => {
-                return Err(IntrospectError::Unavailable(s.as_u16()).into());
-            }
-            s => return Err(IntrospectError::UnexpectedStatus(s.as_u16()).into()),
-        }
-
-        let headers = response.headers();
-        let mut cache = headers
-            .get_all(CACHE_CONTROL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(cache_control)
-            .fold(CacheDirectives::default(), CacheDirectives::merge);
-        cache.no_store |= headers
-            .get_all(PRAGMA)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(pragma_no_cache);
-        let media = answer::media_type(headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()));
-        let body = read_capped(response, self.max_jwt_bytes).await?;
-        Ok(self.read_answer(media, &body, cache).await?)
+        Ok(request)
     }
 
     /// Turns a 200 answer into a verdict with a JWT to forward, by its media

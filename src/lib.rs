@@ -12,11 +12,13 @@
 //!
 //! One line per module, roughly from the entry point down to the decision.
 //!
-//! - [`cli`]: the command line: `serve`, and the tools `health`, `check`, `check-api`, `bundle`.
+//! - [`cli`]: the command line: `serve`, and the tools `health`, `check`, `check-api`,
+//!   `bundle`, `jwks`, `keygen`.
 //! - [`app`]: the composition root: configuration in, bound service out.
 //! - [`config`]: environment variables, validated all at once.
 //! - [`server`]: binding, serving, health, graceful drain.
-//! - [`admin`]: the admin endpoint: liveness, readiness, metrics.
+//! - [`admin`]: the admin endpoint (liveness, readiness, metrics, revocation
+//!   behind `ADMIN_TOKEN`) and the JWKS listener.
 //! - [`dispatch`]: the gRPC service: routes each hook, applies the decision.
 //! - [`tyk`]: the generated schema; writing allow and deny into Tyk's object.
 //! - [`reply`]: every denial as Tyk's reply (status, message, headers).
@@ -34,6 +36,8 @@
 //! - [`answer`]: reading RFC 7662 JSON and RFC 9701 signed answers, by media type.
 //! - [`jwks`]: the AS's public keys (fetched, cached, refetch rate-limited); JWS verification.
 //! - [`keys`]: our signing keys from PEM; their public JWKS and thumbprint `kid`s.
+//! - [`keygen`]: a new P-256 signing key written to a file (`keygen`).
+//! - [`probe`]: which format the AS answers in, and whether the set-up can allow a token.
 //! - [`mint`]: RFC 9068 access tokens minted from an answer when the AS gives no JWT.
 //! - [`shared`]: the fleet's second-level cache in Redis, sealed per token.
 //! - [`fleet`]: the shared cache wired behind the in-process one: lookup, single-flight, purge.
@@ -68,9 +72,11 @@ pub mod fleet;
 pub mod introspect;
 pub mod jwks;
 pub mod jwt;
+pub mod keygen;
 pub mod keys;
 pub mod metrics;
 pub mod mint;
+pub mod probe;
 pub mod reply;
 pub mod server;
 pub mod session;

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::CheckApi(args) => cli::check_api(&args),
         Command::Bundle(command) => cli::bundle(&command),
         Command::Jwks(args) => cli::jwks(&args),
+        Command::Keygen(args) => cli::keygen(&args),
     }
 }
 
@@ -44,7 +45,7 @@ fn serve() -> ExitCode {
 
 async fn run(config: Config) -> ExitCode {
     let app = match App::bind(&config).await {
-        Ok(app) => app,
+        Ok(app) => app.with_start_up_probe(),
         Err(e) => {
             tracing::error!(error = %e, "Cannot start");
             return e.exit_code();

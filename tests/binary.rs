@@ -330,11 +330,12 @@ fn check_introspects_one_token_and_prints_what_the_plugin_would_do() {
 #[test]
 fn check_without_a_token_validates_the_configuration() {
     let dir = tempfile::tempdir().unwrap();
+    // --no-probe: the configuration alone, without asking the AS.
     let ok = plugin(dir.path())
         .env("INTROSPECTION_URL", "https://idsvr.test/introspect")
         .env("CLIENT_ID", "c")
         .env("CLIENT_SECRET", "hidden-secret")
-        .arg("check")
+        .args(["check", "--no-probe"])
         .output()
         .unwrap();
     assert!(ok.status.success());
@@ -343,12 +344,74 @@ fn check_without_a_token_validates_the_configuration() {
         stdout.contains("configuration: ok") && !stdout.contains("hidden-secret"),
         "{stdout}"
     );
+    assert!(!stdout.contains("answer format"), "{stdout}");
     let bad = plugin(dir.path())
         .env("CLIENT_ID", "c")
         .arg("check")
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(78));
+}
+
+/// `check` without a token against `url`, with extra variables.
+fn check_set_up(url: &str, extra: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = plugin(dir.path());
+    command
+        .env("INTROSPECTION_URL", url)
+        .env("INTROSPECTION_ALLOW_HTTP", "true")
+        .env("CLIENT_ID", support::CLIENT_ID)
+        .env("CLIENT_SECRET", support::CLIENT_SECRET)
+        .arg("check");
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(!stdout.contains(support::CLIENT_SECRET), "{stdout}");
+    (output.status.code(), stdout)
+}
+
+#[test]
+fn check_finds_curitys_format_in_a_204_with_one_request_made_as_the_plugin_makes_them() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // The fake answers 204 to a token it does not know: Curity's answer to
+    // an inactive token with Accept: application/jwt.
+    let fake_as = runtime.block_on(support::FakeAs::start());
+    let (code, stdout) = check_set_up(&fake_as.url(), &[]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("answer format: Curity's phantom token"),
+        "{stdout}"
+    );
+    let requests = fake_as.requests();
+    assert_eq!(requests.len(), 1, "one request");
+    let probe = &requests[0];
+    assert_eq!(probe.header("accept"), Some("application/jwt"));
+    assert!(probe.header("authorization").unwrap().starts_with("Basic "));
+    assert_eq!(probe.token.len(), 43, "32 random bytes");
+    assert!(!stdout.contains(&probe.token), "{stdout}");
+    let again = check_set_up(&fake_as.url(), &[]);
+    assert_eq!(again.0, Some(0));
+    assert_ne!(
+        fake_as.requests()[1].token,
+        probe.token,
+        "a new token each time"
+    );
+}
+
+#[test]
+fn check_says_when_the_authorization_server_cannot_be_asked() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let closed = runtime.block_on(support::fake_as::closed_port_url());
+    let (code, stdout) = check_set_up(&closed, &[("TIMEOUT_SECONDS", "1")]);
+    assert_eq!(code, Some(69), "{stdout}");
+    assert!(stdout.contains("answer format: not checked"), "{stdout}");
+    let failing = runtime.block_on(support::FakeAs::start());
+    failing.script_default(support::Behaviour::Status(503));
+    let (code, stdout) = check_set_up(&failing.url(), &[]);
+    assert_eq!(code, Some(69), "{stdout}");
+    assert!(stdout.contains("HTTP 503"), "{stdout}");
 }
 
 #[test]
@@ -669,4 +732,226 @@ fn jwks_prints_the_public_keys_of_the_signing_key_file() {
     let missing = plugin(dir.path()).arg("jwks").output().unwrap();
     assert_eq!(missing.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("SIGNING_KEY_FILE"));
+}
+
+#[test]
+fn start_up_errors_mask_credentials_in_the_issuer_and_jwks_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = plugin(dir.path())
+        .env("ISSUER", "https://gw:Pw-issuer-5e1a@as.test/realms/main")
+        .env(
+            "INTROSPECTION_JWKS_URL",
+            "https://gw:Pw-jwks-0b7c@as.test/jwks",
+        )
+        .env("CLIENT_ID", "c")
+        .env("CLIENT_SECRET", "s")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    for masked in [
+        "ISSUER=\"https://***@as.test/realms/main\"",
+        "INTROSPECTION_JWKS_URL=\"https://***@as.test/jwks\"",
+    ] {
+        assert!(stderr.contains(masked), "{masked} missing from {stderr}");
+    }
+    for password in ["Pw-issuer-5e1a", "Pw-jwks-0b7c"] {
+        assert!(!stderr.contains(password), "{stderr}");
+    }
+}
+
+#[test]
+fn start_up_warns_when_the_write_route_is_refused_on_a_reachable_admin_address() {
+    const WARNING: &str = "ADMIN_TOKEN is not set: POST /tokens/revoke is refused";
+    let exposed = serve_and_stop(&[("ADMIN_ADDR", "0.0.0.0:0")]);
+    assert_eq!(exposed.matches(WARNING).count(), 1, "{exposed}");
+    let loopback = serve_and_stop(&[("ADMIN_ADDR", "127.0.0.1:0")]);
+    assert!(loopback.contains("Admin endpoint listening"), "{loopback}");
+    assert!(!loopback.contains(WARNING), "{loopback}");
+    let guarded = serve_and_stop(&[
+        ("ADMIN_ADDR", "0.0.0.0:0"),
+        ("ADMIN_TOKEN", "adm-never-printed-5d2c"),
+    ]);
+    assert!(!guarded.contains(WARNING), "{guarded}");
+    assert!(!guarded.contains("adm-never-printed-5d2c"), "{guarded}");
+}
+
+#[test]
+fn keygen_writes_a_key_the_plugin_loads_and_keeps_an_existing_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let written = plugin(dir.path())
+        .args(["keygen", "mint.pem"])
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "{written:?}");
+    let kid = String::from_utf8(written.stdout).unwrap().trim().to_owned();
+    assert_eq!(kid.len(), 43, "{kid}");
+    assert!(String::from_utf8_lossy(&written.stderr).contains("SIGNING_KEY_FILE=mint.pem"));
+    let key = dir.path().join("mint.pem");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let keys = tyk_phantom_token::keys::SigningKeys::from_pem_file(&key).unwrap();
+    assert_eq!(keys.current().kid(), kid);
+    assert_eq!(keys.current().alg(), jsonwebtoken::Algorithm::ES256);
+    let jwks = plugin(dir.path())
+        .args(["jwks", "--key-file", "mint.pem"])
+        .output()
+        .unwrap();
+    let jwks: serde_json::Value = serde_json::from_slice(&jwks.stdout).unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], kid.as_str());
+
+    let before = std::fs::read(&key).unwrap();
+    let again = plugin(dir.path())
+        .args(["keygen", "mint.pem"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(73));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(std::fs::read(&key).unwrap(), before);
+    let forced = plugin(dir.path())
+        .args(["keygen", "mint.pem", "--force"])
+        .output()
+        .unwrap();
+    assert!(forced.status.success(), "{forced:?}");
+    assert_ne!(String::from_utf8_lossy(&forced.stdout).trim(), kid);
+}
+
+/// The plugin serving in the background, its standard error in a file.
+struct Serving {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Serving {
+    fn start(url: &str, extra: &[(&str, &str)]) -> Serving {
+        let dir = tempfile::tempdir().unwrap();
+        let port = {
+            let free = TcpListener::bind("127.0.0.1:0").unwrap();
+            free.local_addr().unwrap().port()
+        };
+        let log = dir.path().join("stderr.log");
+        let mut command = plugin(dir.path());
+        command
+            .env("INTROSPECTION_URL", url)
+            .env("INTROSPECTION_ALLOW_HTTP", "true")
+            .env("CLIENT_ID", "gateway")
+            .env("CLIENT_SECRET", "probe-secret-3a9d")
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let child = command.spawn().unwrap();
+        Serving {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        plugin(self._dir.path())
+            .args(["health", "--addr", &format!("127.0.0.1:{}", self.port)])
+            .args(["--timeout", "1"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+
+    /// Waits (at most 15 s) until `until` holds.
+    fn wait(&self, until: impl Fn(&Serving) -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if until(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    fn logged(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM; whether it exited with status 0, and everything it logged.
+    fn stop(mut self) -> (bool, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        (status.success(), self.logged())
+    }
+}
+
+const PROBED: &str = "the authorization server's answer format";
+
+#[test]
+fn the_start_up_probe_never_holds_up_serving() {
+    // An AS that accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/introspect", silent.local_addr().unwrap());
+    let plugin = Serving::start(&url, &[("TIMEOUT_SECONDS", "60")]);
+    assert!(plugin.wait(Serving::healthy), "{}", plugin.logged());
+    // Serving, while the probe still waits for its answer.
+    assert!(!plugin.logged().contains(PROBED), "{}", plugin.logged());
+    let (clean, _) = plugin.stop();
+    assert!(clean);
+}
+
+#[test]
+fn an_authorization_server_that_is_down_at_start_up_is_one_warning() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let closed = runtime.block_on(support::fake_as::closed_port_url());
+    let plugin = Serving::start(&closed, &[]);
+    assert!(
+        plugin.wait(|p| p.logged().contains(PROBED)),
+        "{}",
+        plugin.logged()
+    );
+    assert!(plugin.healthy(), "still serving");
+    let (clean, logged) = plugin.stop();
+    assert!(clean, "{logged}");
+    let lines: Vec<&str> = logged.lines().filter(|l| l.contains(PROBED)).collect();
+    assert_eq!(lines.len(), 1, "{logged}");
+    assert!(
+        lines[0].contains("WARN") && lines[0].contains("Could not check"),
+        "{logged}"
+    );
+    assert!(!logged.contains("probe-secret-3a9d"));
+}
+
+#[test]
+fn a_curity_server_at_start_up_is_one_info_line() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake_as = runtime.block_on(support::FakeAs::start());
+    let plugin = Serving::start(&fake_as.url(), &[]);
+    assert!(
+        plugin.wait(|p| p.logged().contains(PROBED)),
+        "{}",
+        plugin.logged()
+    );
+    let (_, logged) = plugin.stop();
+    let line = logged.lines().find(|l| l.contains(PROBED)).unwrap();
+    assert!(line.contains("INFO") && line.contains("Curity"), "{line}");
+    assert_eq!(fake_as.calls(), 1);
+    assert!(!logged.contains(&fake_as.requests()[0].token), "{logged}");
+}
+
+#[test]
+fn startup_probe_false_asks_the_authorization_server_nothing() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake_as = runtime.block_on(support::FakeAs::start());
+    let plugin = Serving::start(&fake_as.url(), &[("STARTUP_PROBE", "false")]);
+    assert!(plugin.wait(Serving::healthy), "{}", plugin.logged());
+    // The probe goes out within milliseconds of start-up when it is on.
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, logged) = plugin.stop();
+    assert_eq!(fake_as.calls(), 0, "{logged}");
+    assert!(!logged.contains(PROBED), "{logged}");
 }

@@ -20,6 +20,8 @@ mod oidc_provider;
 
 #[path = "oidc_e2e/dpop.rs"]
 mod dpop;
+#[path = "oidc_e2e/setup_probe.rs"]
+mod setup_probe;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

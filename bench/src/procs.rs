@@ -107,6 +107,8 @@ pub async fn start_plugin(
         .env("LISTEN_ADDR", addr.to_string())
         .env("CACHE_MAX_BYTES", cache_max_bytes)
         .env("LOG_LEVEL", "warn")
+        // Its one introspection would be counted with the workloads' calls.
+        .env("STARTUP_PROBE", "false")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());

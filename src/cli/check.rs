@@ -1,22 +1,27 @@
-//! `check`: validates the configuration and, with `--token`, introspects one
+//! `check`: validates the configuration, finds out which format the
+//! authorization server answers in and whether the configuration can allow
+//! a token with it ([`crate::probe`]), and, with `--token`, introspects one
 //! token and prints what the plugin would do with it.
 
 use super::*;
 
-/// `check`: the configuration, then optionally one token, as the plugin sees it.
+/// `check`: the configuration, the answer format, then optionally one
+/// token, as the plugin sees them.
 pub fn check(args: &CheckArgs) -> ExitCode {
     let config = match load_config() {
         Ok(config) => config,
         Err(code) => return code,
     };
+    // One runtime for every exchange, so they share the client's connections.
+    let rt = match current_thread_runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // With ISSUER, the endpoints come from the AS's metadata, as at start-up.
-    let discovered = current_thread_runtime()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| {
-            rt.block_on(crate::app::discovered(&config))
-                .map_err(|e| e.to_string())
-        });
-    let config = match discovered {
+    let config = match rt.block_on(crate::app::discovered(&config)) {
         Ok(Some(resolved)) => resolved,
         Ok(None) => config,
         Err(e) => {
@@ -35,10 +40,14 @@ pub fn check(args: &CheckArgs) -> ExitCode {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "configuration: ok");
     let _ = writeln!(out, "  listen: {}", config.listen);
+    // A discovered endpoint comes from the AS's metadata: mask credentials
+    // it might carry.
     let _ = writeln!(
         out,
         "  introspection: {} as client {:?} (timeout {:?})",
-        config.introspection.url, config.introspection.client_id, config.introspection.timeout
+        config::without_userinfo(config.introspection.url.as_str()),
+        config.introspection.client_id,
+        config.introspection.timeout
     );
     match &config.introspection.proxy {
         Some(proxy) => {
@@ -59,6 +68,17 @@ pub fn check(args: &CheckArgs) -> ExitCode {
             out,
             "  note: {name} is accepted for compatibility and has no effect"
         );
+    }
+
+    if !args.no_probe {
+        let finding = rt.block_on(crate::probe::run(&client, &config));
+        let _ = writeln!(out, "answer format: {finding}");
+        if let Some(code) = finding.exit_code() {
+            if args.token.is_some() {
+                let _ = writeln!(out, "token: not introspected (see the answer format above)");
+            }
+            return ExitCode::from(code);
+        }
     }
 
     let Some(token) = &args.token else {
@@ -85,13 +105,7 @@ pub fn check(args: &CheckArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let answer = match current_thread_runtime() {
-        Ok(rt) => rt.block_on(client.introspect(&bearer, None)),
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let answer = rt.block_on(client.introspect(&bearer, None));
     match answer {
         Ok(Introspection::Active(active)) => {
             let now = unix_now();

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
+use super::redacted::without_userinfo;
 use super::vars::*;
 use super::{Source, parse};
 use crate::answer::{MEDIA_INTROSPECTION_JWT, MEDIA_JSON, MEDIA_JWT};
@@ -106,16 +107,18 @@ pub fn read(
     };
     let url = |name: &str, problems: &mut Vec<String>| {
         let value = raw(name)?;
+        // Messages reach logs: a `user:password@` in the value is masked.
+        let shown = without_userinfo(&value);
         match parse::introspection_url(&value) {
             Ok(url) if url.scheme() == "http" && !allow_http => {
                 problems.push(format!(
-                    "{name}={value:?}: http:// needs INTROSPECTION_ALLOW_HTTP=true; use https://"
+                    "{name}={shown:?}: http:// needs INTROSPECTION_ALLOW_HTTP=true; use https://"
                 ));
                 None
             }
             Ok(url) => Some(url),
             Err(why) => {
-                problems.push(format!("{name}={value:?}: {why}"));
+                problems.push(format!("{name}={shown:?}: {why}"));
                 None
             }
         }

@@ -49,6 +49,9 @@ pub struct IntrospectionConfig {
     pub any_as: AnyAsConfig,
     /// `VERIFY_JWT=true`: what the AS's JWTs must match.
     pub verify_jwt: Option<super::VerifyJwtConfig>,
+    /// `STARTUP_PROBE`: check the AS's answer format once after start-up
+    /// (see [`crate::probe`]); on unless turned off.
+    pub startup_probe: bool,
 }
 
 /// What plain `http://` to the authorization server means, in the README's
@@ -147,6 +150,7 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<IntrospectionConfig> {
     };
 
     let verify_jwt = super::verify_jwt::read(r, any_as.as_ref());
+    let startup_probe = r.or(ENV_STARTUP_PROBE, parse::boolean, true);
 
     Some(IntrospectionConfig {
         url: url?,
@@ -163,6 +167,7 @@ pub(super) fn read(r: &mut Reader<'_>) -> Option<IntrospectionConfig> {
         breaker_open,
         any_as: any_as?,
         verify_jwt,
+        startup_probe,
     })
 }
 

@@ -14,12 +14,15 @@
 //! - `redacted`: values whose output hides secrets ([`Secret`], [`ProxyUrl`]).
 //! - One reader per section, each with its type and defaults:
 //!   `introspection`, `transport`, `cache`, `challenge`, `session`,
-//!   `identity`, `logging`, `shared` (the fleet's cache in Redis).
+//!   `identity`, `logging`, `shared` (the fleet's cache in Redis); `admin`
+//!   (the admin endpoint's secret and the public JWKS listener) is read
+//!   after `transport`.
 //!
 //! [`Config::from_source`] runs the section readers in that order over one
 //! reader, so every problem is reported together, in the order of the
 //! sections.
 
+mod admin;
 mod any_as;
 mod cache;
 mod challenge;
@@ -42,6 +45,7 @@ use std::time::Duration;
 
 use crate::api_rules::IdentityRules;
 
+pub use admin::MIN_ADMIN_TOKEN_CHARS;
 pub use any_as::{AnyAsConfig, ClientAuthMethod, MintConfig};
 pub use cache::{
     CacheConfig, DEFAULT_CACHE_DEFAULT_TTL_SECONDS, DEFAULT_CACHE_MAX_BYTES,
@@ -57,7 +61,7 @@ pub use introspection::{
     IntrospectionConfig,
 };
 pub use logging::LogFormat;
-pub use redacted::{ProxyUrl, Secret};
+pub use redacted::{ProxyUrl, Secret, without_userinfo};
 pub use session::{DEFAULT_SESSION_LIFETIME_GRACE_SECONDS, SessionConfig};
 pub use shared::{DEFAULT_LOCK_WAIT, SharedConfig};
 pub use source::{Environment, MapSource, Source};
@@ -78,8 +82,13 @@ pub struct ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: ListenAddr,
-    /// The admin endpoint (`/livez`, `/readyz`, `/metrics`), if wanted.
+    /// The admin endpoint (`/livez`, `/readyz`, `/metrics`, the write
+    /// routes), if wanted.
     pub admin: Option<SocketAddr>,
+    /// The bearer secret of the admin endpoint's write routes.
+    pub admin_token: Option<Secret>,
+    /// A listener serving only the minted JWTs' JWKS (and `/livez`).
+    pub jwks_addr: Option<SocketAddr>,
     pub introspection: IntrospectionConfig,
     pub cache: CacheConfig,
     pub max_token_bytes: usize,
@@ -111,6 +120,7 @@ impl Config {
         let mut r = reader::Reader::new(source);
         let introspection = introspection::read(&mut r);
         let transport = transport::read(&mut r);
+        let admin_access = admin::read(&mut r, transport.as_ref().and_then(|t| t.admin));
         let cache = cache::read(&mut r);
         let challenge = challenge::read(&mut r);
         let dpop = dpop::read(&mut r);
@@ -143,6 +153,8 @@ impl Config {
         Ok(Config {
             listen,
             admin,
+            admin_token: admin_access.token,
+            jwks_addr: admin_access.jwks_addr,
             introspection,
             cache,
             max_token_bytes,

@@ -50,7 +50,7 @@ impl fmt::Debug for ProxyUrl {
 
 /// A value as shown in an error message: a URL's `user:password@` is masked,
 /// since messages reach logs.
-pub(super) fn without_userinfo(raw: &str) -> String {
+pub fn without_userinfo(raw: &str) -> String {
     if let Some(scheme_end) = raw.find("://") {
         let rest = &raw[scheme_end + 3..];
         let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());

@@ -87,9 +87,17 @@ variables! {
     ENV_BREAKER_OPEN_SECONDS = "BREAKER_OPEN_SECONDS";
     /// Age after which a cached token is re-introspected in the background.
     ENV_REVALIDATE_AFTER_SECONDS = "REVALIDATE_AFTER_SECONDS";
+    /// Check the AS's answer format once after start-up (one introspection of a random token).
+    ENV_STARTUP_PROBE = "STARTUP_PROBE";
     // Listening and limits.
     /// The admin endpoint's address (off when unset).
     ENV_ADMIN_ADDR = "ADMIN_ADDR";
+    /// The bearer secret the admin endpoint's write routes require.
+    ENV_ADMIN_TOKEN = "ADMIN_TOKEN";
+    /// A file holding it (container secrets), instead of [`ENV_ADMIN_TOKEN`].
+    ENV_ADMIN_TOKEN_FILE = "ADMIN_TOKEN_FILE";
+    /// An address that serves only the minted JWTs' JWKS (and `/livez`), for APIs.
+    ENV_JWKS_ADDR = "JWKS_ADDR";
     /// The port on all interfaces (Curity's variable).
     ENV_PORT = "PORT";
     /// The listen address, instead of [`ENV_PORT`]; may be a Unix socket.

@@ -46,6 +46,23 @@ impl CacheDirectives {
     }
 }
 
+/// The directives of an answer's headers: every `Cache-Control` line, and
+/// `Pragma: no-cache`.
+pub fn cache_directives(headers: &HeaderMap) -> CacheDirectives {
+    let mut cache = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(cache_control)
+        .fold(CacheDirectives::default(), CacheDirectives::merge);
+    cache.no_store |= headers
+        .get_all(PRAGMA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(pragma_no_cache);
+    cache
+}
+
 /// The directives in one `Cache-Control` header value. Unknown directives and
 /// unreadable `max-age` values are ignored.
 pub fn cache_control(value: &str) -> CacheDirectives {

@@ -9,6 +9,7 @@ mod redis_support;
 mod support;
 
 mod access_rights;
+mod admin;
 mod any_as;
 mod api_config;
 mod as_faults;

@@ -24,6 +24,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// The admin endpoint, when the setup asked for it.
     pub admin: Option<SocketAddr>,
+    /// The JWKS listener, when `JWKS_ADDR` is set.
+    pub jwks: Option<SocketAddr>,
     pub fake_as: FakeAs,
     pub gateway: Gateway,
     pub config: Config,
@@ -79,6 +81,7 @@ pub async fn spawn_app_against(fake_as: FakeAs, change: impl FnOnce(&mut Setup))
         panic!("tests listen on TCP");
     };
     let admin_addr = app.admin_addr();
+    let jwks_addr = app.jwks_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run(async {
         let _ = stopped.await;
@@ -87,6 +90,7 @@ pub async fn spawn_app_against(fake_as: FakeAs, change: impl FnOnce(&mut Setup))
     TestApp {
         addr,
         admin: admin_addr,
+        jwks: jwks_addr,
         fake_as,
         gateway,
         config,

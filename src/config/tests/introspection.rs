@@ -264,3 +264,71 @@ fn private_key_jwt_needs_no_client_secret_but_then_a_session_key_secret() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].starts_with("CLIENT_SECRET (or CLIENT_SECRET_FILE) is required"));
 }
+
+/// Every problem `source` gives, joined, and the password it must not show.
+fn problems_without(source: MapSource, password: &str) -> String {
+    let problems = source.problems().join("; ");
+    assert!(!problems.contains(password), "{problems}");
+    problems
+}
+
+#[test]
+fn issuer_credentials_are_masked_in_start_up_errors() {
+    const PASSWORD: &str = "Pw-issuer-31c9";
+    let issuer = format!("https://gateway:{PASSWORD}@as.example.com/realms/main");
+    // Beside INTROSPECTION_URL, and standing in for it (read by two sections).
+    for source in [
+        minimal().with(ENV_ISSUER, &issuer),
+        minimal()
+            .without(ENV_INTROSPECTION_URL)
+            .with(ENV_ISSUER, &issuer),
+    ] {
+        let problems = problems_without(source, PASSWORD);
+        assert!(
+            problems.contains("ISSUER=\"https://***@as.example.com/realms/main\""),
+            "{problems}"
+        );
+    }
+    // Plain http:// is refused with its own message; masked there too.
+    let problems = problems_without(
+        minimal().with(
+            ENV_ISSUER,
+            &format!("http://gateway:{PASSWORD}@as.example.com"),
+        ),
+        PASSWORD,
+    );
+    assert!(problems.contains("ISSUER="), "{problems}");
+}
+
+#[test]
+fn jwks_url_credentials_are_masked_in_start_up_errors() {
+    const PASSWORD: &str = "Pw-jwks-77ad";
+    let problems = problems_without(
+        minimal().with(
+            ENV_INTROSPECTION_JWKS_URL,
+            &format!("https://keys:{PASSWORD}@as.example.com/jwks"),
+        ),
+        PASSWORD,
+    );
+    assert!(
+        problems.contains("INTROSPECTION_JWKS_URL=\"https://***@as.example.com/jwks\""),
+        "{problems}"
+    );
+    let problems = problems_without(
+        minimal().with(
+            ENV_INTROSPECTION_JWKS_URL,
+            &format!("http://keys:{PASSWORD}@as.example.com/jwks"),
+        ),
+        PASSWORD,
+    );
+    assert!(problems.contains("INTROSPECTION_JWKS_URL="), "{problems}");
+}
+
+#[test]
+fn the_start_up_probe_is_on_unless_turned_off() {
+    assert!(minimal().parse().unwrap().introspection.startup_probe);
+    let off = minimal().with(ENV_STARTUP_PROBE, "false").parse().unwrap();
+    assert!(!off.introspection.startup_probe);
+    let problems = minimal().with(ENV_STARTUP_PROBE, "sometimes").problems();
+    assert!(problems[0].starts_with("STARTUP_PROBE="), "{problems:?}");
+}
