@@ -139,10 +139,7 @@ impl Fleet {
                 match self.cache.wait_for(token, &digest, self.lock_wait).await {
                     Waited::Hit(entry) => {
                         if let Some(answer) = shared_answer(&entry) {
-                            return Ok(within(
-                                to_cached(answer, entry.introspected_at),
-                                entry.ttl,
-                            ));
+                            return Ok(within(to_cached(answer, entry.introspected_at), entry.ttl));
                         }
                         None
                     }

@@ -28,7 +28,14 @@ fn grant(claims: serde_json::Value) -> Grant {
     let jwt = crate::jwt::for_test(&claims);
     let parsed = crate::jwt::parse(&jwt).unwrap();
     let key = keys().session_key(&TokenDigest::of(b"opaque-token"));
-    Grant::new(&jwt, &parsed, false, key, NOW + 60, std::time::Duration::from_secs(NOW))
+    Grant::new(
+        &jwt,
+        &parsed,
+        false,
+        key,
+        NOW + 60,
+        std::time::Duration::from_secs(NOW),
+    )
 }
 
 fn rules(config_data: &str) -> ApiRules {

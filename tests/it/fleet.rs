@@ -532,3 +532,48 @@ async fn a_three_master_cluster_serves_shared_hits() {
     assert_eq!(fake_as.calls(), 1);
     assert_eq!(fleet[1].metric(HIT).await, 1.0);
 }
+
+/// An answer read from the fleet's cache keeps the age sealed with it: a
+/// replica that reads a stale answer revalidates it at once and gives Tyk
+/// no id_extractor deadline past its revalidation, as the replica that
+/// introspected would; it does not treat it as fetched now.
+#[tokio::test]
+async fn a_shared_hit_keeps_the_age_of_the_answer() {
+    let redis = RedisServer::start().await;
+    let fake_as = FakeAs::start().await;
+    let fleet = replicas_with(
+        2,
+        &fake_as,
+        &redis.url(),
+        &[("REVALIDATE_AFTER_SECONDS", "2")],
+    )
+    .await;
+    fake_as.script("aging-token", Behaviour::Jwt(Claims::valid_for("ada", 600)));
+    assert_eq!(fleet[0].get_with_token("aging-token").await.status(), 200);
+    assert_eq!(fake_as.calls(), 1);
+
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let read = fleet[1].get_with_token("aging-token").await;
+    assert_eq!(read.status(), 200);
+    assert_eq!(fleet[1].metric(HIT).await, 1.0, "a shared hit");
+    assert_eq!(fake_as.calls(), 1);
+    let session = fleet[1]
+        .gateway
+        .stored(read.session_key.as_deref().unwrap())
+        .unwrap();
+    let now = crate::support::fake_tyk::unix_now();
+    assert!(
+        session.id_extractor_deadline <= now,
+        "the deadline is the answer's revalidation, already past: {} > {now}",
+        session.id_extractor_deadline
+    );
+
+    // The next hit finds it due and revalidates in the background now, not
+    // 2 s after the shared read.
+    assert_eq!(fleet[1].get_with_token("aging-token").await.status(), 200);
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while fake_as.calls() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fake_as.calls(), 2, "revalidated by its sealed age");
+}

@@ -229,7 +229,14 @@ fn grant(cnf: Option<Value>) -> Grant {
     if let Some(cnf) = cnf {
         claims.set("cnf", cnf);
     }
-    Grant::new("h.p.s", &claims, false, "phantom-token:00".to_owned(), 0, std::time::Duration::ZERO)
+    Grant::new(
+        "h.p.s",
+        &claims,
+        false,
+        "phantom-token:00".to_owned(),
+        0,
+        std::time::Duration::ZERO,
+    )
 }
 
 #[test]
