@@ -622,3 +622,78 @@ async fn a_token_without_an_audience_is_allowed_and_minting_without_one_cannot_s
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].starts_with("MINTED_AUDIENCE"), "{problems:?}");
 }
+
+/// The README's three variables (Curity's defaults) against this JSON
+/// server: `check` finds out the format from the real server's answer to a
+/// random token and names what is missing, and passes once it is set — with
+/// a key written by `keygen` and no `max-age` bound noted until revocation
+/// is bounded.
+#[test]
+fn check_names_what_this_server_needs() {
+    const BIN: &str = env!("CARGO_BIN_EXE_tyk-phantom-token");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(DjangoOauth::start());
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = server.gateway();
+    let run = |args: &[&str], extra: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(BIN);
+        command
+            .current_dir(dir.path())
+            .env_clear()
+            .env("INTROSPECTION_URL", &server.introspection_endpoint)
+            .env("INTROSPECTION_ALLOW_HTTP", "true")
+            .env("CLIENT_ID", &gateway.client_id)
+            .env("CLIENT_SECRET", &gateway.client_secret)
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(!stdout.contains(&gateway.client_secret), "{stdout}");
+        (output.status.code(), stdout)
+    };
+
+    let (code, stdout) = run(&["check"], &[]);
+    assert_eq!(code, Some(78), "{stdout}");
+    let format = stdout
+        .lines()
+        .find(|l| l.starts_with("answer format:"))
+        .unwrap_or_else(|| panic!("no answer format in {stdout}"));
+    for named in [
+        "RFC 7662 JSON",
+        "INTROSPECTION_ACCEPT=application/json",
+        "SIGNING_KEY_FILE",
+        "MINTED_ISSUER",
+        "MINTED_AUDIENCE",
+    ] {
+        assert!(format.contains(named), "{named} missing from {format}");
+    }
+
+    let (code, stdout) = run(&["keygen", "mint.pem"], &[]);
+    assert_eq!(code, Some(0), "{stdout}");
+    let minting = [
+        ("INTROSPECTION_ACCEPT", "application/json"),
+        ("SIGNING_KEY_FILE", "mint.pem"),
+        ("MINTED_ISSUER", MINTED_ISSUER),
+        ("MINTED_AUDIENCE", MINTED_AUDIENCE),
+    ];
+    let (code, stdout) = run(&["check"], &minting);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("the plugin mints the JWT"), "{stdout}");
+    // The server sends no max-age at all: revocation needs a bound.
+    assert!(
+        stdout.contains("sends no Cache-Control max-age"),
+        "{stdout}"
+    );
+    let mut bounded = minting.to_vec();
+    bounded.push(("REVALIDATE_AFTER_SECONDS", "60"));
+    let (code, stdout) = run(&["check"], &bounded);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        !stdout.contains("sends no Cache-Control max-age"),
+        "{stdout}"
+    );
+    drop(server);
+}
